@@ -1,0 +1,106 @@
+//! Positioned I/O over virtual disks.
+//!
+//! Every layer of vmscrub — container readers (raw, qcow2, VMDK), the overlay that holds
+//! a scrub's changes, partition slices and filesystem code — talks to the layer below
+//! through the two traits here. They take `&self` so that one opened image can be
+//! shared between threads (the scanner reads files on all cores) and between the
+//! filesystems of its partitions without locking at this level; implementations that
+//! keep caches use interior mutability.
+//!
+//! Reads are exact: a read that reaches past [`ReadAt::size`] is an error, never a
+//! short read, so a parser never mistakes a truncated image for zeros.
+
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
+mod cursor;
+mod file;
+mod mem;
+mod ranges;
+mod slice;
+
+use std::io;
+use std::ops::Range;
+use std::sync::Arc;
+
+pub use cursor::Cursor;
+pub use file::FileDisk;
+pub use mem::MemDisk;
+pub use ranges::RangeSet;
+pub use slice::Slice;
+
+/// A read-only, random-access byte device: a virtual disk, a partition, a file.
+pub trait ReadAt: Send + Sync {
+    /// Size of the device in bytes.
+    fn size(&self) -> u64;
+
+    /// Fills `buf` with the bytes at `offset`. Fails with `UnexpectedEof` when the
+    /// range is not entirely inside the device, and with `InvalidData` when the
+    /// container's own structures are corrupt.
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
+
+    /// Byte ranges that may hold non-zero data, sorted and disjoint. Everything
+    /// outside them reads as zeros, so copy and scan passes can skip it. A superset
+    /// is allowed (the default says "everything"); a subset is a bug.
+    fn allocated_ranges(&self) -> io::Result<RangeSet> {
+        let mut set = RangeSet::new();
+        set.insert(0..self.size());
+        Ok(set)
+    }
+}
+
+/// A device that can also be changed. The ext4 editor and the FAT scrubber write
+/// through this; in the pipeline it is the overlay, in tests often a plain file.
+pub trait WriteAt: ReadAt {
+    /// Writes all of `buf` at `offset`; the range must lie inside the device.
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
+
+    /// Makes `range` read as zeros. Overlays record this as a hole rather than as
+    /// written zeros, so the output can leave it unallocated.
+    fn zero_range(&self, range: Range<u64>) -> io::Result<()> {
+        check_range(range.start, range.end.saturating_sub(range.start), self.size())?;
+        let zeros = vec![0u8; 64 * 1024];
+        let mut pos = range.start;
+        while pos < range.end {
+            let n = (range.end - pos).min(zeros.len() as u64) as usize;
+            self.write_all_at(&zeros[..n], pos)?;
+            pos += n as u64;
+        }
+        Ok(())
+    }
+}
+
+/// Checks that `len` bytes at `offset` lie inside a device of `size` bytes.
+pub fn check_range(offset: u64, len: u64, size: u64) -> io::Result<()> {
+    match offset.checked_add(len) {
+        Some(end) if end <= size => Ok(()),
+        _ => Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("read of {len} bytes at offset {offset} is beyond the end of the device ({size} bytes)"),
+        )),
+    }
+}
+
+macro_rules! forward_read_at {
+    ($($ty:ty),*) => {$(
+        impl<T: ReadAt + ?Sized> ReadAt for $ty {
+            fn size(&self) -> u64 {
+                (**self).size()
+            }
+            fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+                (**self).read_exact_at(buf, offset)
+            }
+            fn allocated_ranges(&self) -> io::Result<RangeSet> {
+                (**self).allocated_ranges()
+            }
+        }
+        impl<T: WriteAt + ?Sized> WriteAt for $ty {
+            fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+                (**self).write_all_at(buf, offset)
+            }
+            fn zero_range(&self, range: Range<u64>) -> io::Result<()> {
+                (**self).zero_range(range)
+            }
+        }
+    )*};
+}
+forward_read_at!(&T, Box<T>, Arc<T>);

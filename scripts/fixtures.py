@@ -1,0 +1,542 @@
+#!/usr/bin/env python3
+"""Build vmscrub's test images from the recipes in fixtures/*.toml, with real tools.
+
+    scripts/fixtures.py build [NAME ...]   build these artifacts (and what they need); no NAME = all
+                                           that are not marked `bench = true`
+    scripts/fixtures.py path NAME          print where NAME is built (does not build)
+    scripts/fixtures.py list               every artifact, its kind and its recipe file
+    scripts/fixtures.py manifest NAME      JSON of a tree: every entry the recipe plants
+
+Artifacts are written to $VMSCRUB_FIXTURE_DIR (default: fixtures/build/ in the repo).
+Each one carries a stamp: the hash of its recipe, of everything it is built from and
+of this script, so an unchanged artifact is never rebuilt and a changed recipe always is.
+
+Recipe kinds (see fixtures/README.md for every field):
+  [tree.NAME]       a directory tree: files (literal, random, marker-bearing, sparse),
+                    dirs, symlinks, hard links, fifos, devices, xattrs, owners, modes
+  [fs.NAME]         a filesystem image made from a tree: ext2/3/4 (mkfs.ext4 -d),
+                    vfat (mkfs.fat + mcopy), swap, xfs, btrfs, or synthetic signatures
+  [disk.NAME]       a partitioned disk (GPT via sfdisk or fdisk -b 4096, MBR with
+                    logical partitions via sfdisk) with filesystems copied in
+  [container.NAME]  a qcow2 / VMDK made from a disk or fs with qemu-img (and qemu-io)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+import tomllib
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+RECIPES = REPO / "fixtures"
+OUT = Path(os.environ.get("VMSCRUB_FIXTURE_DIR", REPO / "fixtures" / "build"))
+SCRIPT_HASH = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
+# Fixed times so repeated builds plant identical metadata.
+EPOCH = 1_735_689_600  # 2025-01-01T00:00:00Z
+
+KINDS = ("tree", "fs", "disk", "container")
+
+
+class RecipeError(Exception):
+    pass
+
+
+def load_recipes() -> dict[str, tuple[str, dict, Path]]:
+    """name -> (kind, spec, recipe file). Names are unique across kinds."""
+    out: dict[str, tuple[str, dict, Path]] = {}
+    for f in sorted(RECIPES.glob("*.toml")):
+        with f.open("rb") as fh:
+            doc = tomllib.load(fh)
+        for kind in KINDS:
+            for name, spec in doc.get(kind, {}).items():
+                if name in out:
+                    raise RecipeError(f"{name} is defined twice ({out[name][2].name} and {f.name})")
+                out[name] = (kind, spec, f)
+    return out
+
+
+def deps_of(kind: str, spec: dict) -> list[str]:
+    if kind == "tree":
+        return list(spec.get("include", []))
+    if kind == "fs":
+        return [spec["tree"]] if "tree" in spec else []
+    if kind == "disk":
+        return [p["fs"] for p in spec.get("partitions", []) if "fs" in p]
+    if kind == "container":
+        d = [spec["source"]]
+        if "backing_source" in spec:
+            d.append(spec["backing_source"])
+        return d
+    return []
+
+
+def out_path(name: str, kind: str, spec: dict) -> Path:
+    if kind == "tree":
+        return OUT / "trees" / name
+    if kind == "container":
+        ext = {"qcow2": "qcow2", "vmdk": "vmdk", "raw": "img"}[spec["format"]]
+        return OUT / f"{name}.{ext}"
+    return OUT / f"{name}.img"
+
+
+class Builder:
+    def __init__(self) -> None:
+        self.recipes = load_recipes()
+        self.hashes: dict[str, str] = {}
+
+    def spec(self, name: str) -> tuple[str, dict, Path]:
+        try:
+            return self.recipes[name]
+        except KeyError:
+            raise RecipeError(f"no recipe defines {name!r} (see `scripts/fixtures.py list`)") from None
+
+    def hash_of(self, name: str, seen: tuple[str, ...] = ()) -> str:
+        if name in self.hashes:
+            return self.hashes[name]
+        if name in seen:
+            raise RecipeError(f"recipe cycle: {' -> '.join(seen + (name,))}")
+        kind, spec, _ = self.spec(name)
+        h = hashlib.sha256()
+        h.update(SCRIPT_HASH.encode())
+        h.update(json.dumps([kind, spec], sort_keys=True, default=str).encode())
+        for d in deps_of(kind, spec):
+            h.update(self.hash_of(d, seen + (name,)).encode())
+        self.hashes[name] = h.hexdigest()
+        return self.hashes[name]
+
+    def path(self, name: str) -> Path:
+        kind, spec, _ = self.spec(name)
+        return out_path(name, kind, spec)
+
+    def build(self, name: str) -> Path:
+        kind, spec, _ = self.spec(name)
+        for d in deps_of(kind, spec):
+            self.build(d)
+        target = out_path(name, kind, spec)
+        stamp = target.with_name(target.name + ".stamp")
+        want = self.hash_of(name)
+        if stamp.exists() and stamp.read_text() == want and target.exists():
+            return target
+        OUT.mkdir(parents=True, exist_ok=True)
+        print(f"fixtures: building {kind} {name}", file=sys.stderr)
+        stamp.unlink(missing_ok=True)
+        getattr(self, f"build_{kind}")(name, spec, target)
+        stamp.write_text(want)
+        return target
+
+    # ---------------------------------------------------------------- trees
+
+    def build_tree(self, name: str, spec: dict, target: Path) -> None:
+        if target.exists():
+            shutil.rmtree(target)
+        target.mkdir(parents=True)
+        entries = self.tree_entries(name)
+        plant(target, entries)
+        (target.parent / f"{name}.manifest.json").write_text(json.dumps(entries, indent=1, default=str))
+
+    def tree_entries(self, name: str) -> list[dict]:
+        """The tree's entries in planting order, includes first, with defaults filled in."""
+        kind, spec, _ = self.spec(name)
+        if kind != "tree":
+            raise RecipeError(f"{name} is a {kind}, not a tree")
+        entries: list[dict] = []
+        for inc in spec.get("include", []):
+            entries.extend(self.tree_entries(inc))
+        for etype in ("dir", "file", "symlink", "hardlink", "fifo", "device", "many", "socket"):
+            for e in spec.get(etype, []):
+                e = dict(e)
+                e["type"] = etype
+                entries.append(e)
+        # A later entry for the same path replaces an earlier one (trees extend others).
+        by_path: dict[str, dict] = {}
+        order: list[str] = []
+        for e in entries:
+            key = e.get("path") or e.get("dir")
+            if key not in by_path:
+                order.append(key)
+            by_path[key] = e
+        return [by_path[k] for k in order]
+
+    # ---------------------------------------------------------- filesystems
+
+    def build_fs(self, name: str, spec: dict, target: Path) -> None:
+        fstype = spec["type"]
+        size = parse_size(spec["size"])
+        target.unlink(missing_ok=True)
+        tree = self.build(spec["tree"]) if "tree" in spec else None
+        entries = self.tree_entries(spec["tree"]) if "tree" in spec else []
+        if fstype in ("ext2", "ext3", "ext4"):
+            args = ["mkfs.ext4" if fstype == "ext4" else f"mkfs.{fstype}", "-q", "-F"]
+            args += ["-t", fstype]
+            if "block_size" in spec:
+                args += ["-b", str(spec["block_size"])]
+            if "inode_size" in spec:
+                args += ["-I", str(spec["inode_size"])]
+            if "features" in spec:
+                args += ["-O", spec["features"]]
+            if "label" in spec:
+                args += ["-L", spec["label"]]
+            args += ["-U", spec.get("uuid", uuid_for(name))]
+            args += ["-E", f"hash_seed={uuid_for(name + '-hash')}" + ("," + spec["extended"] if "extended" in spec else "")]
+            args += spec.get("mkfs_args", [])
+            if tree is not None:
+                args += ["-d", str(tree)]
+            args += [str(target), f"{size // 1024}k"]
+            run(args, env={"E2FSPROGS_FAKE_TIME": str(EPOCH)})
+            fix_ext_owners(target, entries)
+            for cmd in spec.get("debugfs", []):
+                run(["debugfs", "-w", "-R", cmd, str(target)])
+        elif fstype == "vfat":
+            args = ["mkfs.fat", "-C", "-i", uuid_for(name)[:8]]
+            if "fat" in spec:
+                args += ["-F", str(spec["fat"])]
+            if "label" in spec:
+                args += ["-n", spec["label"]]
+            args += spec.get("mkfs_args", [])
+            args += [str(target), str(size // 1024)]
+            run(args)
+            if tree is not None:
+                fat_copy_tree(target, tree, entries)
+        elif fstype == "swap":
+            make_sparse(target, size)
+            run(["mkswap", "-U", uuid_for(name)] + (["-L", spec["label"]] if "label" in spec else []) + [str(target)])
+        elif fstype in ("xfs", "btrfs"):
+            make_sparse(target, size)
+            tool = shutil.which(f"mkfs.{fstype}")
+            if tool is None:
+                raise RecipeError(f"mkfs.{fstype} is not installed (Debian: {'xfsprogs' if fstype == 'xfs' else 'btrfs-progs'})")
+            args = [tool, "-f"] + (["-L", spec["label"]] if "label" in spec else [])
+            args += ["-m" if fstype == "xfs" else "-U", f"uuid={uuid_for(name)}" if fstype == "xfs" else uuid_for(name)]
+            run(args + spec.get("mkfs_args", []) + [str(target)])
+        elif fstype == "luks":
+            make_sparse(target, size)
+            run(["cryptsetup", "luksFormat", "--batch-mode", "--type", spec.get("version", "luks2"),
+                 "--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000", "--uuid", uuid_for(name), str(target)],
+                stdin="fixture-passphrase\n")
+        elif fstype == "synthetic":
+            # Signatures no tool here can write without root or block devices (an LVM2
+            # PV label): the bytes are given in the recipe, at offsets, over zeros.
+            make_sparse(target, size)
+            with target.open("r+b") as fh:
+                for w in spec.get("write", []):
+                    fh.seek(parse_size(w["offset"]))
+                    fh.write(content_bytes(w, f"{name}:{w['offset']}"))
+        elif fstype == "blank":
+            make_sparse(target, size)
+        else:
+            raise RecipeError(f"fs {name}: unknown type {fstype!r}")
+
+    # ---------------------------------------------------------------- disks
+
+    def build_disk(self, name: str, spec: dict, target: Path) -> None:
+        size = parse_size(spec["size"])
+        sector = int(spec.get("sector_size", 512))
+        table = spec.get("table", "gpt")
+        target.unlink(missing_ok=True)
+        make_sparse(target, size)
+        parts = spec.get("partitions", [])
+        placed: list[tuple[int, Path | None]] = []  # (byte offset, fs image)
+        if table == "gpt" and sector == 512:
+            lines = ["label: gpt", f"label-id: {uuid_for(name)}", "unit: sectors", "sector-size: 512"]
+            pos = 2048
+            for i, p in enumerate(parts, 1):
+                nsec = self.part_sectors(p, sector)
+                start = p.get("start", pos)
+                fields = [f"start={start}", f"size={nsec}", f"type={p.get('type', '0FC63DAF-8483-4772-8E79-3D69D8477DE4')}",
+                          f"uuid={uuid_for(f'{name}-part{i}')}"]
+                if "name" in p:
+                    fields.append(f'name="{p["name"]}"')
+                lines.append(", ".join(fields))
+                placed.append((start * sector, self.build(p["fs"]) if "fs" in p else None))
+                pos = start + nsec
+            run(["sfdisk", "-q", "--no-reread", "--no-tell-kernel", str(target)], stdin="\n".join(lines) + "\n")
+        elif table == "gpt":
+            # sfdisk/sgdisk only know 512-byte sectors on image files; fdisk -b does 4Kn.
+            cmds = ["g"]
+            pos = 256 if sector == 4096 else 2048
+            for i, p in enumerate(parts, 1):
+                nsec = self.part_sectors(p, sector)
+                start = p.get("start", pos)
+                cmds += ["n", str(i), str(start), str(start + nsec - 1)]
+                if "fdisk_type" in p:
+                    cmds += ["t"] + ([str(i)] if i > 1 else []) + [p["fdisk_type"]]
+                placed.append((start * sector, self.build(p["fs"]) if "fs" in p else None))
+                pos = start + nsec
+            cmds += ["w"]
+            run(["fdisk", "-b", str(sector), str(target)], stdin="\n".join(cmds) + "\n")
+        elif table == "mbr":
+            lines = ["label: dos", f"label-id: 0x{uuid_for(name)[:8]}", "unit: sectors"]
+            pos = 2048
+            for p in parts:
+                nsec = self.part_sectors(p, sector)
+                if p.get("extended"):
+                    lines.append(f"start={pos}, size={nsec}, type=5")
+                    ext_end = pos + nsec
+                    pos += 2048  # room for the first EBR
+                    for lp in p.get("logical", []):
+                        lsec = self.part_sectors(lp, sector)
+                        lines.append(f"start={pos}, size={lsec}, type={lp.get('type', '83')}")
+                        placed.append((pos * sector, self.build(lp["fs"]) if "fs" in lp else None))
+                        pos += lsec + 2048  # gap for the next EBR
+                    pos = ext_end
+                else:
+                    start = p.get("start", pos)
+                    boot = ", bootable" if p.get("bootable") else ""
+                    lines.append(f"start={start}, size={nsec}, type={p.get('type', '83')}{boot}")
+                    placed.append((start * sector, self.build(p["fs"]) if "fs" in p else None))
+                    pos = start + nsec
+            run(["sfdisk", "-q", "--no-reread", "--no-tell-kernel", str(target)], stdin="\n".join(lines) + "\n")
+        elif table == "none":
+            if len(parts) != 1:
+                raise RecipeError(f"disk {name}: a disk without a table holds exactly one filesystem")
+            placed.append((0, self.build(parts[0]["fs"])))
+        else:
+            raise RecipeError(f"disk {name}: unknown table {table!r}")
+        for offset, img in placed:
+            if img is not None:
+                copy_sparse(img, target, offset)
+        for patch in spec.get("patch", []):
+            with target.open("r+b") as fh:
+                fh.seek(parse_size(patch["offset"]))
+                fh.write(bytes.fromhex(patch["hex"]))
+
+    def part_sectors(self, p: dict, sector: int) -> int:
+        if "size" in p:
+            return parse_size(p["size"]) // sector
+        if "fs" in p:
+            kind, fspec, _ = self.spec(p["fs"])
+            return parse_size(fspec["size"]) // sector
+        raise RecipeError("a partition needs a size or an fs")
+
+    # ----------------------------------------------------------- containers
+
+    def build_container(self, name: str, spec: dict, target: Path) -> None:
+        src = self.build(spec["source"])
+        fmt = spec["format"]
+        target.unlink(missing_ok=True)
+        for extra in target.parent.glob(f"{target.stem}-*.vmdk"):
+            extra.unlink()
+        opts = list(spec.get("options", []))
+        args = ["qemu-img", "convert", "-q", "-f", "raw", "-O", fmt]
+        if spec.get("compress"):
+            args.append("-c")
+        if opts:
+            args += ["-o", ",".join(opts)]
+        if "backing_source" in spec:
+            # The backing file is the qcow2 of another source; the overlay holds only
+            # the clusters where `source` differs from it.
+            backing = self.build(spec["backing_source"])
+            rel = os.path.relpath(backing, target.parent)
+            args += ["-B", rel, "-F", "qcow2"]
+            run(args + [str(src), target.name], cwd=target.parent)
+        else:
+            run(args + [str(src), str(target)])
+        for cmd in spec.get("qemu_io", []):
+            run(["qemu-io", "-f", fmt, "-c", cmd, str(target)])
+        for patch in spec.get("patch", []):
+            with target.open("r+b") as fh:
+                fh.seek(parse_size(patch["offset"]))
+                fh.write(bytes.fromhex(patch["hex"]))
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def run(args: list[str], stdin: str | None = None, env: dict | None = None, cwd: Path | None = None) -> None:
+    full_env = dict(os.environ, **(env or {}))
+    p = subprocess.run(args, input=stdin, text=True, capture_output=True, env=full_env, cwd=cwd)
+    if p.returncode != 0:
+        raise RecipeError(f"{' '.join(args)} failed ({p.returncode}):\n{p.stdout}{p.stderr}")
+
+
+def parse_size(v) -> int:
+    if isinstance(v, int):
+        return v
+    s = str(v).strip()
+    mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    if s[-1:].upper() in mult:
+        return int(float(s[:-1]) * mult[s[-1].upper()])
+    return int(s)
+
+
+def uuid_for(name: str) -> str:
+    h = hashlib.sha256(name.encode()).hexdigest()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-8{h[17:20]}-{h[20:32]}"
+
+
+def make_sparse(path: Path, size: int) -> None:
+    with path.open("wb") as fh:
+        fh.truncate(size)
+
+
+def copy_sparse(src: Path, dst: Path, offset: int) -> None:
+    """Copy src into dst at offset, skipping all-zero 64 KiB chunks so holes stay holes."""
+    chunk = 1 << 16
+    zero = bytes(chunk)
+    with src.open("rb") as fi, dst.open("r+b") as fo:
+        pos = 0
+        while True:
+            b = fi.read(chunk)
+            if not b:
+                break
+            if b != zero[: len(b)]:
+                fo.seek(offset + pos)
+                fo.write(b)
+            pos += len(b)
+
+
+def path_bytes(e: dict, key: str = "path") -> bytes:
+    """Entry paths are text; `escaped = true` lets a recipe spell non-UTF-8 bytes as \\xNN."""
+    p = e[key]
+    if e.get("escaped"):
+        return p.encode("latin-1").decode("unicode_escape").encode("latin-1")
+    return p.encode()
+
+
+def content_bytes(e: dict, seed_key: str) -> bytes:
+    """A file's bytes from the recipe: exactly one of text, hex, random, marker, repeat."""
+    if "text" in e:
+        data = e["text"].encode()
+    elif "hex" in e:
+        data = bytes.fromhex(e["hex"])
+    elif "random" in e:
+        data = random.Random(seed_key).randbytes(parse_size(e["random"]))
+    elif "marker" in e:
+        # A unique, greppable marker repeated to the requested size: residual tests
+        # look for it in the raw bytes of scrubbed images.
+        size = parse_size(e.get("size", len(e["marker"]) + 1))
+        line = (e["marker"] + "\n").encode()
+        data = (line * (size // len(line) + 1))[:size]
+    elif "repeat" in e:
+        data = e["repeat"].encode() * int(e.get("count", 1))
+    else:
+        data = b""
+    if e.get("crlf"):
+        data = data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    return data
+
+
+def plant(root: Path, entries: list[dict]) -> None:
+    rootb = bytes(root)
+    for e in entries:
+        t = e["type"]
+        if t == "many":
+            d = rootb + e["dir"].encode()
+            os.makedirs(d, exist_ok=True)
+            for i in range(int(e["count"])):
+                name = f"{e.get('prefix', 'f')}{i:06d}".encode()
+                with open(d + b"/" + name, "wb") as fh:
+                    if e.get("size"):
+                        fh.write(random.Random(f"{e['dir']}/{i}").randbytes(parse_size(e["size"])))
+                os.utime(d + b"/" + name, (EPOCH, EPOCH))
+            continue
+        p = rootb + path_bytes(e)
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+        if t == "dir":
+            os.makedirs(p, exist_ok=True)
+        elif t == "file":
+            with open(p, "wb") as fh:
+                if "sparse" in e:
+                    # sparse = {size = "8M", data = [ {offset = "1M", marker = "..."} ]}
+                    fh.truncate(parse_size(e["sparse"]["size"]))
+                    for k, d in enumerate(e["sparse"].get("data", [])):
+                        fh.seek(parse_size(d["offset"]))
+                        fh.write(content_bytes(d, f"{e['path']}#{k}"))
+                else:
+                    fh.write(content_bytes(e, e["path"]))
+        elif t == "symlink":
+            os.symlink(e["target"].encode(), p)
+        elif t == "hardlink":
+            os.link(rootb + e["target"].encode(), p)
+        elif t == "fifo":
+            os.mkfifo(p)
+        elif t == "socket":
+            import socket
+
+            s = socket.socket(socket.AF_UNIX)
+            s.bind(p)
+            s.close()
+        elif t == "device":
+            if os.geteuid() != 0:
+                raise RecipeError("device nodes need root to plant (the fixture build runs as root in CI)")
+            kind = stat.S_IFCHR if e.get("kind", "char") == "char" else stat.S_IFBLK
+            os.mknod(p, kind | 0o600, os.makedev(int(e["major"]), int(e["minor"])))
+        if t != "symlink" and "mode" in e:
+            os.chmod(p, int(str(e["mode"]), 8))
+        for k, v in e.get("xattrs", {}).items():
+            os.setxattr(p, k.encode(), v.encode() if isinstance(v, str) else bytes(v), follow_symlinks=False)
+        if os.geteuid() == 0:
+            os.lchown(p, int(e.get("uid", 0)), int(e.get("gid", 0)))
+        t_m = int(e.get("mtime", EPOCH))
+        os.utime(p, ns=(t_m * 10**9, t_m * 10**9 + int(e.get("mtime_nsec", 0))), follow_symlinks=False)
+    # Directories get fixed times last, after their contents were created.
+    for dirpath, dirnames, _ in os.walk(rootb, topdown=False):
+        os.utime(dirpath, (EPOCH, EPOCH))
+
+
+def fix_ext_owners(img: Path, entries: list[dict]) -> None:
+    """As non-root, mkfs.ext4 -d plants the builder's uid/gid; set the recipe's with debugfs."""
+    if os.geteuid() == 0:
+        return
+    cmds = []
+    for e in entries:
+        if e["type"] == "many":
+            continue
+        p = e["path"]
+        cmds.append(f'sif "{p}" uid {int(e.get("uid", 0))}')
+        cmds.append(f'sif "{p}" gid {int(e.get("gid", 0))}')
+    cmds.append('sif / uid 0')
+    cmds.append('sif / gid 0')
+    with tempfile.NamedTemporaryFile("w", suffix=".debugfs") as f:
+        f.write("\n".join(cmds) + "\n")
+        f.flush()
+        run(["debugfs", "-w", "-f", f.name, str(img)])
+
+
+def fat_copy_tree(img: Path, tree: Path, entries: list[dict]) -> None:
+    env = {"MTOOLS_SKIP_CHECK": "1", "MTOOLS_NO_VFAT": "0"}
+    top = sorted(os.listdir(tree))
+    if top:
+        run(["mcopy", "-s", "-p", "-m", "-i", str(img)] + [str(tree / t) for t in top] + ["::/"], env=env)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) < 2 or argv[1] in ("-h", "--help"):
+        print(__doc__)
+        return 0 if len(argv) >= 2 else 2
+    b = Builder()
+    cmd, names = argv[1], argv[2:]
+    try:
+        if cmd == "build":
+            if not names:
+                names = [n for n, (k, s, _) in b.recipes.items() if not s.get("bench")]
+            for n in names:
+                b.build(n)
+        elif cmd == "path":
+            for n in names:
+                print(b.path(n))
+        elif cmd == "list":
+            for n, (k, s, f) in sorted(b.recipes.items()):
+                print(f"{k:9} {n:32} {f.name}{'  (bench)' if s.get('bench') else ''}")
+        elif cmd == "manifest":
+            for n in names:
+                print(json.dumps(b.tree_entries(n), indent=1, default=str))
+        else:
+            print(f"unknown command {cmd!r}\n{__doc__}", file=sys.stderr)
+            return 2
+    except RecipeError as e:
+        print(f"fixtures: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

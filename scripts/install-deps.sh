@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Debian packages the fixture builder and the tests' independent oracles need.
+# Idempotent; run as root or with sudo available.
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+
+PKGS=(
+  qemu-utils            # qemu-img, qemu-io: build containers, oracle for every container reader/writer
+  e2fsprogs             # mkfs.ext4 -d, e2fsck -fn, debugfs: build and judge ext2/3/4
+  dosfstools mtools     # mkfs.fat, fsck.fat -n, mcopy/mdir/mtype: build and judge FAT
+  gdisk fdisk           # sgdisk -p, sfdisk, fdisk -b 4096: partition tables and their oracle
+  xfsprogs btrfs-progs cryptsetup-bin  # filesystem signatures for identification tests
+  python3               # scripts/fixtures.py, the standalone recovery decryptor
+  python3-cryptography python3-zstandard  # the decryptor's oracle run in the tests
+)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# The python3 first on PATH may not be Debian's (pyenv, a venv): make sure the one
+# the tests will call can import the decryptor's packages.
+if ! python3 -c 'import cryptography, zstandard' 2>/dev/null; then
+  python3 -m pip install --quiet cryptography zstandard 2>/dev/null \
+    || python3 -m pip install --quiet --break-system-packages cryptography zstandard
+fi
