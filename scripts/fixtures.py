@@ -424,6 +424,28 @@ def content_bytes(e: dict, seed_key: str) -> bytes:
     return data
 
 
+_CORPUS: bytes | None = None
+
+
+def text_corpus() -> bytes:
+    """4 MiB of syslog-like lines from a fixed seed, sliced to make text files."""
+    global _CORPUS
+    if _CORPUS is None:
+        rng = random.Random("corpus")
+        words = ["kernel", "systemd", "sshd", "session", "opened", "closed", "for", "user", "root",
+                 "eth0", "DHCPACK", "from", "link", "up", "Started", "Stopped", "daemon", "cron",
+                 "error", "warning", "info", "pid", "uid", "gid", "/usr/lib", "/var/log", "ok"]
+        lines = []
+        size = 0
+        while size < 4 << 20:
+            line = f"Jan {rng.randint(1, 28):2d} {rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:{rng.randint(0, 59):02d} host " + \
+                " ".join(rng.choice(words) for _ in range(rng.randint(4, 14))) + f" [{rng.randint(1, 99999)}]\n"
+            lines.append(line)
+            size += len(line)
+        _CORPUS = "".join(lines).encode()
+    return _CORPUS
+
+
 def plant(root: Path, entries: list[dict]) -> None:
     rootb = bytes(root)
     for e in entries:
@@ -431,11 +453,19 @@ def plant(root: Path, entries: list[dict]) -> None:
         if t == "many":
             d = rootb + e["dir"].encode()
             os.makedirs(d, exist_ok=True)
+            size = parse_size(e.get("size", 0))
+            text = e.get("content", "random") == "text"
+            corpus = text_corpus() if text else b""
             for i in range(int(e["count"])):
                 name = f"{e.get('prefix', 'f')}{i:06d}".encode()
+                rng = random.Random(f"{e['dir']}/{i}")
                 with open(d + b"/" + name, "wb") as fh:
-                    if e.get("size"):
-                        fh.write(random.Random(f"{e['dir']}/{i}").randbytes(parse_size(e["size"])))
+                    if size and text:
+                        # Log-like text that compresses about as well as real logs do.
+                        start = rng.randrange(len(corpus) - size) if len(corpus) > size else 0
+                        fh.write((corpus[start:] + corpus)[:size])
+                    elif size:
+                        fh.write(rng.randbytes(size))
                 os.utime(d + b"/" + name, (EPOCH, EPOCH))
             continue
         p = rootb + path_bytes(e)
