@@ -9,5 +9,6 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod exit;
+pub mod fs;
 pub mod output;
 pub mod overlay;
