@@ -12,3 +12,4 @@ pub mod exit;
 pub mod fs;
 pub mod output;
 pub mod overlay;
+pub mod ops;
