@@ -13,3 +13,5 @@ pub mod fs;
 pub mod output;
 pub mod overlay;
 pub mod ops;
+pub mod guest;
+pub mod report;
