@@ -15,3 +15,4 @@ pub mod overlay;
 pub mod ops;
 pub mod guest;
 pub mod report;
+pub mod scan;
