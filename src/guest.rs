@@ -574,3 +574,46 @@ fn normalize_lexically(p: &[u8]) -> Option<Vec<u8>> {
 
 #[cfg(test)]
 mod tests;
+
+/// Options for opening a guest from the command line.
+#[derive(Debug, Clone, Default)]
+pub struct OpenOptions {}
+
+/// Opens what `scan` was given: a directory is an unpacked root filesystem
+/// ([`hostdir::HostDir`]); anything else is a disk image.
+pub fn guest_from_path(path: &std::path::Path, opts: &OpenOptions) -> anyhow::Result<Guest> {
+    if path.is_dir() {
+        let fs = hostdir::HostDir::open(path)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        return Ok(Guest::new(
+            vec![GuestFs {
+                identity: FsIdentity {
+                    fs_type: Some("directory".into()),
+                    ..Default::default()
+                },
+                fs: Arc::new(fs),
+            }],
+            vec![],
+        ));
+    }
+    guest_from_image(path, opts)
+}
+
+/// Opens a disk image (raw, qcow2, VMDK), finds its partitions and
+/// filesystems, and builds the guest view.
+///
+/// Not wired yet: the container readers, partition discovery and the ext4/FAT
+/// `Filesystem` adapters are being built in parallel and are not on this
+/// branch. This says so instead of pretending; the lead replaces the body
+/// when they land (each readable filesystem becomes a [`GuestFs`], each one
+/// that fails to open an [`Unreadable`]).
+pub fn guest_from_image(path: &std::path::Path, _opts: &OpenOptions) -> anyhow::Result<Guest> {
+    if !path.exists() {
+        anyhow::bail!("{}: no such file or directory", path.display());
+    }
+    anyhow::bail!(
+        "{}: scanning disk images needs the image readers and filesystem adapters, which are \
+         not in this build yet; scan an unpacked root directory instead (vmscrub scan DIR)",
+        path.display()
+    )
+}

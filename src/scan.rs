@@ -121,6 +121,10 @@ pub struct Finding {
     /// inside that filesystem.
     #[serde(serialize_with = "crate::report::ser_path")]
     pub path: Vec<u8>,
+    /// The path's bytes in hex, only when the path is not UTF-8 (the escaped
+    /// `path` is then ambiguous).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path_hex: Option<String>,
     /// Index into the guest's filesystems.
     pub filesystem: usize,
     /// The path inside the filesystem.
@@ -408,6 +412,7 @@ fn finding_from(
         operation: op.name.clone(),
         action,
         path: path.to_vec(),
+        path_hex: crate::report::hex_if_not_utf8(path),
         filesystem: fs,
         fs_path: fs_path.to_vec(),
         node: meta.id,
@@ -755,6 +760,7 @@ fn split_tree(
             }
             let mut f = tree.clone();
             f.fs_path = p.get(prefix_len..).map(<[u8]>::to_vec).unwrap_or_default();
+            f.path_hex = crate::report::hex_if_not_utf8(&p);
             f.path = p;
             f.node = m.id;
             f.kind = m.kind;
