@@ -1293,4 +1293,4 @@ impl ScanResult {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

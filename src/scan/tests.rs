@@ -54,7 +54,9 @@ pub fn debian_guest() -> Guest {
     r.file("/etc/ssh/ssh_host_ed25519_key", SECRET);
     r.file("/etc/ssh/ssh_host_ed25519_key.pub", b"ssh-ed25519 AAAA");
     r.file("/etc/ssh/sshd_config", b"Port 22\n");
-    r.file("/root/.bash_history", b"ls\n");
+    let h = r.file("/root/.bash_history", b"ls\n");
+    let m = r.meta_mut(h);
+    (m.mode, m.uid, m.gid, m.mtime.sec) = (0o600, 0, 0, 1_700_000_000);
     r.file("/root/.ssh/authorized_keys", b"ssh-ed25519 AAAA");
     r.file("/srv/deploy/.bash_history", b"deploy\n");
     r.file("/srv/deploy/.python_history", b"1+1\n");
