@@ -17,7 +17,6 @@
 //! A guest with no OS root still works: every filesystem is "unmounted" and is
 //! scanned on its own, by partition.
 
-
 pub mod fstab;
 pub mod hostdir;
 pub mod osrelease;
@@ -144,7 +143,9 @@ pub fn read_bounded(fs: &dyn Filesystem, id: NodeId, limit: u64) -> FsResult<Vec
     let mut buf = Vec::new();
     fs.open(id)?.take(limit + 1).read_to_end(&mut buf)?;
     if buf.len() as u64 > limit {
-        return Err(FsError::Unsupported(format!("file larger than {limit} bytes")));
+        return Err(FsError::Unsupported(format!(
+            "file larger than {limit} bytes"
+        )));
     }
     Ok(buf)
 }
@@ -171,7 +172,8 @@ impl Guest {
             });
             g.mount_fstab(root);
             g.mount_esp(root);
-            g.mounts.sort_by(|a, b| b.path.len().cmp(&a.path.len()).then(a.path.cmp(&b.path)));
+            g.mounts
+                .sort_by(|a, b| b.path.len().cmp(&a.path.len()).then(a.path.cmp(&b.path)));
             g.read_os();
         }
         g
@@ -223,7 +225,8 @@ impl Guest {
     /// Which filesystem an fstab spec names.
     fn matches(&self, spec: &fstab::Spec) -> Option<usize> {
         use fstab::Spec;
-        let eq = |a: &Option<String>, b: &str| a.as_deref().is_some_and(|a| a.eq_ignore_ascii_case(b));
+        let eq =
+            |a: &Option<String>, b: &str| a.as_deref().is_some_and(|a| a.eq_ignore_ascii_case(b));
         let same = |a: &Option<String>, b: &str| a.as_deref() == Some(b);
         self.filesystems.iter().position(|f| {
             let id = &f.identity;
@@ -282,7 +285,9 @@ impl Guest {
 
     fn mount_esp(&mut self, root: usize) {
         let Some(esp) = (0..self.filesystems.len()).find(|&i| {
-            i != root && self.filesystems[i].identity.is_esp() && !self.mounts.iter().any(|m| m.fs == i)
+            i != root
+                && self.filesystems[i].identity.is_esp()
+                && !self.mounts.iter().any(|m| m.fs == i)
         }) else {
             return;
         };
@@ -312,7 +317,11 @@ impl Guest {
             if let Some(rest) = path.strip_prefix(m.path.as_slice())
                 && (rest.is_empty() || rest.starts_with(b"/"))
             {
-                let inner = if rest.is_empty() { b"/".to_vec() } else { rest.to_vec() };
+                let inner = if rest.is_empty() {
+                    b"/".to_vec()
+                } else {
+                    rest.to_vec()
+                };
                 return Some((m.fs, inner));
             }
         }
@@ -410,7 +419,9 @@ impl Guest {
         let mut ok: Vec<String> = vec![];
         let mut bad = vec![];
         for e in &self.passwd {
-            let Some(h) = normalize_abs(&e.home) else { continue };
+            let Some(h) = normalize_abs(&e.home) else {
+                continue;
+            };
             match String::from_utf8(h) {
                 Ok(s) => {
                     if s != "/root" && !ok.contains(&s) {
@@ -428,9 +439,28 @@ impl Guest {
     /// to lose.
     pub fn removable_users(&self) -> Vec<(String, Option<String>)> {
         const SYSTEM: &[&str] = &[
-            "/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib32", "/lib64", "/opt",
-            "/proc", "/root", "/run", "/sbin", "/srv", "/sys", "/tmp", "/usr", "/var", "/mnt",
-            "/media", "/nonexistent",
+            "/",
+            "/bin",
+            "/boot",
+            "/dev",
+            "/etc",
+            "/home",
+            "/lib",
+            "/lib32",
+            "/lib64",
+            "/opt",
+            "/proc",
+            "/root",
+            "/run",
+            "/sbin",
+            "/srv",
+            "/sys",
+            "/tmp",
+            "/usr",
+            "/var",
+            "/mnt",
+            "/media",
+            "/nonexistent",
         ];
         let (min, max) = self.uid_range;
         self.passwd
@@ -439,7 +469,11 @@ impl Guest {
             .map(|e| {
                 let home = normalize_abs(&e.home)
                     .and_then(|h| String::from_utf8(h).ok())
-                    .filter(|h| !SYSTEM.contains(&h.as_str()) && !h.starts_with("/usr/") && !h.starts_with("/var/lib/"));
+                    .filter(|h| {
+                        !SYSTEM.contains(&h.as_str())
+                            && !h.starts_with("/usr/")
+                            && !h.starts_with("/var/lib/")
+                    });
                 (e.name.clone(), home)
             })
             .collect()
@@ -492,16 +526,19 @@ impl Guest {
             b"dpkg-reconfigure openssh-server",
             b"dpkg-reconfigure -f noninteractive openssh-server",
         ];
-        let mut files: Vec<Vec<u8>> = vec![
-            b"/etc/rc.local".to_vec(),
-            b"/etc/rc.d/rc.local".to_vec(),
-        ];
-        for d in UNIT_DIRS
-            .iter()
-            .chain(&[&b"/etc/init.d"[..], b"/etc/rc.d/init.d", b"/usr/lib/virt-sysprep/scripts"])
-        {
-            let Some((i, id)) = self.lookup(d, true) else { continue };
-            let Ok(entries) = self.filesystems[i].fs.read_dir(id) else { continue };
+        let mut files: Vec<Vec<u8>> =
+            vec![b"/etc/rc.local".to_vec(), b"/etc/rc.d/rc.local".to_vec()];
+        for d in UNIT_DIRS.iter().chain(&[
+            &b"/etc/init.d"[..],
+            b"/etc/rc.d/init.d",
+            b"/usr/lib/virt-sysprep/scripts",
+        ]) {
+            let Some((i, id)) = self.lookup(d, true) else {
+                continue;
+            };
+            let Ok(entries) = self.filesystems[i].fs.read_dir(id) else {
+                continue;
+            };
             for e in entries.iter().take(10_000) {
                 let lower = e.name.to_ascii_lowercase();
                 let interesting = d.ends_with(b"virt-sysprep/scripts")
@@ -514,7 +551,9 @@ impl Guest {
         }
         for p in files {
             if let Some(text) = self.read(&p, 256 << 10)
-                && NEEDLES.iter().any(|n| text.windows(n.len()).any(|w| w == *n))
+                && NEEDLES
+                    .iter()
+                    .any(|n| text.windows(n.len()).any(|w| w == *n))
             {
                 why.push(format!("{} regenerates host keys", display_path(&p)));
             }
@@ -532,7 +571,10 @@ impl Guest {
 
     /// The mount point of filesystem `i`, if it is mounted.
     pub fn mount_point(&self, i: usize) -> Option<&[u8]> {
-        self.mounts.iter().find(|m| m.fs == i).map(|m| m.path.as_slice())
+        self.mounts
+            .iter()
+            .find(|m| m.fs == i)
+            .map(|m| m.path.as_slice())
     }
 }
 
@@ -583,8 +625,8 @@ pub struct OpenOptions {}
 /// ([`hostdir::HostDir`]); anything else is a disk image.
 pub fn guest_from_path(path: &std::path::Path, opts: &OpenOptions) -> anyhow::Result<Guest> {
     if path.is_dir() {
-        let fs = hostdir::HostDir::open(path)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let fs =
+            hostdir::HostDir::open(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         return Ok(Guest::new(
             vec![GuestFs {
                 identity: FsIdentity {

@@ -10,9 +10,9 @@
 
 pub mod exit;
 pub mod fs;
+pub mod guest;
+pub mod ops;
 pub mod output;
 pub mod overlay;
-pub mod ops;
-pub mod guest;
 pub mod report;
 pub mod scan;

@@ -121,7 +121,12 @@ fn operations(args: OperationsArgs) -> anyhow::Result<i32> {
             out.push('\n');
         }
         ListFormat::Text => {
-            let width = cat.operations.iter().map(|o| o.name.len()).max().unwrap_or(0);
+            let width = cat
+                .operations
+                .iter()
+                .map(|o| o.name.len())
+                .max()
+                .unwrap_or(0);
             for op in &cat.operations {
                 out.push_str(&format!(
                     "{:<width$} {} {}\n",
@@ -141,13 +146,21 @@ fn operations(args: OperationsArgs) -> anyhow::Result<i32> {
                         };
                         out.push_str(&format!("{:width$}     {}: {}\n", "", r.action, what));
                         if !r.except.is_empty() {
-                            out.push_str(&format!("{:width$}       except: {}\n", "", r.except.join(" ")));
+                            out.push_str(&format!(
+                                "{:width$}       except: {}\n",
+                                "",
+                                r.except.join(" ")
+                            ));
                         }
                         if let Some(d) = &r.drop_lines {
                             out.push_str(&format!("{:width$}       drop lines: {d}\n", ""));
                         }
                         if let Some(rep) = &r.replace {
-                            out.push_str(&format!("{:width$}       replace with: {}\n", "", rep.escape_default()));
+                            out.push_str(&format!(
+                                "{:width$}       replace with: {}\n",
+                                "",
+                                rep.escape_default()
+                            ));
                         }
                     }
                     if let Some(n) = &op.needs_guest {

@@ -84,7 +84,10 @@ pub enum Why {
     /// A path rule: the pattern (placeholders expanded) that matched.
     Pattern { pattern: String },
     /// Content detectors: where and what, never the bytes.
-    Content { hits: Vec<ContentHit>, total_hits: usize },
+    Content {
+        hits: Vec<ContentHit>,
+        total_hits: usize,
+    },
 }
 
 /// Size of what a `delete-tree` finding removes.
@@ -311,7 +314,11 @@ fn compile<'c>(guest: &Guest, opts: &ScanOptions<'c>) -> Result<Compiled<'c>, Sc
             if rule.content {
                 content_ops.insert(op.name.clone(), oi);
             }
-            let except: Vec<String> = rule.except.iter().flat_map(|p| pattern::expand(p, &x)).collect();
+            let except: Vec<String> = rule
+                .except
+                .iter()
+                .flat_map(|p| pattern::expand(p, &x))
+                .collect();
             let except = if except.is_empty() {
                 None
             } else {
@@ -359,7 +366,10 @@ fn compile<'c>(guest: &Guest, opts: &ScanOptions<'c>) -> Result<Compiled<'c>, Sc
         None
     } else {
         let globs: Vec<String> = cat.allow.iter().map(|a| a.path.clone()).collect();
-        Some((build_set(&globs).map_err(ScanError::Keep)?, cat.allow.clone()))
+        Some((
+            build_set(&globs).map_err(ScanError::Keep)?,
+            cat.allow.clone(),
+        ))
     };
     Ok(Compiled {
         ops,
@@ -465,7 +475,11 @@ impl Walker<'_, '_> {
             return path.to_vec();
         }
         let rest = &path[self.prefix.len().min(path.len())..];
-        if rest.is_empty() { b"/".to_vec() } else { rest.to_vec() }
+        if rest.is_empty() {
+            b"/".to_vec()
+        } else {
+            rest.to_vec()
+        }
     }
 
     /// Proper ancestors of `p` (component boundaries), nearest last.
@@ -544,7 +558,9 @@ impl Walker<'_, '_> {
             let matched = std::mem::take(&mut self.matches);
             let mut seen_rules = HashSet::new();
             for gi in &matched {
-                let Some((ri, pat)) = self.c.glob_map.get(*gi) else { continue };
+                let Some((ri, pat)) = self.c.glob_map.get(*gi) else {
+                    continue;
+                };
                 if !seen_rules.insert(*ri) {
                     continue;
                 }
@@ -552,12 +568,19 @@ impl Walker<'_, '_> {
                 if !cr.rule.accepts_kind(kind) {
                     continue;
                 }
-                if cr.except.as_ref().is_some_and(|e| e.is_match_candidate(&cand)) {
+                if cr
+                    .except
+                    .as_ref()
+                    .is_some_and(|e| e.is_match_candidate(&cand))
+                {
                     continue;
                 }
                 let op = self.c.ops[cr.op];
                 // The same operation already removes an enclosing tree.
-                if covering.iter().any(|&t| self.out.findings[t].operation == op.name) {
+                if covering
+                    .iter()
+                    .any(|&t| self.out.findings[t].operation == op.name)
+                {
                     continue;
                 }
                 if meta.is_none() {
@@ -612,7 +635,16 @@ impl Walker<'_, '_> {
         let why = Why::Pattern {
             pattern: pat.to_string(),
         };
-        let mut f = finding_from(op, cr.rule.action, self.fs_index, path, fs_path, m, shadowed, why);
+        let mut f = finding_from(
+            op,
+            cr.rule.action,
+            self.fs_index,
+            path,
+            fs_path,
+            m,
+            shadowed,
+            why,
+        );
         let needs_text = cr.if_line.is_some() || cr.rule.action == ActionKind::Rewrite;
         let text = if needs_text {
             if m.size > MAX_REWRITE_SIZE {
@@ -730,7 +762,9 @@ fn split_tree(
         for e in fs.read_dir(dir)? {
             budget = budget.saturating_sub(1);
             if budget == 0 {
-                return Err(crate::fs::FsError::Corrupt("tree too large to split".into()));
+                return Err(crate::fs::FsError::Corrupt(
+                    "tree too large to split".into(),
+                ));
             }
             let mut p = dpath.clone();
             p.push(b'/');
@@ -792,7 +826,11 @@ pub fn scan(guest: &Guest, opts: &ScanOptions<'_>) -> Result<ScanResult, ScanErr
     } else {
         opts.threads
     };
-    let scanner = if c.content_ops.is_empty() { None } else { opts.content };
+    let scanner = if c.content_ops.is_empty() {
+        None
+    } else {
+        opts.content
+    };
     let content_results: Mutex<Vec<(Job, Vec<ContentHit>)>> = Mutex::new(vec![]);
     let content_errors: Mutex<Vec<Warning>> = Mutex::new(vec![]);
     let scanned: Mutex<(u64, u64)> = Mutex::new((0, 0));
@@ -815,9 +853,10 @@ pub fn scan(guest: &Guest, opts: &ScanOptions<'_>) -> Result<ScanResult, ScanErr
                             }
                         };
                         let fs = &*guest.filesystems[job.fs].fs;
-                        let r = fs.open(job.meta.id).map_err(io::Error::other).and_then(|mut rd| {
-                            sc.scan(&job.path, &mut rd, job.meta.size)
-                        });
+                        let r = fs
+                            .open(job.meta.id)
+                            .map_err(io::Error::other)
+                            .and_then(|mut rd| sc.scan(&job.path, &mut rd, job.meta.size));
                         match r {
                             Ok(hits) => {
                                 if let Ok(mut s) = scanned.lock() {
@@ -1000,9 +1039,15 @@ pub fn scan(guest: &Guest, opts: &ScanOptions<'_>) -> Result<ScanResult, ScanErr
                 .find(|r| r.content)
                 .map_or(ActionKind::Report, |r| r.action);
             let rule_except = op.rules.iter().filter(|r| r.content).any(|r| {
-                r.except.iter().flat_map(|p| pattern::expand(p, &c.expansions)).any(|g| {
-                    pattern::glob(&g).is_ok_and(|g| g.compile_matcher().is_match_candidate(&candidate(&job.path)))
-                })
+                r.except
+                    .iter()
+                    .flat_map(|p| pattern::expand(p, &c.expansions))
+                    .any(|g| {
+                        pattern::glob(&g).is_ok_and(|g| {
+                            g.compile_matcher()
+                                .is_match_candidate(&candidate(&job.path))
+                        })
+                    })
             });
             if rule_except {
                 continue;
@@ -1084,7 +1129,12 @@ pub fn scan(guest: &Guest, opts: &ScanOptions<'_>) -> Result<ScanResult, ScanErr
     })
 }
 
-fn guest_warnings(guest: &Guest, c: &Compiled<'_>, findings: &[Finding], opts: &ScanOptions<'_>) -> Vec<Warning> {
+fn guest_warnings(
+    guest: &Guest,
+    c: &Compiled<'_>,
+    findings: &[Finding],
+    opts: &ScanOptions<'_>,
+) -> Vec<Warning> {
     let mut w = vec![];
     let warn = |kind, operation: Option<&str>, message: String| Warning {
         kind,
@@ -1127,11 +1177,22 @@ fn guest_warnings(guest: &Guest, c: &Compiled<'_>, findings: &[Finding], opts: &
         w.push(warn(
             WarningKind::Pattern,
             None,
-            format!("home directory {} is not UTF-8: {{home}} rules do not cover it", display_path(&h)),
+            format!(
+                "home directory {} is not UTF-8: {{home}} rules do not cover it",
+                display_path(&h)
+            ),
         ));
     }
-    let count = |name: &str| findings.iter().filter(|f| f.operation == name && !f.skipped).count();
-    if c.ops.iter().enumerate().any(|(i, o)| c.active[i] && o.name == "ssh-hostkeys")
+    let count = |name: &str| {
+        findings
+            .iter()
+            .filter(|f| f.operation == name && !f.skipped)
+            .count()
+    };
+    if c.ops
+        .iter()
+        .enumerate()
+        .any(|(i, o)| c.active[i] && o.name == "ssh-hostkeys")
         && count("ssh-hostkeys") > 0
         && guest.ssh_hostkey_regeneration().is_empty()
     {

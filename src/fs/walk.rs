@@ -197,11 +197,18 @@ pub(crate) mod memfs {
         /// Creates `path` (absolute) and any missing parent directories; returns
         /// the new node's id.
         pub fn put(&mut self, path: &[u8], kind: FileKind, data: &[u8]) -> NodeId {
-            let comps: Vec<&[u8]> = path.split(|&b| b == b'/').filter(|c| !c.is_empty()).collect();
+            let comps: Vec<&[u8]> = path
+                .split(|&b| b == b'/')
+                .filter(|c| !c.is_empty())
+                .collect();
             let mut dir = 1;
             for (i, c) in comps.iter().enumerate() {
                 let last = i + 1 == comps.len();
-                let found = self.nodes[&dir].2.iter().find(|e| e.name == *c).map(|e| e.id);
+                let found = self.nodes[&dir]
+                    .2
+                    .iter()
+                    .find(|e| e.name == *c)
+                    .map(|e| e.id);
                 dir = match (found, last) {
                     (Some(id), false) => id,
                     (_, true) => return self.add(dir, c, kind, data),

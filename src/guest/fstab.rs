@@ -32,10 +32,37 @@ pub struct FstabEntry {
 
 /// Filesystem types that never live on this image's partitions.
 const SKIP_TYPES: &[&str] = &[
-    "swap", "proc", "sysfs", "tmpfs", "devpts", "devtmpfs", "nfs", "nfs4", "cifs", "smbfs",
-    "sshfs", "fuse", "fuse.sshfs", "cgroup", "cgroup2", "securityfs", "debugfs", "tracefs",
-    "hugetlbfs", "mqueue", "binfmt_misc", "overlay", "none", "bind", "efivarfs", "pstore",
-    "configfs", "autofs", "rpc_pipefs", "9p", "virtiofs",
+    "swap",
+    "proc",
+    "sysfs",
+    "tmpfs",
+    "devpts",
+    "devtmpfs",
+    "nfs",
+    "nfs4",
+    "cifs",
+    "smbfs",
+    "sshfs",
+    "fuse",
+    "fuse.sshfs",
+    "cgroup",
+    "cgroup2",
+    "securityfs",
+    "debugfs",
+    "tracefs",
+    "hugetlbfs",
+    "mqueue",
+    "binfmt_misc",
+    "overlay",
+    "none",
+    "bind",
+    "efivarfs",
+    "pstore",
+    "configfs",
+    "autofs",
+    "rpc_pipefs",
+    "9p",
+    "virtiofs",
 ];
 
 /// Most lines looked at (a real fstab has a handful).
@@ -57,7 +84,10 @@ pub fn parse(text: &[u8]) -> Vec<FstabEntry> {
             .get(2)
             .map(|t| String::from_utf8_lossy(t).to_ascii_lowercase())
             .unwrap_or_else(|| "auto".into());
-        let options = fields.get(3).map(|o| String::from_utf8_lossy(o).into_owned()).unwrap_or_default();
+        let options = fields
+            .get(3)
+            .map(|o| String::from_utf8_lossy(o).into_owned())
+            .unwrap_or_default();
         if SKIP_TYPES.contains(&fstype.as_str())
             || options.split(',').any(|o| o == "bind" || o == "rbind")
         {
@@ -196,7 +226,12 @@ lonely\n",
         );
         let got: Vec<(Spec, String)> = e
             .iter()
-            .map(|e| (e.spec.clone(), String::from_utf8_lossy(&e.mountpoint).into_owned()))
+            .map(|e| {
+                (
+                    e.spec.clone(),
+                    String::from_utf8_lossy(&e.mountpoint).into_owned(),
+                )
+            })
             .collect();
         assert_eq!(
             got,

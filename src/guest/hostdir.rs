@@ -142,13 +142,19 @@ impl Filesystem for HostDir {
         let p = self.path(id)?;
         // Only regular files: opening a FIFO would block, a symlink would be followed.
         if !fs::symlink_metadata(&p)?.file_type().is_file() {
-            return Err(FsError::Unsupported(format!("{}: not a regular file", p.display())));
+            return Err(FsError::Unsupported(format!(
+                "{}: not a regular file",
+                p.display()
+            )));
         }
         Ok(Box::new(fs::File::open(p)?))
     }
 
     fn read_link(&self, id: NodeId) -> FsResult<Vec<u8>> {
-        Ok(fs::read_link(self.path(id)?)?.as_os_str().as_bytes().to_vec())
+        Ok(fs::read_link(self.path(id)?)?
+            .as_os_str()
+            .as_bytes()
+            .to_vec())
     }
 
     fn xattrs(&self, _id: NodeId) -> FsResult<Vec<Xattr>> {

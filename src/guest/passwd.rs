@@ -90,7 +90,10 @@ mod tests {
     #[test]
     fn login_defs() {
         assert_eq!(parse_uid_range(b""), (1000, 60000));
-        assert_eq!(parse_uid_range(b"UID_MIN 500\n#UID_MAX 1\nUID_MAX\t999\n"), (500, 999));
+        assert_eq!(
+            parse_uid_range(b"UID_MIN 500\n#UID_MAX 1\nUID_MAX\t999\n"),
+            (500, 999)
+        );
         assert_eq!(parse_uid_range(b"UID_MIN 0\n"), (1, 60000));
     }
 }

@@ -58,23 +58,41 @@ fn mounts_from_fstab_and_resolves_longest_prefix() {
         vec![],
     );
     assert_eq!(g.root, Some(1));
-    assert_eq!(g.resolve(b"/etc/passwd"), Some((1, b"/etc/passwd".to_vec())));
-    assert_eq!(g.resolve(b"/boot/efi/loader/random-seed"), Some((0, b"/loader/random-seed".to_vec())));
+    assert_eq!(
+        g.resolve(b"/etc/passwd"),
+        Some((1, b"/etc/passwd".to_vec()))
+    );
+    assert_eq!(
+        g.resolve(b"/boot/efi/loader/random-seed"),
+        Some((0, b"/loader/random-seed".to_vec()))
+    );
     assert_eq!(g.resolve(b"/boot/efi"), Some((0, b"/".to_vec())));
     assert_eq!(g.resolve(b"/boot/efix"), Some((1, b"/boot/efix".to_vec())));
     assert_eq!(g.resolve(b"/home/alice"), Some((2, b"/alice".to_vec())));
-    assert_eq!(g.resolve(b"/var/log/syslog"), Some((3, b"/syslog".to_vec())));
+    assert_eq!(
+        g.resolve(b"/var/log/syslog"),
+        Some((3, b"/syslog".to_vec()))
+    );
     assert_eq!(g.resolve(b"/var/lib"), Some((1, b"/var/lib".to_vec())));
     assert!(g.exists(b"/home/alice/.bash_history"));
     assert!(g.unmounted().is_empty());
-    assert!(g.notes.iter().any(|n| n.contains("line 5") && n.contains("/srv")), "{:?}", g.notes);
+    assert!(
+        g.notes
+            .iter()
+            .any(|n| n.contains("line 5") && n.contains("/srv")),
+        "{:?}",
+        g.notes
+    );
     let os = g.os.as_ref().unwrap();
     assert_eq!(os.describe(), "Ubuntu 24.04");
     assert!(g.facts.debian_family && g.facts.linux && g.facts.systemd);
     assert_eq!(g.facts.package_formats, ["dpkg"]);
     assert_eq!(g.facts.package_managers, ["apt"]);
     let (homes, _) = g.homes();
-    assert_eq!(homes, ["/", "/usr/sbin", "/srv/deploy", "/home/alice"].map(String::from)[1..]);
+    assert_eq!(
+        homes,
+        ["/", "/usr/sbin", "/srv/deploy", "/home/alice"].map(String::from)[1..]
+    );
     let users: Vec<_> = g.removable_users().into_iter().map(|(u, _)| u).collect();
     assert_eq!(users, ["deploy", "alice"]);
 }
@@ -88,7 +106,10 @@ fn unmentioned_esp_is_placed_like_systemd_would() {
     id.part_type = Some("C12A7328-F81F-11D2-BA4B-00A0C93EC93B".into());
     let g = Guest::new(vec![gfs(esp, id), gfs(root, part(2, "root", "r"))], vec![]);
     assert_eq!(g.mount_point(0), Some(&b"/boot/efi"[..]));
-    assert_eq!(g.mounts.iter().find(|m| m.fs == 0).unwrap().source, MountSource::EspAuto);
+    assert_eq!(
+        g.mounts.iter().find(|m| m.fs == 0).unwrap().source,
+        MountSource::EspAuto
+    );
 }
 
 #[test]
@@ -96,16 +117,26 @@ fn several_roots_pick_the_one_its_fstab_names() {
     let old = root_fs("LABEL=other / ext4 defaults\n");
     let new = root_fs("UUID=R2 / ext4 defaults\n");
     let g = Guest::new(
-        vec![gfs(old, part(1, "old", "r1")), gfs(new, part(2, "new", "r2"))],
+        vec![
+            gfs(old, part(1, "old", "r1")),
+            gfs(new, part(2, "new", "r2")),
+        ],
         vec![],
     );
     assert_eq!(g.root, Some(1));
-    assert!(g.notes[0].contains("several filesystems hold an OS"), "{:?}", g.notes);
+    assert!(
+        g.notes[0].contains("several filesystems hold an OS"),
+        "{:?}",
+        g.notes
+    );
     assert_eq!(g.unmounted(), [0]);
     // Neither names itself: the first in partition order wins.
     let a = root_fs("LABEL=zz / ext4 defaults\n");
     let b = root_fs("LABEL=zz / ext4 defaults\n");
-    let g = Guest::new(vec![gfs(a, part(1, "a", "1")), gfs(b, part(2, "b", "2"))], vec![]);
+    let g = Guest::new(
+        vec![gfs(a, part(1, "a", "1")), gfs(b, part(2, "b", "2"))],
+        vec![],
+    );
     assert_eq!(g.root, Some(0));
 }
 
@@ -124,7 +155,11 @@ fn no_os_root_means_everything_unmounted() {
 fn symlinked_os_release_and_lookup_bounds() {
     let mut r = MemFs::new();
     r.file("/usr/lib/os-release", b"ID=fedora\n");
-    r.put(b"/etc/os-release", FileKind::Symlink, b"../usr/lib/os-release");
+    r.put(
+        b"/etc/os-release",
+        FileKind::Symlink,
+        b"../usr/lib/os-release",
+    );
     r.put(b"/a", FileKind::Symlink, b"/b");
     r.put(b"/b", FileKind::Symlink, b"/a");
     let g = Guest::new(vec![gfs(r, part(1, "r", "r"))], vec![]);
@@ -139,7 +174,10 @@ fn ssh_regeneration_evidence() {
     let g = Guest::new(vec![gfs(root_fs(""), part(1, "r", "r"))], vec![]);
     assert!(g.ssh_hostkey_regeneration().is_empty());
     let mut r = root_fs("");
-    r.file("/etc/systemd/system/my-ssh-regen.service", b"[Service]\nExecStart=/usr/bin/ssh-keygen -A\n");
+    r.file(
+        "/etc/systemd/system/my-ssh-regen.service",
+        b"[Service]\nExecStart=/usr/bin/ssh-keygen -A\n",
+    );
     let g = Guest::new(vec![gfs(r, part(1, "r", "r"))], vec![]);
     assert_eq!(g.ssh_hostkey_regeneration().len(), 1);
     let mut r = root_fs("");
@@ -168,6 +206,9 @@ fn hostdir_reads_a_tree() {
     );
     assert!(g.facts.debian_family);
     let (i, id) = g.lookup(b"/etc/link", false).unwrap();
-    assert_eq!(g.filesystems[i].fs.metadata(id).unwrap().kind, FileKind::Symlink);
+    assert_eq!(
+        g.filesystems[i].fs.metadata(id).unwrap().kind,
+        FileKind::Symlink
+    );
     assert!(g.filesystems[i].fs.open(id).is_err());
 }

@@ -59,7 +59,11 @@ impl GuardAtom {
             "systemd" => GuardAtom::Systemd,
             _ => {
                 if let Some(v) = s.strip_prefix("id=") {
-                    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
+                    if v.is_empty()
+                        || !v
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+                    {
                         return Err(format!("bad os-release ID in `{s}`"));
                     }
                     GuardAtom::Id(v.to_string())
@@ -222,9 +226,15 @@ impl OsFacts {
             "amzn",
         ]);
         self.debian_family = any(&["debian", "ubuntu", "kali", "raspbian", "linuxmint"]);
-        self.suse_family = any(&["suse", "sles", "opensuse", "opensuse-leap", "opensuse-tumbleweed"]);
-        self.linux = self.has_os
-            && !any(&["freebsd", "netbsd", "openbsd", "dragonfly", "midnightbsd"]);
+        self.suse_family = any(&[
+            "suse",
+            "sles",
+            "opensuse",
+            "opensuse-leap",
+            "opensuse-tumbleweed",
+        ]);
+        self.linux =
+            self.has_os && !any(&["freebsd", "netbsd", "openbsd", "dragonfly", "midnightbsd"]);
     }
 }
 

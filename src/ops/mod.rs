@@ -319,10 +319,21 @@ mod tests {
             .filter(|o| o.source == Source::VirtSysprep)
             .count();
         assert_eq!(vs, 45);
-        let off: Vec<_> = VIRT_SYSPREP.iter().filter(|(_, d)| !d).map(|(n, _)| *n).collect();
+        let off: Vec<_> = VIRT_SYSPREP
+            .iter()
+            .filter(|(_, d)| !d)
+            .map(|(n, _)| *n)
+            .collect();
         assert_eq!(
             off,
-            ["ca-certificates", "firewall-rules", "flag-reconfiguration", "fs-uuids", "kerberos-data", "user-account"]
+            [
+                "ca-certificates",
+                "firewall-rules",
+                "flag-reconfiguration",
+                "fs-uuids",
+                "kerberos-data",
+                "user-account"
+            ]
         );
     }
 
@@ -360,19 +371,43 @@ mod tests {
         // Random seeds are removed, never rewritten; the ESP seed is included.
         let rs = cat.get("random-seed").unwrap();
         assert!(rs.rules.iter().all(|r| r.action == ActionKind::Delete));
-        assert!(rs.rules[0].paths.iter().any(|p| p == "/boot/efi/loader/random-seed"));
-        assert!(cat.get("pacct-log").unwrap().actions().contains(&ActionKind::Truncate));
-        for n in ["customize", "fs-uuids", "lvm-uuids", "script", "flag-reconfiguration"] {
+        assert!(
+            rs.rules[0]
+                .paths
+                .iter()
+                .any(|p| p == "/boot/efi/loader/random-seed")
+        );
+        assert!(
+            cat.get("pacct-log")
+                .unwrap()
+                .actions()
+                .contains(&ActionKind::Truncate)
+        );
+        for n in [
+            "customize",
+            "fs-uuids",
+            "lvm-uuids",
+            "script",
+            "flag-reconfiguration",
+        ] {
             let op = cat.get(n).unwrap();
             assert!(op.needs_guest.is_some() && op.rules.is_empty(), "{n}");
         }
         for n in ["ca-certificates", "ipa-client"] {
-            assert_eq!(cat.get(n).unwrap().needs_guest_when, NeedsGuestWhen::Findings);
+            assert_eq!(
+                cat.get(n).unwrap().needs_guest_when,
+                NeedsGuestWhen::Findings
+            );
         }
         let logs = &cat.get("logfiles").unwrap().rules[0].paths;
         // 23 generic + 17 logrotate + 1 status + 9 installer + 9 desktop + 5 Pegasus + 6 others.
         assert_eq!(logs.len(), 70);
-        for n in ["private-keys", "cloud-credentials", "credential-files", "tokens"] {
+        for n in [
+            "private-keys",
+            "cloud-credentials",
+            "credential-files",
+            "tokens",
+        ] {
             let op = cat.get(n).unwrap();
             assert!(op.is_content() && op.default, "{n}");
         }

@@ -80,7 +80,9 @@ pub fn check_pattern(p: &str) -> Result<(), String> {
     }
     let starts_with_ph = ph.first().is_some_and(|(s, _, n)| *s == 0 && *n != "user");
     if !p.starts_with('/') && !starts_with_ph {
-        return Err(format!("pattern `{p}` must be absolute (start with `/` or `{{home}}`)"));
+        return Err(format!(
+            "pattern `{p}` must be absolute (start with `/` or `{{home}}`)"
+        ));
     }
     let sample = expand(
         p,
@@ -235,7 +237,11 @@ mod tests {
         assert!(check_pattern("/etc/x").is_ok());
         assert!(check_pattern("{home}/.x").is_ok());
         assert!(check_pattern("etc/x").unwrap_err().contains("absolute"));
-        assert!(check_pattern("{hme}/.x").unwrap_err().contains("unknown placeholder"));
+        assert!(
+            check_pattern("{hme}/.x")
+                .unwrap_err()
+                .contains("unknown placeholder")
+        );
         assert!(check_pattern("/etc/[").unwrap_err().contains("bad glob"));
     }
 

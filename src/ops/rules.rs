@@ -183,7 +183,11 @@ impl Catalogue {
             message,
         };
         if builtin && (!raw.keep.is_empty() || !raw.allow.is_empty()) {
-            return Err(invalid(0, "file".into(), "the catalogue has no keep/allow".into()));
+            return Err(invalid(
+                0,
+                "file".into(),
+                "the catalogue has no keep/allow".into(),
+            ));
         }
         let mut keep = Vec::new();
         for k in &raw.keep {
@@ -203,8 +207,7 @@ impl Catalogue {
                 hash: a.hash.clone(),
             });
         }
-        let mut names: HashSet<String> =
-            self.operations.iter().map(|o| o.name.clone()).collect();
+        let mut names: HashSet<String> = self.operations.iter().map(|o| o.name.clone()).collect();
         let mut ops = Vec::new();
         for sop in raw.operation {
             let at = sop.span().start;
@@ -229,11 +232,19 @@ impl Catalogue {
                 ));
             }
             if op.heading.trim().is_empty() || op.heading.contains('\n') {
-                return Err(invalid(at, ctx("heading"), "must be one non-empty line".into()));
+                return Err(invalid(
+                    at,
+                    ctx("heading"),
+                    "must be one non-empty line".into(),
+                ));
             }
             let source = match op.source {
                 Some(Source::User) if builtin => {
-                    return Err(invalid(at, ctx("source"), "`user` is for rule files".into()));
+                    return Err(invalid(
+                        at,
+                        ctx("source"),
+                        "`user` is for rule files".into(),
+                    ));
                 }
                 Some(s) => s,
                 None if builtin => {
@@ -285,7 +296,8 @@ impl Catalogue {
 fn valid_name(n: &str) -> bool {
     !n.is_empty()
         && n.len() <= 64
-        && n.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && n.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !n.starts_with('-')
 }
 
@@ -300,10 +312,16 @@ fn check_rule(r: RawRule) -> Result<Rule, (&'static str, String)> {
     let os = Guard::parse(&r.os).map_err(|m| ("os", m))?;
     if r.content {
         if !r.paths.is_empty() {
-            return Err(("paths", "a content rule applies to every file; use `except` to narrow it".into()));
+            return Err((
+                "paths",
+                "a content rule applies to every file; use `except` to narrow it".into(),
+            ));
         }
         if !matches!(r.action, ActionKind::Delete | ActionKind::Report) {
-            return Err(("action", "a content rule's action is `delete` or `report`".into()));
+            return Err((
+                "action",
+                "a content rule's action is `delete` or `report`".into(),
+            ));
         }
     } else if r.paths.is_empty() {
         return Err(("paths", "a rule needs `paths` (or `content = true`)".into()));
@@ -311,7 +329,10 @@ fn check_rule(r: RawRule) -> Result<Rule, (&'static str, String)> {
     match r.action {
         ActionKind::Rewrite => match (&r.replace, &r.drop_lines) {
             (Some(_), Some(_)) | (None, None) => {
-                return Err(("action", "a rewrite needs exactly one of `replace` and `drop-lines`".into()));
+                return Err((
+                    "action",
+                    "a rewrite needs exactly one of `replace` and `drop-lines`".into(),
+                ));
             }
             (None, Some(re)) => {
                 pattern::check_line_regex(re).map_err(|m| ("drop-lines", m))?;
@@ -407,7 +428,10 @@ os = ["linux"]
         let e = parse("[[operation]]\nname = \"x\"\nheading = \"h\"\ndefault = true\n\n[[operation.rule]]\naction = \"rewrite\"\npaths = [\"/a\"]\ndrop-lines = \"^(\"\n")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("extra.toml:6") && e.contains("rule 1 field `drop-lines`"), "{e}");
+        assert!(
+            e.contains("extra.toml:6") && e.contains("rule 1 field `drop-lines`"),
+            "{e}"
+        );
         let e = parse("[[operation]]\nname = \"x\"\nheading = \"h\"\ndefault = true\n[[operation.rule]]\naction = \"delete\"\npaths = [\"etc/a\"]\n")
             .unwrap_err()
             .to_string();
@@ -415,7 +439,10 @@ os = ["linux"]
         let e = parse("[[operation]]\nname = \"Bad_Name\"\nheading = \"h\"\ndefault = true\nneeds-guest = \"x\"\n")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("extra.toml:1") && e.contains("field `name`"), "{e}");
+        assert!(
+            e.contains("extra.toml:1") && e.contains("field `name`"),
+            "{e}"
+        );
         let e = parse("[[operation]]\nname = \"x\"\nheading = \"h\"\ndefault = true\nos = [\"linx\"]\nneeds-guest = \"x\"\n")
             .unwrap_err()
             .to_string();

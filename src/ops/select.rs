@@ -22,7 +22,9 @@ pub enum SelectionError {
     Empty { list: String },
     #[error("--enable and --operations cannot be used together")]
     EnableAndOperations,
-    #[error("`{item}`: `defaults` and `all` cannot be removed; start from the set you want instead")]
+    #[error(
+        "`{item}`: `defaults` and `all` cannot be removed; start from the set you want instead"
+    )]
     RemoveGroup { item: String },
 }
 
@@ -30,7 +32,14 @@ fn suggest(close: &[String]) -> String {
     if close.is_empty() {
         " (`vmscrub operations` lists them)".to_string()
     } else {
-        format!("; did you mean {}?", close.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", "))
+        format!(
+            "; did you mean {}?",
+            close
+                .iter()
+                .map(|c| format!("`{c}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
     }
 }
 
@@ -139,7 +148,11 @@ fn known(cat: &Catalogue, name: &str) -> Result<String, SelectionError> {
     scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(b.1)));
     Err(SelectionError::Unknown {
         name: name.to_string(),
-        close: scored.into_iter().take(3).map(|(_, n)| n.to_string()).collect(),
+        close: scored
+            .into_iter()
+            .take(3)
+            .map(|(_, n)| n.to_string())
+            .collect(),
     })
 }
 
@@ -195,9 +208,13 @@ mod tests {
         let msg = e.to_string();
         assert!(msg.contains("unknown operation `logfile`"), "{msg}");
         assert!(msg.contains("`logfiles`"), "{msg}");
-        let e = Selection::resolve(&cat(), &s(&["ssh-hostkey"]), &[]).unwrap_err().to_string();
+        let e = Selection::resolve(&cat(), &s(&["ssh-hostkey"]), &[])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("`ssh-hostkeys`"), "{e}");
-        let e = Selection::resolve(&cat(), &s(&["zzzzzz"]), &[]).unwrap_err().to_string();
+        let e = Selection::resolve(&cat(), &s(&["zzzzzz"]), &[])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("vmscrub operations"), "{e}");
     }
 }

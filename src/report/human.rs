@@ -40,7 +40,11 @@ fn why(f: &Finding) -> String {
             let lines: Vec<String> = rw.dropped_lines.iter().map(u64::to_string).collect();
             let _ = write!(s, "; drops line(s) {}", lines.join(","));
             if rw.dropped_count as usize > rw.dropped_lines.len() {
-                let _ = write!(s, " (+{})", rw.dropped_count as usize - rw.dropped_lines.len());
+                let _ = write!(
+                    s,
+                    " (+{})",
+                    rw.dropped_count as usize - rw.dropped_lines.len()
+                );
             }
         }
     }
@@ -83,7 +87,11 @@ pub fn render(input: &ReportInput<'_>) -> String {
         );
     }
     for op in &r.operations {
-        let mine: Vec<&Finding> = r.findings.iter().filter(|f| f.operation == op.name).collect();
+        let mine: Vec<&Finding> = r
+            .findings
+            .iter()
+            .filter(|f| f.operation == op.name)
+            .collect();
         if mine.is_empty() {
             continue;
         }
@@ -120,11 +128,19 @@ pub fn render(input: &ReportInput<'_>) -> String {
     if !r.warnings.is_empty() {
         let _ = writeln!(out, "\nWarnings:");
         for w in &r.warnings {
-            let op = w.operation.as_deref().map(|o| format!("[{o}] ")).unwrap_or_default();
+            let op = w
+                .operation
+                .as_deref()
+                .map(|o| format!("[{o}] "))
+                .unwrap_or_default();
             let _ = writeln!(out, "  ! {op}{}", safe_text(&w.message));
         }
     }
-    let paths: BTreeSet<(usize, &[u8])> = r.findings.iter().map(|f| (f.filesystem, f.path.as_slice())).collect();
+    let paths: BTreeSet<(usize, &[u8])> = r
+        .findings
+        .iter()
+        .map(|f| (f.filesystem, f.path.as_slice()))
+        .collect();
     let ops = r.operations.iter().filter(|o| o.findings > 0).count();
     let secrets = r.findings.iter().filter(|f| f.is_content()).count();
     let bytes: u64 = r.plan().len() as u64;

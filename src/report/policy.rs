@@ -68,7 +68,12 @@ impl FailOn {
         let warns = if self.warning {
             r.warnings
                 .iter()
-                .filter(|w| matches!(w.kind, WarningKind::SshHostKeys | WarningKind::UnreadableFilesystem))
+                .filter(|w| {
+                    matches!(
+                        w.kind,
+                        WarningKind::SshHostKeys | WarningKind::UnreadableFilesystem
+                    )
+                })
                 .count()
         } else {
             0

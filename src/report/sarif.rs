@@ -18,7 +18,8 @@ use super::ReportInput;
 use crate::ops::ActionKind;
 use crate::scan::{Finding, Why};
 
-pub const SARIF_SCHEMA: &str = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json";
+pub const SARIF_SCHEMA: &str =
+    "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json";
 
 /// Percent-encodes bytes for a URI path (keeps unreserved characters and `/`).
 pub fn pct(bytes: &[u8]) -> String {

@@ -25,7 +25,10 @@ fn json_matches_the_snapshot() {
     assert_eq!(v["schema_version"], 1);
     assert_eq!(v["guest"]["root"], 1);
     assert_eq!(v["guest"]["filesystems"][0]["mount_point"], "/boot/efi");
-    assert_eq!(v["guest"]["filesystems"][2]["mount_point"], serde_json::Value::Null);
+    assert_eq!(
+        v["guest"]["filesystems"][2]["mount_point"],
+        serde_json::Value::Null
+    );
     let f = v["findings"].as_array().unwrap();
     let hk = f
         .iter()
@@ -56,7 +59,10 @@ fn sarif_validates_against_the_2_1_0_schema() {
     )))
     .unwrap();
     let v = jsonschema::validator_for(&schema).unwrap();
-    let errors: Vec<String> = v.iter_errors(&doc).map(|e| format!("{e} at {}", e.instance_path())).collect();
+    let errors: Vec<String> = v
+        .iter_errors(&doc)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect();
     assert!(errors.is_empty(), "{errors:#?}");
     // The validator really checks: a broken document fails.
     let mut bad = doc.clone();
@@ -66,38 +72,70 @@ fn sarif_validates_against_the_2_1_0_schema() {
     let results = run["results"].as_array().unwrap();
     let pk = results
         .iter()
-        .find(|r| r["ruleId"] == "private-keys" && r["locations"][0]["physicalLocation"]["artifactLocation"]["uriBaseId"] == "FS2")
+        .find(|r| {
+            r["ruleId"] == "private-keys"
+                && r["locations"][0]["physicalLocation"]["artifactLocation"]["uriBaseId"] == "FS2"
+        })
         .unwrap();
     assert_eq!(pk["level"], "error");
-    assert_eq!(pk["locations"][0]["physicalLocation"]["artifactLocation"]["uri"], "backup/id_rsa");
-    assert_eq!(pk["locations"][0]["physicalLocation"]["region"]["byteLength"], 60);
+    assert_eq!(
+        pk["locations"][0]["physicalLocation"]["artifactLocation"]["uri"],
+        "backup/id_rsa"
+    );
+    assert_eq!(
+        pk["locations"][0]["physicalLocation"]["region"]["byteLength"],
+        60
+    );
     let weird = results
         .iter()
-        .find(|r| r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] == "srv/%5Bw%5D%2A/.lesshst")
+        .find(|r| {
+            r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
+                == "srv/%5Bw%5D%2A/.lesshst"
+        })
         .unwrap();
     assert_eq!(weird["level"], "warning");
-    assert!(results.iter().any(|r| r["ruleId"] == "rsyslog-forwarding" && r["level"] == "note"));
-    assert_eq!(run["originalUriBaseIds"]["GUEST"]["uri"], "vmscrub-image:///golden.qcow2/");
+    assert!(
+        results
+            .iter()
+            .any(|r| r["ruleId"] == "rsyslog-forwarding" && r["level"] == "note")
+    );
+    assert_eq!(
+        run["originalUriBaseIds"]["GUEST"]["uri"],
+        "vmscrub-image:///golden.qcow2/"
+    );
 }
 
 #[test]
 fn human_report_groups_by_operation() {
     let text = input_text(Format::Human);
-    assert!(text.contains("\nssh-hostkeys — Remove the SSH host keys (2 findings"), "{text}");
+    assert!(
+        text.contains("\nssh-hostkeys — Remove the SSH host keys (2 findings"),
+        "{text}"
+    );
     assert!(
         text.contains("  delete      /root/.bash_history  3 B  0:0 0600  2023-11-14 22:13:20Z  matches /root/.bash_history"),
         "{text}"
     );
-    assert!(text.contains("[partition 3 (data-other, ext4)] /backup/id_rsa"), "{text}");
+    assert!(
+        text.contains("[partition 3 (data-other, ext4)] /backup/id_rsa"),
+        "{text}"
+    );
     assert!(text.contains("Summary: 36 findings"), "{text}");
-    assert!(text.contains("! [ssh-hostkeys] SSH host keys are removed"), "{text}");
+    assert!(
+        text.contains("! [ssh-hostkeys] SSH host keys are removed"),
+        "{text}"
+    );
 }
 
 #[test]
 fn no_report_contains_secret_bytes() {
     for f in [Format::Human, Format::Json, Format::Sarif] {
         let text = input_text(f);
-        for secret in [&b"S3CR3T-MATERIAL-DO-NOT-PRINT"[..], b"tok_abcdefgh", &SECRET[..40]] {
+        for secret in [
+            &b"S3CR3T-MATERIAL-DO-NOT-PRINT"[..],
+            b"tok_abcdefgh",
+            &SECRET[..40],
+        ] {
             assert!(
                 !text.as_bytes().windows(secret.len()).any(|w| w == secret),
                 "{f:?} report leaks {}",
@@ -109,7 +147,10 @@ fn no_report_contains_secret_bytes() {
 
 #[test]
 fn hostile_names_cannot_drive_the_terminal() {
-    assert_eq!(safe_path(b"/tmp/\x1b[31mred\n\xff"), "/tmp/\\x1b[31mred\\x0a\\xff");
+    assert_eq!(
+        safe_path(b"/tmp/\x1b[31mred\n\xff"),
+        "/tmp/\\x1b[31mred\\x0a\\xff"
+    );
     assert_eq!(utc(0), "1970-01-01 00:00:00Z");
     assert_eq!(utc(951_782_400), "2000-02-29 00:00:00Z");
     assert_eq!(utc(-1), "1969-12-31 23:59:59Z");
@@ -128,7 +169,12 @@ fn fail_on_policy() {
     assert!(FailOn::parse(&cat, &[]).unwrap().evaluate(&r).is_none());
     assert!(p("finding").evaluate(&r).is_some());
     assert!(p("secret").evaluate(&r).unwrap().starts_with("5 findings"));
-    assert!(p("machine-id").evaluate(&r).unwrap().starts_with("2 findings"));
+    assert!(
+        p("machine-id")
+            .evaluate(&r)
+            .unwrap()
+            .starts_with("2 findings")
+    );
     assert!(p("abrt-data").evaluate(&r).is_none());
     assert!(p("warning").evaluate(&r).is_some());
     let e = FailOn::parse(&cat, &["secrets,machine-idd".to_string()]).unwrap_err();

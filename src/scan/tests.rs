@@ -26,7 +26,12 @@ impl ContentScanner for FakeDetector {
                 i += p + needle.len();
             }
         };
-        find(b"-----BEGIN TEST PRIVATE KEY-----", "test-key", "private-keys", 60);
+        find(
+            b"-----BEGIN TEST PRIVATE KEY-----",
+            "test-key",
+            "private-keys",
+            60,
+        );
         find(b"tok_", "test-token", "tokens", 12);
         find(b"ALIEN", "alien", "no-such-op", 5);
         Ok(hits)
@@ -38,7 +43,10 @@ pub const SECRET: &[u8] = b"-----BEGIN TEST PRIVATE KEY-----\nS3CR3T-MATERIAL-DO
 /// A Debian-family guest with something for many operations.
 pub fn debian_guest() -> Guest {
     let mut r = MemFs::new();
-    r.file("/etc/os-release", b"ID=debian\nPRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\n");
+    r.file(
+        "/etc/os-release",
+        b"ID=debian\nPRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\n",
+    );
     r.file("/etc/fstab", b"LABEL=root / ext4 defaults 0 1\nLABEL=ESP /boot/efi vfat umask=0077 0 1\n/swapfile none swap sw 0 0\nLABEL=data /mnt/data ext4 defaults,comment=cloudconfig 0 2\n");
     r.file(
         "/etc/passwd",
@@ -47,7 +55,10 @@ pub fn debian_guest() -> Guest {
     r.file("/etc/shadow", b"root:*:1::::::\ndeploy:$6$hash:1::::::\n");
     r.file("/etc/hosts", b"127.0.0.1 localhost\n127.0.1.1 golden\n");
     r.file("/etc/machine-id", b"0123456789abcdef0123456789abcdef\n");
-    r.file("/var/lib/dbus/machine-id", b"0123456789abcdef0123456789abcdef\n");
+    r.file(
+        "/var/lib/dbus/machine-id",
+        b"0123456789abcdef0123456789abcdef\n",
+    );
     r.file("/var/lib/dpkg/status", b"");
     r.file("/usr/bin/apt-get", b"");
     r.file("/usr/lib/systemd/systemd", b"");
@@ -73,7 +84,10 @@ pub fn debian_guest() -> Guest {
     r.file("/var/log/syslog", b"log line\n");
     r.file("/var/log/journal/abc/system.journal", b"0123456789");
     r.file("/var/log/cloud-init.log", b"ci\n");
-    r.file("/var/lib/cloud/instances/i-1/user-data.txt", b"#cloud-config\n");
+    r.file(
+        "/var/lib/cloud/instances/i-1/user-data.txt",
+        b"#cloud-config\n",
+    );
     r.file("/var/lib/cloud/seed/nocloud/meta-data", b"instance-id: x\n");
     r.file("/var/lib/systemd/random-seed", &[7u8; 512]);
     r.file("/var/cache/apt/archives/x.deb", b"deb");
@@ -81,8 +95,14 @@ pub fn debian_guest() -> Guest {
     r.file("/var/lib/apt/lists/deb.debian.org_dists", b"lists");
     r.file("/var/lib/dpkg/available", b"avail");
     r.file("/swapfile", &[0u8; 64]);
-    r.file("/etc/rsyslog.d/50-fwd.conf", b"# forward\n*.* @@loghost:514\n");
-    r.file("/etc/rsyslog.conf", b"# no forwarding here\n*.* /var/log/syslog\n");
+    r.file(
+        "/etc/rsyslog.d/50-fwd.conf",
+        b"# forward\n*.* @@loghost:514\n",
+    );
+    r.file(
+        "/etc/rsyslog.conf",
+        b"# no forwarding here\n*.* /var/log/syslog\n",
+    );
     r.file("/usr/share/doc/x/ALIEN.txt", b"ALIEN");
     // A home directory's file hidden under the ESP mount point.
     r.file("/boot/efi/stale-copy.txt", b"tok_abcdefgh");
@@ -99,12 +119,25 @@ pub fn debian_guest() -> Guest {
     };
     Guest::new(
         vec![
-            GuestFs { identity: id(1, "ESP"), fs: Arc::new(esp) },
-            GuestFs { identity: id(2, "root"), fs: Arc::new(r) },
-            GuestFs { identity: id(3, "data-other"), fs: Arc::new(data) },
+            GuestFs {
+                identity: id(1, "ESP"),
+                fs: Arc::new(esp),
+            },
+            GuestFs {
+                identity: id(2, "root"),
+                fs: Arc::new(r),
+            },
+            GuestFs {
+                identity: id(3, "data-other"),
+                fs: Arc::new(data),
+            },
         ],
         vec![crate::guest::Unreadable {
-            identity: FsIdentity { partition: Some(4), fs_type: Some("xfs".into()), ..Default::default() },
+            identity: FsIdentity {
+                partition: Some(4),
+                fs_type: Some("xfs".into()),
+                ..Default::default()
+            },
             error: "xfs is not supported".into(),
         }],
     )
@@ -200,12 +233,24 @@ fn defaults_find_exactly_what_they_should() {
     // The "/srv/[w]*" home matched only itself, not /srv/wx.
     assert!(!got.iter().any(|s| s.contains("/srv/wx")));
 
-    let mid = r.findings.iter().find(|f| f.operation == "machine-id" && f.action == ActionKind::Rewrite).unwrap();
+    let mid = r
+        .findings
+        .iter()
+        .find(|f| f.operation == "machine-id" && f.action == ActionKind::Rewrite)
+        .unwrap();
     assert_eq!(mid.rewrite.as_ref().unwrap().new_size, 14);
-    let hosts = r.findings.iter().find(|f| f.operation == "hosts-127011").unwrap();
+    let hosts = r
+        .findings
+        .iter()
+        .find(|f| f.operation == "hosts-127011")
+        .unwrap();
     assert_eq!(hosts.rewrite.as_ref().unwrap().dropped_lines, [2]);
     assert_eq!(hosts.rewrite.as_ref().unwrap().new_size, 20);
-    let pk = r.findings.iter().find(|f| f.path == b"/tmp/build/key.pem").unwrap();
+    let pk = r
+        .findings
+        .iter()
+        .find(|f| f.path == b"/tmp/build/key.pem")
+        .unwrap();
     match &pk.why {
         Why::Content { hits, total_hits } => {
             assert_eq!(*total_hits, 1);
@@ -215,17 +260,43 @@ fn defaults_find_exactly_what_they_should() {
         w => panic!("{w:?}"),
     }
     let kinds: Vec<WarningKind> = r.warnings.iter().map(|w| w.kind).collect();
-    assert!(kinds.contains(&WarningKind::SshHostKeys), "{:#?}", r.warnings);
+    assert!(
+        kinds.contains(&WarningKind::SshHostKeys),
+        "{:#?}",
+        r.warnings
+    );
     assert!(kinds.contains(&WarningKind::UnreadableFilesystem));
-    assert!(r.warnings.iter().any(|w| w.message.contains("xfs is not supported")));
-    assert!(r.warnings.iter().any(|w| w.message.contains("partition 3") && w.message.contains("not mounted")));
-    assert!(r.warnings.iter().any(|w| w.operation.as_deref() == Some("customize")));
+    assert!(
+        r.warnings
+            .iter()
+            .any(|w| w.message.contains("xfs is not supported"))
+    );
+    assert!(
+        r.warnings
+            .iter()
+            .any(|w| w.message.contains("partition 3") && w.message.contains("not mounted"))
+    );
+    assert!(
+        r.warnings
+            .iter()
+            .any(|w| w.operation.as_deref() == Some("customize"))
+    );
     assert!(r.warnings.iter().any(|w| w.message.contains("no-such-op")));
     // lvm-uuids' guard does not hold (no /etc/lvm), so no warning for it.
-    assert!(!r.warnings.iter().any(|w| w.operation.as_deref() == Some("lvm-uuids")));
+    assert!(
+        !r.warnings
+            .iter()
+            .any(|w| w.operation.as_deref() == Some("lvm-uuids"))
+    );
     let st = r.operations.iter().find(|o| o.name == "tmp-files").unwrap();
     assert_eq!((st.findings, st.bytes), (2, 71));
-    assert!(!r.operations.iter().find(|o| o.name == "net-hwaddr").unwrap().applies);
+    assert!(
+        !r.operations
+            .iter()
+            .find(|o| o.name == "net-hwaddr")
+            .unwrap()
+            .applies
+    );
 }
 
 #[test]
@@ -249,7 +320,10 @@ fn plan_dedups_by_path() {
     assert!(get("/root/.ssh/authorized_keys").is_none());
     // Report-only findings plan nothing.
     assert!(get("/etc/rsyslog.d/50-fwd.conf").is_none());
-    let paths: HashSet<_> = plan.iter().map(|a| (a.filesystem, a.path.clone())).collect();
+    let paths: HashSet<_> = plan
+        .iter()
+        .map(|a| (a.filesystem, a.path.clone()))
+        .collect();
     assert_eq!(paths.len(), plan.len());
 }
 
@@ -327,8 +401,17 @@ fn rewrite_that_would_grow_is_skipped_with_a_note() {
     r.file("/etc/os-release", b"ID=fedora\n");
     r.file("/usr/lib/systemd/systemd", b"");
     r.file("/etc/machine-id", b"");
-    r.file("/etc/sysconfig/network-scripts/ifcfg-eth0", b"DEVICE=eth0\nHWADDR=52:54:00:00:00:01\nHOSTNAME=build\n");
-    let g = Guest::new(vec![GuestFs { identity: FsIdentity::default(), fs: Arc::new(r) }], vec![]);
+    r.file(
+        "/etc/sysconfig/network-scripts/ifcfg-eth0",
+        b"DEVICE=eth0\nHWADDR=52:54:00:00:00:01\nHOSTNAME=build\n",
+    );
+    let g = Guest::new(
+        vec![GuestFs {
+            identity: FsIdentity::default(),
+            fs: Arc::new(r),
+        }],
+        vec![],
+    );
     let res = run(&g, &["machine-id,net-hwaddr,net-hostname"], &[], &cat);
     let got = summary_root(&res, 0);
     assert_eq!(
@@ -339,7 +422,13 @@ fn rewrite_that_would_grow_is_skipped_with_a_note() {
             "net-hwaddr rewrite /etc/sysconfig/network-scripts/ifcfg-eth0",
         ]
     );
-    assert!(res.findings[0].note.as_ref().unwrap().contains("longer than the file"));
+    assert!(
+        res.findings[0]
+            .note
+            .as_ref()
+            .unwrap()
+            .contains("longer than the file")
+    );
     let plan = res.plan();
     assert_eq!(plan.len(), 1);
     assert_eq!(plan[0].drop_lines.len(), 2);
@@ -348,7 +437,13 @@ fn rewrite_that_would_grow_is_skipped_with_a_note() {
     r.file("/etc/os-release", b"ID=fedora\n");
     r.file("/usr/lib/systemd/systemd", b"");
     r.file("/etc/machine-id", b"uninitialized\n");
-    let g = Guest::new(vec![GuestFs { identity: FsIdentity::default(), fs: Arc::new(r) }], vec![]);
+    let g = Guest::new(
+        vec![GuestFs {
+            identity: FsIdentity::default(),
+            fs: Arc::new(r),
+        }],
+        vec![],
+    );
     assert!(run(&g, &["machine-id"], &[], &cat).findings.is_empty());
 }
 
@@ -358,15 +453,42 @@ fn no_os_root_runs_content_only() {
     let mut d = MemFs::new();
     d.file("/tmp/x", b"1");
     d.file("/keys/k", SECRET);
-    let g = Guest::new(vec![GuestFs { identity: FsIdentity { partition: Some(1), ..Default::default() }, fs: Arc::new(d) }], vec![]);
+    let g = Guest::new(
+        vec![GuestFs {
+            identity: FsIdentity {
+                partition: Some(1),
+                ..Default::default()
+            },
+            fs: Arc::new(d),
+        }],
+        vec![],
+    );
     let r = run(&g, &["defaults"], &[], &cat);
     assert_eq!(summary(&r), ["private-keys delete /keys/k [fs0]"]);
-    assert!(r.warnings.iter().any(|w| w.message.contains("no operating system found")));
+    assert!(
+        r.warnings
+            .iter()
+            .any(|w| w.message.contains("no operating system found"))
+    );
     // Without detectors, the report says so.
     let sel = Selection::defaults(&cat);
-    let r = scan(&g, &ScanOptions { catalogue: &cat, selection: &sel, keep: vec![], content: None, threads: 1 }).unwrap();
+    let r = scan(
+        &g,
+        &ScanOptions {
+            catalogue: &cat,
+            selection: &sel,
+            keep: vec![],
+            content: None,
+            threads: 1,
+        },
+    )
+    .unwrap();
     assert!(r.findings.is_empty());
-    assert!(r.warnings.iter().any(|w| w.kind == WarningKind::NoContentDetection && w.message.contains("private-keys")));
+    assert!(
+        r.warnings.iter().any(
+            |w| w.kind == WarningKind::NoContentDetection && w.message.contains("private-keys")
+        )
+    );
 }
 
 #[test]
@@ -376,10 +498,20 @@ fn ssh_warning_not_given_when_something_regenerates() {
     r.file("/etc/os-release", b"ID=rhel\nID_LIKE=fedora\n");
     r.file("/etc/ssh/ssh_host_rsa_key", b"k");
     r.file("/usr/lib/systemd/system/sshd-keygen@.service", b"");
-    let g = Guest::new(vec![GuestFs { identity: FsIdentity::default(), fs: Arc::new(r) }], vec![]);
+    let g = Guest::new(
+        vec![GuestFs {
+            identity: FsIdentity::default(),
+            fs: Arc::new(r),
+        }],
+        vec![],
+    );
     let res = run(&g, &["ssh-hostkeys"], &[], &cat);
     assert_eq!(res.findings.len(), 1);
-    assert!(!res.warnings.iter().any(|w| w.kind == WarningKind::SshHostKeys));
+    assert!(
+        !res.warnings
+            .iter()
+            .any(|w| w.kind == WarningKind::SshHostKeys)
+    );
 }
 
 #[test]
@@ -433,7 +565,9 @@ fn walk_error_is_a_warning_and_other_filesystems_continue() {
             Err(crate::fs::FsError::Corrupt("bad inode".into()))
         }
         fn read_dir(&self, _: NodeId) -> FsResult<Vec<crate::fs::DirEntry>> {
-            Err(crate::fs::FsError::Corrupt("directory block 7: bad checksum".into()))
+            Err(crate::fs::FsError::Corrupt(
+                "directory block 7: bad checksum".into(),
+            ))
         }
         fn open(&self, _: NodeId) -> FsResult<Box<dyn Read + Send + '_>> {
             Err(crate::fs::FsError::Corrupt("x".into()))
@@ -450,12 +584,29 @@ fn walk_error_is_a_warning_and_other_filesystems_continue() {
     d.file("/k", SECRET);
     let g = Guest::new(
         vec![
-            GuestFs { identity: FsIdentity { partition: Some(1), ..Default::default() }, fs: Arc::new(Broken) },
-            GuestFs { identity: FsIdentity { partition: Some(2), ..Default::default() }, fs: Arc::new(d) },
+            GuestFs {
+                identity: FsIdentity {
+                    partition: Some(1),
+                    ..Default::default()
+                },
+                fs: Arc::new(Broken),
+            },
+            GuestFs {
+                identity: FsIdentity {
+                    partition: Some(2),
+                    ..Default::default()
+                },
+                fs: Arc::new(d),
+            },
         ],
         vec![],
     );
     let r = run(&g, &["defaults"], &[], &cat);
     assert_eq!(summary_root(&r, 9), ["private-keys delete /k [fs1]"]);
-    assert!(r.warnings.iter().any(|w| w.kind == WarningKind::UnreadableFilesystem && w.message.contains("bad checksum")));
+    assert!(
+        r.warnings
+            .iter()
+            .any(|w| w.kind == WarningKind::UnreadableFilesystem
+                && w.message.contains("bad checksum"))
+    );
 }
