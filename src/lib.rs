@@ -9,3 +9,5 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod exit;
+pub mod image;
+pub mod inspect;

@@ -27,7 +27,10 @@ impl FileDisk {
 
     /// Opens `path` for reading and writing (tests and in-place tools only).
     pub fn open_rw(path: &Path) -> io::Result<Self> {
-        let file = std::fs::OpenOptions::new().read(true).write(true).open(path)?;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)?;
         Self::from_file(file, true)
     }
 
@@ -40,7 +43,11 @@ impl FileDisk {
             let mut f = &file;
             io::Seek::seek(&mut f, SeekFrom::End(0))?
         };
-        Ok(Self { file, size, writable })
+        Ok(Self {
+            file,
+            size,
+            writable,
+        })
     }
 
     pub fn file(&self) -> &File {
@@ -102,7 +109,10 @@ fn data_ranges(file: &File, size: u64) -> io::Result<Vec<Range<u64>>> {
 impl WriteAt for FileDisk {
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
         if !self.writable {
-            return Err(io::Error::new(io::ErrorKind::PermissionDenied, "device is opened read-only"));
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                "device is opened read-only",
+            ));
         }
         check_range(offset, buf.len() as u64, self.size)?;
         self.file.write_all_at(buf, offset)
@@ -125,7 +135,10 @@ mod tests {
         let err = d.read_exact_at(&mut buf, 7).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
         assert!(d.read_exact_at(&mut buf, u64::MAX - 2).is_err());
-        assert_eq!(d.write_all_at(b"x", 0).unwrap_err().kind(), io::ErrorKind::PermissionDenied);
+        assert_eq!(
+            d.write_all_at(b"x", 0).unwrap_err().kind(),
+            io::ErrorKind::PermissionDenied
+        );
     }
 
     #[test]

@@ -57,7 +57,11 @@ pub trait WriteAt: ReadAt {
     /// Makes `range` read as zeros. Overlays record this as a hole rather than as
     /// written zeros, so the output can leave it unallocated.
     fn zero_range(&self, range: Range<u64>) -> io::Result<()> {
-        check_range(range.start, range.end.saturating_sub(range.start), self.size())?;
+        check_range(
+            range.start,
+            range.end.saturating_sub(range.start),
+            self.size(),
+        )?;
         let zeros = vec![0u8; 64 * 1024];
         let mut pos = range.start;
         while pos < range.end {
@@ -75,7 +79,9 @@ pub fn check_range(offset: u64, len: u64, size: u64) -> io::Result<()> {
         Some(end) if end <= size => Ok(()),
         _ => Err(io::Error::new(
             io::ErrorKind::UnexpectedEof,
-            format!("read of {len} bytes at offset {offset} is beyond the end of the device ({size} bytes)"),
+            format!(
+                "read of {len} bytes at offset {offset} is beyond the end of the device ({size} bytes)"
+            ),
         )),
     }
 }

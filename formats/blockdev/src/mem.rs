@@ -12,7 +12,9 @@ pub struct MemDisk {
 
 impl MemDisk {
     pub fn new(data: Vec<u8>) -> Self {
-        Self { data: RwLock::new(data) }
+        Self {
+            data: RwLock::new(data),
+        }
     }
 
     pub fn zeroed(size: usize) -> Self {

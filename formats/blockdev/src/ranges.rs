@@ -86,7 +86,10 @@ impl RangeSet {
     }
 
     pub fn contains(&self, pos: u64) -> bool {
-        self.map.range(..=pos).next_back().is_some_and(|(_, &e)| pos < e)
+        self.map
+            .range(..=pos)
+            .next_back()
+            .is_some_and(|(_, &e)| pos < e)
     }
 
     /// True if any byte of `r` is in the set.
@@ -196,7 +199,10 @@ mod tests {
         assert!(s.contains(0) && s.contains(9) && !s.contains(10) && s.contains(25));
         assert!(s.intersects(5..25) && !s.intersects(10..20));
         assert!(s.covers(21..30) && !s.covers(5..21));
-        assert_eq!(s.overlapping(5..25).collect::<Vec<_>>(), vec![5..10, 20..25]);
+        assert_eq!(
+            s.overlapping(5..25).collect::<Vec<_>>(),
+            vec![5..10, 20..25]
+        );
         assert_eq!(v(&s.complement(40)), vec![10..20, 30..40]);
         let o: RangeSet = [8..22].into_iter().collect();
         assert_eq!(v(&s.intersection(&o)), vec![8..10, 20..22]);
@@ -219,10 +225,14 @@ mod tests {
             let b = (a + next() % 40).min(256);
             if next() % 3 == 0 {
                 s.remove(a..b);
-                model[a as usize..b as usize].iter_mut().for_each(|x| *x = false);
+                model[a as usize..b as usize]
+                    .iter_mut()
+                    .for_each(|x| *x = false);
             } else {
                 s.insert(a..b);
-                model[a as usize..b as usize].iter_mut().for_each(|x| *x = true);
+                model[a as usize..b as usize]
+                    .iter_mut()
+                    .for_each(|x| *x = true);
             }
             for (i, &m) in model.iter().enumerate() {
                 assert_eq!(s.contains(i as u64), m, "position {i}");

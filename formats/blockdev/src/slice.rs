@@ -65,7 +65,8 @@ impl<D: WriteAt> WriteAt for Slice<D> {
 
     fn zero_range(&self, range: Range<u64>) -> io::Result<()> {
         check_range(range.start, range.end.saturating_sub(range.start), self.len)?;
-        self.inner.zero_range(range.start + self.offset..range.end + self.offset)
+        self.inner
+            .zero_range(range.start + self.offset..range.end + self.offset)
     }
 }
 

@@ -6,7 +6,7 @@ use std::io;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cannot read {structure} at byte offset {offset}: {source}")]
+    #[error("cannot read {structure} at byte offset {offset}")]
     Io {
         structure: &'static str,
         offset: u64,
