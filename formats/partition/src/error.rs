@@ -66,6 +66,9 @@ pub enum Error {
     )]
     ProtectiveWithoutGpt,
 
+    #[error("invalid logical sector size {0} (must be a power of two from 512 to 65536)")]
+    SectorSize(u32),
+
     #[error("not an MBR: {reason}")]
     NotMbr { reason: &'static str },
 

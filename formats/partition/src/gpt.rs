@@ -100,6 +100,7 @@ impl Gpt {
     /// the table and the warnings a user should see (backup used, backup damaged,
     /// disk size disagreeing with the table).
     pub fn read<D: ReadAt + ?Sized>(disk: &D, sector_size: u32) -> Result<(Gpt, Vec<String>)> {
+        check_sector_size(sector_size)?;
         let ss = u64::from(sector_size);
         let disk_sectors = disk.size() / ss;
         let last_lba = disk_sectors.saturating_sub(1);
@@ -181,6 +182,15 @@ impl Gpt {
             },
             warnings,
         ))
+    }
+}
+
+/// Logical sector sizes are powers of two from 512 to 64 KiB.
+pub(crate) fn check_sector_size(sector_size: u32) -> Result<()> {
+    if sector_size.is_power_of_two() && (512..=65536).contains(&sector_size) {
+        Ok(())
+    } else {
+        Err(Error::SectorSize(sector_size))
     }
 }
 
@@ -407,8 +417,7 @@ fn parse_entries(h: &Header, sector_size: u32, disk_size: u64) -> Result<Vec<Gpt
                 last_usable: h.last_usable,
             });
         }
-        // last < last_usable < 2^64 so last + 1 cannot overflow; the byte values can.
-        let end = (last + 1).checked_mul(ss);
+        let end = last.checked_add(1).and_then(|n| n.checked_mul(ss));
         let offset = first.checked_mul(ss);
         let (Some(offset), Some(end)) = (offset, end) else {
             return Err(Error::PastEnd {
@@ -815,6 +824,43 @@ pub(crate) mod tests {
         let e = Gpt::read(&m, 512).unwrap_err();
         assert!(matches!(e, Error::PastEnd { index: 3, .. }), "{e}");
         assert!(e.to_string().contains("truncated"), "{e}");
+    }
+
+    #[test]
+    fn huge_lbas_do_not_overflow() {
+        // A header whose usable range reaches u64::MAX and a partition ending there.
+        let mut d = build_gpt(
+            512,
+            256,
+            &[P {
+                index: 1,
+                ty: LINUX,
+                first: 40,
+                last: 99,
+                name: "",
+            }],
+        );
+        for lba in [1u64, 255] {
+            let h = (lba * 512) as usize;
+            d[h + 48..h + 56].copy_from_slice(&u64::MAX.to_le_bytes());
+        }
+        let a = 2 * 512 + 40;
+        d[a..a + 8].copy_from_slice(&u64::MAX.to_le_bytes());
+        let b = (255 - 32) * 512 + 40;
+        d[b..b + 8].copy_from_slice(&u64::MAX.to_le_bytes());
+        fix_crcs(&mut d, 512, 1);
+        fix_crcs(&mut d, 512, 255);
+        // The backup's array now overlaps the usable range, the primary's partition
+        // runs past the disk: an error either way, never an overflow.
+        assert!(Gpt::read(&MemDisk::new(d), 512).is_err());
+        assert!(matches!(
+            Gpt::read(&MemDisk::zeroed(4096), 0),
+            Err(Error::SectorSize(0))
+        ));
+        assert!(matches!(
+            Gpt::read(&MemDisk::zeroed(4096), 1000),
+            Err(Error::SectorSize(1000))
+        ));
     }
 
     #[test]

@@ -127,6 +127,7 @@ impl Mbr {
     /// `sector_size` is what LBAs count in (512 for nearly every MBR disk). Returns
     /// the table and warnings.
     pub fn read<D: ReadAt + ?Sized>(disk: &D, sector_size: u32) -> Result<(Mbr, Vec<String>)> {
+        crate::gpt::check_sector_size(sector_size)?;
         let ss = u64::from(sector_size);
         let mut warnings = Vec::new();
         let Some(s0) = read_opt(disk, 0, 512, "MBR")? else {
