@@ -10,5 +10,7 @@
 
 pub mod exit;
 pub mod fs;
+pub mod image;
+pub mod inspect;
 pub mod output;
 pub mod overlay;

@@ -16,11 +16,16 @@ struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
-enum Command {}
+enum Command {
+    #[command(about = vmscrub::inspect::ABOUT, long_about = vmscrub::inspect::LONG_ABOUT)]
+    Inspect(vmscrub::inspect::InspectArgs),
+}
 
 fn main() {
     let cli = Cli::parse();
-    let result: anyhow::Result<i32> = match cli.command {};
+    let result: anyhow::Result<i32> = match cli.command {
+        Command::Inspect(args) => vmscrub::inspect::run(&args),
+    };
     match result {
         Ok(code) => std::process::exit(code),
         Err(e) => {
