@@ -365,7 +365,7 @@ fn open_raw(path: &Path, file: FileDisk) -> Result<OpenedImage, ImageError> {
     let mut warnings = Vec::new();
     if size == 0 {
         warnings.push("the image is empty (0 bytes)".to_string());
-    } else if size % 512 != 0 {
+    } else if !size.is_multiple_of(512) {
         warnings.push(format!("image size {size} is not a multiple of 512 bytes; the last partial sector is ignored by most tools"));
     }
     Ok(OpenedImage {
@@ -479,10 +479,10 @@ pub fn discover<D: ReadAt + Clone>(disk: D) -> Result<Layout<D>, DiscoverError> 
             .map(|r| (Some(r.index), r.offset, r.size))
             .collect(),
     };
-    if let Table::Mbr(m) = &detected.table {
-        if m.partitions.iter().all(|p| p.kind == MbrKind::Extended) {
-            warnings.push("MBR holds no data partitions".to_string());
-        }
+    if let Table::Mbr(m) = &detected.table
+        && m.partitions.iter().all(|p| p.kind == MbrKind::Extended)
+    {
+        warnings.push("MBR holds no data partitions".to_string());
     }
     let mut volumes = Vec::with_capacity(regions.len());
     for (index, offset, size) in regions {

@@ -115,17 +115,17 @@ pub(crate) fn probe<D: ReadAt + ?Sized>(dev: &D) -> Result<Option<Filesystem>, E
         .or_else(|| boot_label.clone());
     if layout32 {
         let fsinfo = u64::from(le16(&bs, 48));
-        if fsinfo != 0 {
-            if let Some(fi) = read_opt(dev, fsinfo * bps, 512, "FAT32 FSInfo")? {
-                let s1 = fi.get(0..4).unwrap_or_default();
-                let s2 = fi.get(484..488).unwrap_or_default();
-                if !matches!(s1, b"RRaA" | b"RRdA" | [0, 0, 0, 0])
-                    || !matches!(s2, b"rrAa" | [0, 0, 0, 0])
-                {
-                    warnings.push(format!(
-                        "FAT32 FSInfo sector {fsinfo} has no valid signature"
-                    ));
-                }
+        if fsinfo != 0
+            && let Some(fi) = read_opt(dev, fsinfo * bps, 512, "FAT32 FSInfo")?
+        {
+            let s1 = fi.get(0..4).unwrap_or_default();
+            let s2 = fi.get(484..488).unwrap_or_default();
+            if !matches!(s1, b"RRaA" | b"RRdA" | [0, 0, 0, 0])
+                || !matches!(s2, b"rrAa" | [0, 0, 0, 0])
+            {
+                warnings.push(format!(
+                    "FAT32 FSInfo sector {fsinfo} has no valid signature"
+                ));
             }
         }
     }

@@ -319,7 +319,7 @@ fn load<D: ReadAt + ?Sized>(
             "header LBA {lba} lies inside the usable range {first_usable}..={last_usable}"
         )));
     }
-    if entry_size < MIN_ENTRY_SIZE || entry_size % 8 != 0 {
+    if entry_size < MIN_ENTRY_SIZE || !entry_size.is_multiple_of(8) {
         return Ok(Err(format!(
             "partition entry size {entry_size} is not a multiple of 8 of at least 128"
         )));
@@ -472,23 +472,23 @@ pub(crate) fn check_overlaps(
     // The earlier range reaching furthest is the one any later range would hit first.
     let mut reach: Option<(u32, u64, u64)> = None;
     for &(i, first, last) in &v {
-        if let Some((a, a_first, a_last)) = reach {
-            if first <= a_last {
-                let ((a, a_first, a_last), (b, b_first, b_last)) = if a < i {
-                    ((a, a_first, a_last), (i, first, last))
-                } else {
-                    ((i, first, last), (a, a_first, a_last))
-                };
-                return Err(Error::Overlap {
-                    table,
-                    a,
-                    a_first,
-                    a_last,
-                    b,
-                    b_first,
-                    b_last,
-                });
-            }
+        if let Some((a, a_first, a_last)) = reach
+            && first <= a_last
+        {
+            let ((a, a_first, a_last), (b, b_first, b_last)) = if a < i {
+                ((a, a_first, a_last), (i, first, last))
+            } else {
+                ((i, first, last), (a, a_first, a_last))
+            };
+            return Err(Error::Overlap {
+                table,
+                a,
+                a_first,
+                a_last,
+                b,
+                b_first,
+                b_last,
+            });
         }
         if reach.is_none_or(|(_, _, l)| last > l) {
             reach = Some((i, first, last));
