@@ -445,7 +445,7 @@ fn bad_descriptors_are_refused() {
     // A COWD file and a flat file posing as sparse extents, a sparse extent of the
     // wrong size, and a symlink leading out of the directory.
     std::fs::write(dir.join("cowd.vmdk"), b"COWD\x01\0\0\0 old format").unwrap();
-    let s1 = copy_fixture("c-vmdk-2gb-sparse", dir);
+    copy_fixture("c-vmdk-2gb-sparse", dir);
     std::os::unix::fs::symlink("/etc/passwd", dir.join("escape.vmdk")).unwrap();
     let cases: Vec<(String, &str)> = vec![
         (format!("{mf}RW {n} FLAT \"{flat}\"\n"), "needs an offset"),
@@ -570,7 +570,6 @@ fn bad_descriptors_are_refused() {
     );
     let alloc = disk.allocated_ranges().unwrap();
     assert!(!alloc.intersects(1000 * 512..3000 * 512));
-    drop(s1);
 }
 
 #[test]
