@@ -2,7 +2,7 @@
 //! pass does: the benchmark beside `qemu-img convert -O raw`.
 //!
 //! ```sh
-//! cargo run --release -p vmscrub-vmdk --example vmdk_read -- IMAGE [OUT] [--buf MIB] [--info]
+//! cargo run --release -p vmscrub-vmdk --example vmdk_read -- IMAGE [OUT] [--buf MIB | --buf-kib KIB] [--info]
 //! ```
 //! Without OUT the bytes go to a sink (a checksum is printed so the work cannot be
 //! optimised away); with OUT they are written there (holes for all-zero chunks).
@@ -18,17 +18,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let mut image = None;
     let mut out = None;
-    let mut buf_mib = 4usize;
+    let mut buf_kib = 4096usize;
     let mut info = false;
     while let Some(a) = args.next() {
         match a.as_str() {
-            "--buf" => buf_mib = args.next().ok_or("--buf needs a value")?.parse()?,
+            "--buf" => buf_kib = args.next().ok_or("--buf needs a value")?.parse::<usize>()? << 10,
+            "--buf-kib" => buf_kib = args.next().ok_or("--buf-kib needs a value")?.parse()?,
             "--info" => info = true,
             _ if image.is_none() => image = Some(PathBuf::from(a)),
             _ => out = Some(PathBuf::from(a)),
         }
     }
-    let image = image.ok_or("usage: vmdk_read IMAGE [OUT] [--buf MIB] [--info]")?;
+    let image = image.ok_or("usage: vmdk_read IMAGE [OUT] [--buf MIB | --buf-kib KIB] [--info]")?;
     let disk = Vmdk::open_path(&image)?;
     if info {
         println!("{:#?}", disk.info());
@@ -42,7 +43,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         None => None,
     };
-    let mut buf = vec![0u8; buf_mib << 20];
+    let mut buf = vec![0u8; buf_kib.max(1) << 10];
     let mut pos = 0u64;
     let mut sum = 0u64;
     while pos < disk.size() {
