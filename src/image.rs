@@ -398,21 +398,116 @@ fn open_qcow2(path: &Path, file: FileDisk, opts: &OpenOptions) -> Result<OpenedI
     })
 }
 
-/// **Hook for the VMDK reader.** `kind` says what the first bytes are: a sparse
-/// extent (`KDMV`, possibly with an embedded descriptor), an old `COWD` extent, or
-/// a text descriptor whose extent files must be resolved with
-/// [`OpenOptions::resolve_external`] (and whose `parentFileNameHint` needs
-/// `opts.allow_backing`). Subformat is the descriptor's `createType`.
+/// A VMDK in any supported subformat. Extent files named by a descriptor are
+/// untrusted paths: they are confined to the image's directory unless the user
+/// allowed external files, and refused altogether under [`ExternalFiles::Refuse`].
 fn open_vmdk(
     path: &Path,
     file: FileDisk,
     kind: VmdkKind,
     opts: &OpenOptions,
 ) -> Result<OpenedImage, ImageError> {
-    let _ = (file, kind, opts);
-    Err(ImageError::NotBuilt {
+    use vmscrub_vmdk::{DirExtentOpener, ExtentOpener, NoExtentFiles, Vmdk};
+    let container_err = |e: vmscrub_vmdk::VmdkError| ImageError::Container {
         path: path.to_path_buf(),
         format: Format::Vmdk,
+        source: Box::new(e),
+    };
+    if kind == VmdkKind::Cowd {
+        return Err(ImageError::Unsupported {
+            path: path.to_path_buf(),
+            format: "VMware ESX 2 (COWD) sparse extent",
+            advice: "convert it with `qemu-img convert -O vmdk` first",
+        });
+    }
+    let file_size = file.size();
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let opener: Box<dyn ExtentOpener> = match opts.external_files {
+        ExternalFiles::Refuse => Box::new(NoExtentFiles),
+        ExternalFiles::SameDirectory => Box::new(DirExtentOpener::new(dir)),
+        ExternalFiles::Anywhere => Box::new(DirExtentOpener::allow_outside(dir)),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let vmdk = Vmdk::open(Arc::new(file), &name, opener.as_ref()).map_err(container_err)?;
+    let allocated = vmdk
+        .allocated_ranges()
+        .map_err(|source| ImageError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?
+        .total();
+    let info = vmdk.info();
+    let mut details = BTreeMap::new();
+    details.insert("create_type".into(), info.create_type.clone().into());
+    if let Some(g) = info.grain_size {
+        details.insert("grain_size".into(), g.into());
+    }
+    details.insert(
+        "compression".into(),
+        match info.compression {
+            vmscrub_vmdk::Compression::None => "none",
+            vmscrub_vmdk::Compression::Deflate => "deflate",
+        }
+        .into(),
+    );
+    details.insert(
+        "extents".into(),
+        info.extents
+            .iter()
+            .map(|e| {
+                serde_json::json!({
+                    "kind": match e.kind {
+                        vmscrub_vmdk::ExtentKind::Flat => "flat",
+                        vmscrub_vmdk::ExtentKind::Sparse => "sparse",
+                        vmscrub_vmdk::ExtentKind::Zero => "zero",
+                    },
+                    "file": e.file_name,
+                    "virtual_offset": e.virtual_offset,
+                    "size": e.size,
+                })
+            })
+            .collect::<Vec<_>>()
+            .into(),
+    );
+    if let Some(cid) = info.cid {
+        details.insert("cid".into(), format!("{cid:08x}").into());
+    }
+    if let Some(a) = &info.adapter_type {
+        details.insert("adapter_type".into(), a.clone().into());
+    }
+    if let Some(h) = &info.hw_version {
+        details.insert("hw_version".into(), h.clone().into());
+    }
+    let mut warnings = Vec::new();
+    if info
+        .extents
+        .iter()
+        .any(|e| e.sparse.as_ref().is_some_and(|s| s.unclean_shutdown))
+    {
+        warnings.push(
+            "the VMDK was not closed cleanly (uncleanShutdown is set); reading its on-disk state"
+                .into(),
+        );
+    }
+    let subformat = Some(info.subformat.as_str().to_string());
+    let virtual_size = info.virtual_size;
+    Ok(OpenedImage {
+        disk: Arc::new(vmdk),
+        info: ContainerInfo {
+            format: Format::Vmdk,
+            subformat,
+            virtual_size,
+            file_size,
+            allocated_bytes: Some(allocated),
+            details,
+            warnings,
+        },
     })
 }
 
