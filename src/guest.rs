@@ -619,7 +619,9 @@ mod tests;
 
 /// Options for opening a guest from the command line.
 #[derive(Debug, Clone, Default)]
-pub struct OpenOptions {}
+pub struct OpenOptions {
+    pub image: crate::image::OpenOptions,
+}
 
 /// Opens what `scan` was given: a directory is an unpacked root filesystem
 /// ([`hostdir::HostDir`]); anything else is a disk image.
@@ -641,21 +643,85 @@ pub fn guest_from_path(path: &std::path::Path, opts: &OpenOptions) -> anyhow::Re
     guest_from_image(path, opts)
 }
 
+/// The partition-table side of a volume's identity.
+fn identity_of<D>(table: &vmscrub_partition::Table, v: &crate::image::Volume<D>) -> FsIdentity {
+    use vmscrub_partition::Table;
+    let mut id = FsIdentity {
+        partition: v.index,
+        fs_uuid: v.filesystem.uuid.clone(),
+        fs_label: v.filesystem.label.clone(),
+        fs_type: Some(v.filesystem.kind.blkid_type().to_string()),
+        ..Default::default()
+    };
+    match (table, v.index) {
+        (Table::Gpt(g), Some(i)) => {
+            if let Some(p) = g.partitions.iter().find(|p| p.index == i) {
+                id.part_uuid = Some(p.guid.to_string().to_ascii_lowercase());
+                id.part_name = Some(p.name.clone());
+                id.part_type = Some(p.type_guid.to_string().to_ascii_lowercase());
+            }
+        }
+        (Table::Mbr(m), Some(i)) => {
+            if let Some(p) = m.partitions.iter().find(|p| p.index == i) {
+                // What blkid calls PARTUUID on MBR: disk signature - partition number.
+                id.part_uuid = Some(format!("{:08x}-{:02x}", m.disk_signature, i));
+                id.part_type = Some(format!("0x{:02x}", p.type_id));
+            }
+        }
+        _ => {}
+    }
+    id
+}
+
 /// Opens a disk image (raw, qcow2, VMDK), finds its partitions and
 /// filesystems, and builds the guest view.
 ///
-/// Not wired yet: the container readers, partition discovery and the ext4/FAT
-/// `Filesystem` adapters are being built in parallel and are not on this
-/// branch. This says so instead of pretending; the lead replaces the body
-/// when they land (each readable filesystem becomes a [`GuestFs`], each one
-/// that fails to open an [`Unreadable`]).
-pub fn guest_from_image(path: &std::path::Path, _opts: &OpenOptions) -> anyhow::Result<Guest> {
-    if !path.exists() {
-        anyhow::bail!("{}: no such file or directory", path.display());
+/// The partition and probe side is real; the `Filesystem` adapters for ext4
+/// and FAT are not on this branch yet, so every volume is reported as
+/// unreadable with that reason, and [`Guest::readable`] is false: `scan`
+/// refuses to call such an image clean. The lead wires the adapters in
+/// [`open_filesystem`].
+pub fn guest_from_image(path: &std::path::Path, opts: &OpenOptions) -> anyhow::Result<Guest> {
+    let opened = crate::image::open(path, &opts.image)?;
+    let disk: Arc<dyn vmscrub_blockdev::ReadAt> = opened.disk;
+    let layout =
+        crate::image::discover(disk).map_err(|e| anyhow::anyhow!("{}: {e:#}", path.display()))?;
+    let mut readable = vec![];
+    let mut unreadable = vec![];
+    for v in &layout.volumes {
+        let identity = identity_of(&layout.table, v);
+        match open_filesystem(v) {
+            Some(Ok(fs)) => readable.push(GuestFs { identity, fs }),
+            Some(Err(error)) => unreadable.push(Unreadable { identity, error }),
+            None => {}
+        }
     }
-    anyhow::bail!(
-        "{}: scanning disk images needs the image readers and filesystem adapters, which are \
-         not in this build yet; scan an unpacked root directory instead (vmscrub scan DIR)",
-        path.display()
-    )
+    let mut g = Guest::new(readable, unreadable);
+    g.notes.extend(layout.warnings.iter().cloned());
+    Ok(g)
+}
+
+/// A `Filesystem` for one volume: `None` for a volume that holds no
+/// filesystem to scan (swap is still reported: it can hold paged-out secrets).
+fn open_filesystem<D>(v: &crate::image::Volume<D>) -> Option<Result<Arc<dyn Filesystem>, String>> {
+    use vmscrub_fsprobe::Kind;
+    let kind = v.filesystem.kind;
+    match kind {
+        Kind::Unknown => None,
+        Kind::Ext2 | Kind::Ext3 | Kind::Ext4 | Kind::Vfat => Some(Err(format!(
+            "{} reader not in this build yet",
+            kind.blkid_type()
+        ))),
+        Kind::Swap => Some(Err(
+            "swap space is not scanned (it may hold paged-out secrets)".to_string(),
+        )),
+        other => Some(Err(format!("{} is not supported", other.blkid_type()))),
+    }
+}
+
+impl Guest {
+    /// At least one filesystem could be read.
+    pub fn readable(&self) -> bool {
+        !self.filesystems.is_empty()
+    }
 }

@@ -11,6 +11,8 @@
 pub mod exit;
 pub mod fs;
 pub mod guest;
+pub mod image;
+pub mod inspect;
 pub mod ops;
 pub mod output;
 pub mod overlay;

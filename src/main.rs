@@ -24,6 +24,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    #[command(about = vmscrub::inspect::ABOUT, long_about = vmscrub::inspect::LONG_ABOUT)]
+    Inspect(vmscrub::inspect::InspectArgs),
     /// List the operations catalogue (name, `*` if on by default, heading)
     Operations(OperationsArgs),
     /// Audit an image (or an unpacked root directory): every finding, with why
@@ -183,6 +185,23 @@ fn scan_verb(args: ScanArgs) -> anyhow::Result<i32> {
         vmscrub::ops::pattern::check_glob(k).map_err(|e| usage(format!("--keep: {e}")))?;
     }
     let guest = vmscrub::guest::guest_from_path(&args.image, &Default::default())?;
+    if !guest.readable() {
+        // Never call an image clean that we could not read.
+        let why: Vec<String> = guest
+            .unreadable
+            .iter()
+            .map(|u| format!("{}: {}", u.identity.describe(), u.error))
+            .collect();
+        anyhow::bail!(
+            "{}: no filesystem of this image could be read{}",
+            args.image.display(),
+            if why.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", why.join("; "))
+            }
+        );
+    }
     let result = scan::scan(
         &guest,
         &ScanOptions {
@@ -224,6 +243,7 @@ fn scan_verb(args: ScanArgs) -> anyhow::Result<i32> {
 fn main() {
     let cli = Cli::parse();
     let result: anyhow::Result<i32> = match cli.command {
+        Command::Inspect(args) => vmscrub::inspect::run(&args),
         Command::Operations(a) => operations(a),
         Command::Scan(a) => scan_verb(a),
     };

@@ -122,11 +122,13 @@ fn scan_exit_codes() {
         vmscrub(&["scan", "/nonexistent/image.qcow2"]).status.code(),
         Some(3)
     );
-    // A disk image: the readers are not in this build; an error, not a fake result.
+    // A file with no filesystem: an error, never a clean report.
     let img = g.path().join("etc/machine-id");
     let o = vmscrub(&["scan", img.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(3));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("not in this build"));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("no filesystem of this image could be read")
+    );
 }
 
 #[test]
@@ -237,4 +239,23 @@ fn human_report_escapes_hostile_names() {
     let text = String::from_utf8(o.stdout).unwrap();
     assert!(text.contains("/tmp/evil\\x0a\\x1b[2Jname"), "{text}");
     assert!(!text.contains('\x1b'));
+}
+
+/// A real GPT image built with sfdisk/mkfs: partitions and filesystems are
+/// found and named; until the ext4/FAT readers land, the scan must refuse to
+/// call it clean (exit 3) and say which filesystems it could not read.
+#[test]
+fn scan_of_an_image_names_what_it_cannot_read() {
+    let img = vmscrub_fixtures::fixture("gpt-esp-root");
+    let o = vmscrub(&["scan", img.to_str().unwrap()]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(3), "{e}");
+    assert!(
+        e.contains("partition 1 (ESP, vfat): vfat reader not in this build yet"),
+        "{e}"
+    );
+    assert!(
+        e.contains("partition 2 (root, ext4): ext4 reader not in this build yet"),
+        "{e}"
+    );
 }

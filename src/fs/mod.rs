@@ -167,7 +167,7 @@ pub trait Filesystem: Send + Sync {
     /// archive can store sparse files sparsely. Default: the whole file.
     fn data_ranges(&self, id: NodeId) -> FsResult<Vec<std::ops::Range<u64>>> {
         let size = self.metadata(id)?.size;
-        Ok(if size == 0 { vec![] } else { vec![0..size] })
+        Ok(std::iter::once(0..size).filter(|r| !r.is_empty()).collect())
     }
 
     /// Finds `path` (absolute within this filesystem, `/`-separated bytes) without

@@ -47,11 +47,11 @@ impl RangeSet {
         }
         let (mut start, mut end) = (r.start, r.end);
         // A range starting at or before `start` may overlap or touch.
-        if let Some((&s, &e)) = self.map.range(..=start).next_back() {
-            if e >= start {
-                start = s;
-                end = end.max(e);
-            }
+        if let Some((&s, &e)) = self.map.range(..=start).next_back()
+            && e >= start
+        {
+            start = s;
+            end = end.max(e);
         }
         let absorbed: Vec<u64> = self.map.range(start..=end).map(|(&s, _)| s).collect();
         for s in absorbed {
@@ -185,7 +185,7 @@ mod tests {
 
     #[test]
     fn remove_splits() {
-        let mut s: RangeSet = [0..100].into_iter().collect();
+        let mut s: RangeSet = std::iter::once(0..100).collect();
         s.remove(10..20);
         s.remove(90..200);
         assert_eq!(v(&s), vec![0..10, 20..90]);
@@ -204,7 +204,7 @@ mod tests {
             vec![5..10, 20..25]
         );
         assert_eq!(v(&s.complement(40)), vec![10..20, 30..40]);
-        let o: RangeSet = [8..22].into_iter().collect();
+        let o: RangeSet = std::iter::once(8..22).collect();
         assert_eq!(v(&s.intersection(&o)), vec![8..10, 20..22]);
     }
 

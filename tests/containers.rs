@@ -1,0 +1,113 @@
+//! Every container variant of one disk, opened through the binary: `inspect` must
+//! see the same partitions and filesystems as on the raw disk, and agree with
+//! `qemu-img info` on format, subformat and virtual size.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+use vmscrub_fixtures::{fixture, run};
+
+fn vmscrub(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_vmscrub"))
+        .args(args.iter().map(|a| a.as_ref()))
+        .output()
+        .unwrap()
+}
+
+fn inspect(path: &Path, extra: &[&str]) -> Value {
+    let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&"inspect", &"--format", &"json"];
+    for e in extra {
+        args.push(e);
+    }
+    args.push(&path);
+    let o = vmscrub(&args);
+    assert!(
+        o.status.success(),
+        "inspect {} failed: {}",
+        path.display(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+fn qemu_info(path: &Path) -> Value {
+    serde_json::from_slice(&run("qemu-img", &[&"info", &"--output=json", &path])).unwrap()
+}
+
+/// (fixture, format, subformat as we name it)
+const VARIANTS: &[(&str, &str, &str)] = &[
+    ("c-vmdk-sparse", "vmdk", "monolithicSparse"),
+    ("c-vmdk-stream", "vmdk", "streamOptimized"),
+    ("c-vmdk-flat", "vmdk", "monolithicFlat"),
+    ("c-vmdk-2gb-sparse", "vmdk", "twoGbMaxExtentSparse"),
+    ("c-vmdk-2gb-flat", "vmdk", "twoGbMaxExtentFlat"),
+];
+
+#[test]
+fn every_variant_shows_the_raw_disk() {
+    let raw = inspect(&fixture("c-raw"), &[]);
+    assert!(raw["partitions"].as_array().unwrap().len() == 2);
+    for (name, format, subformat) in VARIANTS {
+        let path = fixture(name);
+        let j = inspect(&path, &[]);
+        assert_eq!(j["image"]["format"], *format, "{name}");
+        assert_eq!(j["image"]["subformat"], *subformat, "{name}");
+        assert_eq!(j["partition_table"], raw["partition_table"], "{name}");
+        assert_eq!(j["partitions"], raw["partitions"], "{name}");
+        let q = qemu_info(&path);
+        assert_eq!(j["image"]["virtual_size"], q["virtual-size"], "{name}");
+        assert_eq!(q["format"], *format, "{name}");
+        if *format == "vmdk" {
+            assert_eq!(
+                q["format-specific"]["data"]["create-type"], *subformat,
+                "{name}"
+            );
+        }
+        // Sparse containers hold much less than the virtual disk.
+        let alloc = j["image"]["allocated_bytes"].as_u64().unwrap();
+        assert!(
+            alloc > 0 && alloc <= j["image"]["virtual_size"].as_u64().unwrap(),
+            "{name}"
+        );
+    }
+}
+
+/// A descriptor is untrusted text: an extent path leaving the image's directory
+/// must not be opened unless the user allows it.
+#[test]
+fn vmdk_extent_outside_the_directory_is_refused() {
+    let src = fixture("c-vmdk-flat");
+    let flat = src.with_file_name("c-vmdk-flat-flat.vmdk");
+    let outer = tempfile::tempdir().unwrap();
+    let inner = outer.path().join("img");
+    std::fs::create_dir(&inner).unwrap();
+    std::fs::copy(&flat, outer.path().join("data.vmdk")).unwrap();
+    let text = std::fs::read_to_string(&src)
+        .unwrap()
+        .replace("\"c-vmdk-flat-flat.vmdk\"", "\"../data.vmdk\"");
+    let desc = inner.join("disk.vmdk");
+    std::fs::write(&desc, text).unwrap();
+
+    let o = vmscrub(&[&"inspect", &desc]);
+    assert_eq!(o.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("..") && err.contains("data.vmdk"), "{err}");
+
+    let j = inspect(&desc, &["--allow-external-files"]);
+    let raw = inspect(&fixture("c-raw"), &[]);
+    assert_eq!(j["partitions"], raw["partitions"]);
+}
+
+/// Opening never writes: every container file is byte-identical afterwards.
+#[test]
+fn inputs_are_untouched() {
+    for (name, _, _) in VARIANTS {
+        let path = fixture(name);
+        let before = std::fs::read(&path).unwrap();
+        inspect(&path, &[]);
+        assert_eq!(std::fs::read(&path).unwrap(), before, "{name}");
+    }
+}
