@@ -143,14 +143,14 @@ pub fn render(input: &ReportInput<'_>) -> String {
         .collect();
     let ops = r.operations.iter().filter(|o| o.findings > 0).count();
     let secrets = r.findings.iter().filter(|f| f.is_content()).count();
-    let bytes: u64 = r.plan().len() as u64;
+    let planned = r.plan().len();
     let _ = writeln!(
         out,
         "\nSummary: {} findings in {} operations on {} paths ({} planned actions, {}); {} by content detectors; {} warnings",
         r.findings.len(),
         ops,
         paths.len(),
-        bytes,
+        planned,
         human_size(r.operations.iter().map(|o| o.bytes).sum()),
         secrets,
         r.warnings.len()
