@@ -14,10 +14,12 @@ use crate::id::{DETECTOR_COUNT, DetectorId, Operation};
 use crate::rules::{ANCHORS, Rule};
 use crate::window::{Ctx, Hit, LOOKAHEAD, LOOKBEHIND, Scratch, Window};
 
-/// Bytes consumed per refill of a streamed scan. Large enough that keeping the
+/// Bytes consumed per refill of a streamed scan (public so tests can put secrets
+/// across refill boundaries). Large enough that keeping the
 /// look-behind/look-ahead overlap (80 KiB) costs little, small enough to stay in L2/L3.
-const CHUNK: usize = 1 << 20;
-const CAP: usize = LOOKBEHIND + LOOKAHEAD + CHUNK;
+pub const CHUNK: usize = 1 << 20;
+/// The scan buffer: look-behind + look-ahead + one chunk.
+pub const BUFFER: usize = LOOKBEHIND + LOOKAHEAD + CHUNK;
 
 /// Which detectors run, which fingerprints are allowed, how fingerprints are keyed.
 #[derive(Clone, Debug)]
@@ -194,13 +196,13 @@ impl DetectorSet {
         let mut filled = 0usize;
         loop {
             let mut eof = false;
-            while filled < CAP {
-                match reader.read(&mut scanner.buf[filled..CAP]) {
+            while filled < BUFFER {
+                match reader.read(&mut scanner.buf[filled..BUFFER]) {
                     Ok(0) => {
                         eof = true;
                         break;
                     }
-                    Ok(n) => filled += n.min(CAP - filled),
+                    Ok(n) => filled += n.min(BUFFER - filled),
                     Err(e) if e.kind() == ErrorKind::Interrupted => {}
                     Err(source) => {
                         let offset = st.base + filled as u64;
@@ -342,8 +344,8 @@ impl Scanner {
     }
 
     fn ensure_buffer(&mut self) {
-        if self.buf.len() < CAP {
-            self.buf = vec![0; CAP];
+        if self.buf.len() < BUFFER {
+            self.buf = vec![0; BUFFER];
         }
     }
 
@@ -389,11 +391,11 @@ impl Stream<'_> {
     /// Feeds the next bytes of the stream.
     pub fn push(&mut self, mut data: &[u8]) {
         while !data.is_empty() && !self.st.truncated {
-            let n = (CAP - self.filled).min(data.len());
+            let n = (BUFFER - self.filled).min(data.len());
             self.scanner.buf[self.filled..self.filled + n].copy_from_slice(&data[..n]);
             self.filled += n;
             data = &data[n..];
-            if self.filled == CAP {
+            if self.filled == BUFFER {
                 self.set.process(
                     &mut self.scanner.scratch,
                     &mut self.st,

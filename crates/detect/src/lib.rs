@@ -35,7 +35,9 @@ mod text;
 mod tokens;
 mod window;
 
-pub use engine::{BuildError, Config, DetectorSet, Scan, ScanError, Scanner, Stream};
+pub use engine::{
+    BUFFER, BuildError, CHUNK, Config, DetectorSet, Scan, ScanError, Scanner, Stream,
+};
 pub use finding::{Finding, Fingerprint};
 pub use id::{DetectorId, Operation};
 pub use window::{LOOKAHEAD, LOOKBEHIND};

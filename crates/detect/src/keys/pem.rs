@@ -36,7 +36,7 @@ const DASHES: &[u8] = b"-----";
 
 /// The prefilter hit `PRIVATE KEY` at `win.at`: find the BEGIN line it belongs to.
 pub(crate) fn validate(win: &Window, ctx: &mut Ctx, out: &mut Vec<Hit>) {
-    let Some(begin) = rfind_in(win.hay, win.at.saturating_sub(16), win.at, BEGIN) else {
+    let Some(begin) = rfind_in(win.hay, win.at.saturating_sub(40), win.at, BEGIN) else {
         sshcom::validate(win, ctx, out);
         return;
     };

@@ -36,7 +36,8 @@ impl<'a> Lines<'a> {
         {
             line = l;
         }
-        Some(line)
+        // Indented (YAML, heredocs): leading blanks are not part of a ppk line.
+        Some(&line[crate::text::skip_blanks(line, 0)..])
     }
 
     fn field(&mut self, name: &[u8]) -> Option<&'a [u8]> {
