@@ -11,7 +11,7 @@ use vmscrub_detect::{BUFFER, CHUNK, Config, DetectorSet, LOOKAHEAD, Scanner};
 #[test]
 fn every_generated_key_is_found_exactly_once_in_every_wrapping() {
     let keys = generate_all();
-    for k in &keys {
+    for k in keys.iter() {
         let (first, last) = first_last_lines(&k.text);
         let text = &k.text;
         let crlf: Vec<u8> = String::from_utf8(text.clone())
@@ -149,7 +149,7 @@ fn quoted_headers_and_truncated_keys_are_not_findings() {
     let keys = generate_all();
     let readme = b"# Setup\n\nYour key file starts with\n\n    -----BEGIN RSA PRIVATE KEY-----\n    ...\n    -----END RSA PRIVATE KEY-----\n\nand `-----BEGIN OPENSSH PRIVATE KEY-----` for new keys.\n-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7\n-----END PRIVATE KEY-----\n-----BEGIN EC PRIVATE KEY-----\n<your key here>\n-----END EC PRIVATE KEY-----\nPuTTY-User-Key-File-3: ssh-ed25519\nEncryption: none\n";
     assert_eq!(spans(&scan(readme)), vec![]);
-    for k in &keys {
+    for k in keys.iter() {
         let lines: Vec<&[u8]> = k.text.split(|&c| c == b'\n').collect();
         // The first half of the file, without its END line.
         let head = lines[..lines.len() / 2].join(&b'\n');
@@ -179,7 +179,7 @@ fn quoted_headers_and_truncated_keys_are_not_findings() {
 fn a_flipped_body_byte_never_panics_and_mostly_rejects() {
     // Hostile input: corrupt every key at many positions; the scan must not panic
     // and must return a well-formed result (a flip inside an integer is still a key).
-    for k in generate_all() {
+    for k in generate_all().iter() {
         for i in (0..k.text.len()).step_by(7) {
             let mut d = k.text.clone();
             d[i] ^= 0x5a;
@@ -230,7 +230,7 @@ fn disabled_and_allowed_keys_are_not_reported() {
 
 #[test]
 fn findings_never_print_the_secret() {
-    for k in generate_all() {
+    for k in generate_all().iter() {
         let s = scan(&k.text);
         let shown = format!("{:?} {}", s, s.findings[0]);
         // No 16-byte run of the key body appears in what we print.
@@ -244,4 +244,59 @@ fn findings_never_print_the_secret() {
             assert!(find(shown.as_bytes(), w).is_none(), "{}: {shown}", k.name);
         }
     }
+}
+
+#[test]
+fn gcp_service_account_and_kubeconfig_client_key() {
+    let keys = generate_all();
+    let k = keys
+        .iter()
+        .find(|k| k.name == "openssl-genpkey-rsa")
+        .unwrap();
+    let esc = json_escape(&k.text);
+    let esc = std::str::from_utf8(&esc).unwrap();
+    let json = format!(
+        "{{\n  \"type\": \"service_account\",\n  \"project_id\": \"demo\",\n  \"private_key_id\": \"0123abcd\",\n  \"private_key\": {esc},\n  \"client_email\": \"svc@demo.iam.gserviceaccount.com\"\n}}\n"
+    );
+    let (first, last) = first_last_lines(&k.text);
+    let (koff, klen) = expected_span(json.as_bytes(), &first, &last);
+    let gcp_start = json.find("type").unwrap() as u64;
+    assert_eq!(
+        spans(&scan(json.as_bytes())),
+        vec![
+            (
+                "gcp-service-account".to_string(),
+                gcp_start,
+                koff + klen - gcp_start
+            ),
+            ("pem-private-key".to_string(), koff, klen),
+        ]
+    );
+    // "type": "service_account" without a private key is not a credential.
+    let no_key = json.replace("\"private_key\"", "\"public_note\"");
+    assert_eq!(
+        spans(&scan(no_key.as_bytes())),
+        vec![("pem-private-key".to_string(), koff, klen)]
+    );
+
+    // kubeconfig: client-key-data is base64 of the PEM.
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&k.text);
+    let kube = format!(
+        "apiVersion: v1\nkind: Config\nusers:\n- name: admin\n  user:\n    client-certificate-data: {cert}\n    client-key-data: {b64}\n",
+        cert = base64::engine::general_purpose::STANDARD
+            .encode(b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    );
+    let at = kube.find("client-key-data").unwrap() as u64;
+    assert_eq!(
+        spans(&scan(kube.as_bytes())),
+        vec![(
+            "kubeconfig-credentials".to_string(),
+            at,
+            kube.trim_end().len() as u64 - at
+        )]
+    );
+    // The same base64 with a byte of the key changed into garbage: not a key.
+    let broken = kube.replace(&b64[200..210], "AAAAAAAAAA");
+    assert_eq!(spans(&scan(broken.as_bytes())), vec![]);
 }

@@ -242,8 +242,14 @@ pub const RECIPES: &[(&str, &str, &str, &str)] = &[
     ),
 ];
 
+/// Every recipe's key, generated once per test binary.
+pub fn generate_all() -> &'static [Key] {
+    static KEYS: std::sync::OnceLock<Vec<Key>> = std::sync::OnceLock::new();
+    KEYS.get_or_init(generate_fresh)
+}
+
 /// Generates every recipe's key in a fresh temporary directory.
-pub fn generate_all() -> Vec<Key> {
+fn generate_fresh() -> Vec<Key> {
     RECIPES
         .iter()
         .map(|&(name, script, detector, why)| {
@@ -332,8 +338,10 @@ pub fn spans(scan: &Scan) -> Vec<(String, u64, u64)> {
         .collect()
 }
 
+/// Scans with every detector on (one set shared by the test binary).
 pub fn scan(data: &[u8]) -> Scan {
-    let set = DetectorSet::with_defaults().unwrap();
+    static SET: std::sync::OnceLock<DetectorSet> = std::sync::OnceLock::new();
+    let set = SET.get_or_init(|| DetectorSet::with_defaults().unwrap());
     set.scan_bytes(&mut Scanner::new(), data)
 }
 
