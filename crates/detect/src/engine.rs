@@ -18,6 +18,8 @@ use crate::window::{Ctx, Hit, LOOKAHEAD, LOOKBEHIND, Scratch, Window};
 /// across refill boundaries). Large enough that keeping the
 /// look-behind/look-ahead overlap (80 KiB) costs little, small enough to stay in L2/L3.
 pub const CHUNK: usize = 1 << 20;
+/// How many recent spans are remembered to drop a secret seen from two anchors.
+const RECENT: usize = 64;
 /// The scan buffer: look-behind + look-ahead + one chunk.
 pub const BUFFER: usize = LOOKBEHIND + LOOKAHEAD + CHUNK;
 
@@ -275,18 +277,26 @@ impl DetectorSet {
     }
 
     fn record(&self, st: &mut State, h: &Hit, lo: usize) {
-        let i = h.detector.index();
-        if !self.enabled[i] {
+        if !self.enabled[h.detector.index()] {
             return;
         }
         let start = st.base + (lo + h.start) as u64;
         let end = st.base + (lo + h.end) as u64;
         // The same secret seen from a second anchor (a PEM END line, a repeated key
-        // name) overlaps the first report: keep one.
-        if start < st.last_end[i] {
+        // name) overlaps an earlier report: keep one. Spans do not arrive in order
+        // (a kubeconfig `users:` section reports lines after a later anchor), so
+        // compare with the recent spans rather than a high-water mark.
+        if st
+            .recent
+            .iter()
+            .any(|&(d, s, e)| d == h.detector && start < e && s < end)
+        {
             return;
         }
-        st.last_end[i] = end;
+        if st.recent.len() == RECENT {
+            st.recent.remove(0);
+        }
+        st.recent.push((h.detector, start, end));
         if self.allowed.contains(&h.fingerprint) {
             st.allowed += 1;
             return;
@@ -312,7 +322,7 @@ struct State {
     /// Anchors starting before this buffer index have been handled.
     scanned: usize,
     findings: Vec<Finding>,
-    last_end: [u64; DETECTOR_COUNT],
+    recent: Vec<(DetectorId, u64, u64)>,
     allowed: usize,
     truncated: bool,
     hits: Vec<Hit>,

@@ -236,7 +236,7 @@ pub const RECIPES: &[(&str, &str, &str, &str)] = &[
     ),
     (
         "gpg-ed25519",
-        "mkdir -m 700 g && gpg -q --homedir g --batch --pinentry-mode loopback --passphrase '' --quick-gen-key 'Fixture <f@example.invalid>' ed25519 sign never 2>/dev/null && gpg -q --homedir g --batch --pinentry-mode loopback --passphrase '' --armor --export-secret-keys > k 2>/dev/null",
+        "mkdir -m 700 g && gpg -q --homedir g --batch --pinentry-mode loopback --passphrase '' --quick-gen-key 'Fixture <f@example.invalid>' ed25519 sign never 2>/dev/null && gpg -q --homedir g --batch --pinentry-mode loopback --passphrase '' --armor --export-secret-keys > k 2>/dev/null; gpgconf --homedir g --kill all",
         "pgp-private-key",
         "PGP secret key (v4, EdDSA)",
     ),
@@ -318,7 +318,7 @@ pub fn generate_decoys() -> Vec<(&'static str, Vec<u8>)> {
         ),
         (
             "gpg-pub",
-            "mkdir -m 700 g && gpg -q --homedir g --batch --pinentry-mode loopback --passphrase '' --quick-gen-key 'Decoy <d@example.invalid>' ed25519 sign never 2>/dev/null && gpg -q --homedir g --armor --export 2>/dev/null",
+            "mkdir -m 700 g && gpg -q --homedir g --batch --pinentry-mode loopback --passphrase '' --quick-gen-key 'Decoy <d@example.invalid>' ed25519 sign never 2>/dev/null && gpg -q --homedir g --armor --export 2>/dev/null; gpgconf --homedir g --kill all >&2",
         ),
     ];
     scripts
