@@ -87,7 +87,15 @@ fn json_glue(hay: &[u8], mut i: usize) -> usize {
 /// `"type": "service_account"` with a `"private_key"` in the same JSON holding a valid
 /// PEM private key. The key itself is also reported by `pem-private-key`.
 pub(crate) fn gcp(win: &Window, ctx: &mut Ctx, out: &mut Vec<Hit>) {
-    let (hay, at) = (win.hay, win.at);
+    // The anchor is `_account`; the value is `service_account`.
+    let hay = win.hay;
+    let Some(at) = win
+        .at
+        .checked_sub(7)
+        .filter(|&a| starts_with_at(hay, a, b"service_account"))
+    else {
+        return;
+    };
     // Walk back over the glue to the "type" key.
     let mut k = at;
     let mut colon = false;
@@ -146,12 +154,17 @@ pub(crate) fn gcp(win: &Window, ctx: &mut Ctx, out: &mut Vec<Hit>) {
 /// `AccountKey=<88 base64 chars>` after an `AccountName=`, or `SharedAccessKey=<44>`
 /// after an `Endpoint=sb://` / `SharedAccessKeyName=`.
 pub(crate) fn azure_connection_string(win: &Window, ctx: &mut Ctx, out: &mut Vec<Hit>) {
-    let (hay, at) = (win.hay, win.at);
-    let (name_len, want_bytes, context): (usize, usize, &[&[u8]]) =
-        if starts_with_at(hay, at, b"AccountKey=") {
-            (11, 64, &[b"AccountName="])
-        } else {
-            (16, 32, &[b"SharedAccessKeyName=", b"Endpoint=sb://"])
+    // The anchor is `Key=`: `AccountKey=` or `SharedAccessKey=` end there.
+    let hay = win.hay;
+    let (at, name_len, want_bytes, context): (usize, usize, usize, &[&[u8]]) =
+        match (win.at.checked_sub(7), win.at.checked_sub(12)) {
+            (Some(a), _) if starts_with_at(hay, a, b"AccountKey=") => {
+                (a, 11, 64, &[b"AccountName="])
+            }
+            (_, Some(a)) if starts_with_at(hay, a, b"SharedAccessKey=") => {
+                (a, 16, 32, &[b"SharedAccessKeyName=", b"Endpoint=sb://"])
+            }
+            _ => return,
         };
     if !clear_before(hay, at, is_alnum) {
         return;
@@ -193,7 +206,8 @@ fn is_url_char(c: u8) -> bool {
 
 /// `sig=<url-encoded base64 HMAC-SHA256>` in a query with an `sv=YYYY-…` version.
 pub(crate) fn azure_sas(win: &Window, ctx: &mut Ctx, out: &mut Vec<Hit>) {
-    let (hay, at) = (win.hay, win.at);
+    // The anchor is `&sig=` or `?sig=`.
+    let (hay, at) = (win.hay, win.at + 1);
     if at == 0 || !matches!(hay[at - 1], b'&' | b'?') {
         return;
     }

@@ -80,16 +80,17 @@ fn is_userinfo(c: u8) -> bool {
 
 /// `http(s)://USER:PASSWORD@HOST` with a real-looking password.
 pub(crate) fn url_password(win: &Window, ctx: &mut Ctx, out: &mut Vec<Hit>) {
-    let (hay, at) = (win.hay, win.at);
+    // The anchor is `://`; only http and https URLs carry git/pip/npm credentials.
+    let hay = win.hay;
+    let at = match (win.at.checked_sub(5), win.at.checked_sub(4)) {
+        (Some(a), _) if starts_with_at(hay, a, b"https://") => a,
+        (_, Some(a)) if starts_with_at(hay, a, b"http://") => a,
+        _ => return,
+    };
     if !clear_before(hay, at, is_alnum) {
         return;
     }
-    let s = at
-        + if starts_with_at(hay, at, b"https://") {
-            8
-        } else {
-            7
-        };
+    let s = win.at + 3;
     let n = run_len(hay, s, 512, is_userinfo);
     if hay.get(s + n) != Some(&b'@')
         || !hay
@@ -211,10 +212,8 @@ pub(crate) fn kube_key_data(win: &Window, ctx: &mut Ctx, out: &mut Vec<Hit>) {
 /// The `users:` section of a kubeconfig: every `token:` / `password:` /
 /// `id-token:` / `refresh-token:` under a `user:` mapping.
 pub(crate) fn kube_users(win: &Window, ctx: &mut Ctx, out: &mut Vec<Hit>) {
-    let (hay, at) = (win.hay, win.at);
-    if at > 0 && hay[at - 1] != b'\n' {
-        return; // a top-level key
-    }
+    // The anchor is `\nusers:`: a top-level key.
+    let (hay, at) = (win.hay, win.at + 1);
     let (_, first_end) = crate::text::line_around(hay, at);
     if !hay[at + 6..first_end]
         .iter()

@@ -11,7 +11,7 @@ use zeroize::Zeroize;
 
 use crate::finding::{Finding, Fingerprint};
 use crate::id::{DETECTOR_COUNT, DetectorId, Operation};
-use crate::rules::{ANCHORS, Rule};
+use crate::rules::{ANCHORS, GROUPS, Rule};
 use crate::window::{Ctx, Hit, LOOKAHEAD, LOOKBEHIND, Scratch, Window};
 
 /// Bytes consumed per refill of a streamed scan (public so tests can put secrets
@@ -130,11 +130,17 @@ pub struct Scan {
     pub bytes: u64,
 }
 
+/// One prefilter automaton and the rule of each of its patterns.
+#[derive(Debug)]
+struct Group {
+    ac: AhoCorasick,
+    rules: Vec<Rule>,
+}
+
 /// The compiled detectors: built once, shared by every thread (`Send + Sync`).
 #[derive(Debug)]
 pub struct DetectorSet {
-    ac: Option<AhoCorasick>,
-    rules: Vec<Rule>,
+    groups: Vec<Group>,
     max_anchor: usize,
     enabled: [bool; DETECTOR_COUNT],
     allowed: HashSet<Fingerprint>,
@@ -145,24 +151,28 @@ pub struct DetectorSet {
 impl DetectorSet {
     /// Builds the prefilter over the anchors of the enabled detectors.
     pub fn new(config: Config) -> Result<DetectorSet, BuildError> {
-        let active: Vec<(&[u8], Rule)> = ANCHORS
+        let active: Vec<(&[u8], Rule, u8)> = ANCHORS
             .iter()
             .copied()
-            .filter(|(_, r)| r.detectors().iter().any(|d| config.enabled[d.index()]))
+            .filter(|(_, r, _)| r.detectors().iter().any(|d| config.enabled[d.index()]))
             .collect();
-        let ac = if active.is_empty() {
-            None
-        } else {
-            Some(
-                AhoCorasick::builder()
-                    .match_kind(MatchKind::LeftmostFirst)
-                    .build(active.iter().map(|(a, _)| a))?,
-            )
-        };
+        let mut groups = Vec::new();
+        for g in 0..GROUPS {
+            let members: Vec<_> = active.iter().filter(|a| a.2 == g).collect();
+            if members.is_empty() {
+                continue;
+            }
+            let ac = AhoCorasick::builder()
+                .match_kind(MatchKind::LeftmostFirst)
+                .build(members.iter().map(|(a, _, _)| a))?;
+            groups.push(Group {
+                ac,
+                rules: members.iter().map(|m| m.1).collect(),
+            });
+        }
         Ok(DetectorSet {
-            ac,
-            rules: active.iter().map(|&(_, r)| r).collect(),
-            max_anchor: active.iter().map(|(a, _)| a.len()).max().unwrap_or(1),
+            groups,
+            max_anchor: active.iter().map(|(a, _, _)| a.len()).max().unwrap_or(1),
             enabled: config.enabled,
             allowed: config.allowed,
             key: config.fingerprint_key,
@@ -243,19 +253,30 @@ impl DetectorSet {
         if ready <= st.scanned {
             return;
         }
-        if let Some(ac) = &self.ac {
+        if !self.groups.is_empty() {
             let hay_end = if eof {
                 hay.len()
             } else {
                 (ready + self.max_anchor - 1).min(hay.len())
             };
+            // Candidates of every group, validated in stream order.
+            st.cands.clear();
+            for g in &self.groups {
+                for m in g.ac.find_iter(Input::new(hay).span(st.scanned..hay_end)) {
+                    if m.start() >= ready {
+                        break;
+                    }
+                    st.cands.push((m.start(), g.rules[m.pattern().as_usize()]));
+                }
+            }
+            st.cands.sort_by_key(|c| c.0);
             let mut ctx = Ctx {
                 fp_key: &self.key,
                 scratch,
             };
-            for m in ac.find_iter(Input::new(hay).span(st.scanned..hay_end)) {
-                let at = m.start();
-                if at >= ready || st.truncated {
+            let cands = std::mem::take(&mut st.cands);
+            for &(at, rule) in &cands {
+                if st.truncated {
                     break;
                 }
                 let lo = at.saturating_sub(LOOKBEHIND);
@@ -265,13 +286,14 @@ impl DetectorSet {
                     at: at - lo,
                 };
                 st.hits.clear();
-                self.rules[m.pattern().as_usize()].validate(&win, &mut ctx, &mut st.hits);
+                rule.validate(&win, &mut ctx, &mut st.hits);
                 let hits = std::mem::take(&mut st.hits);
                 for h in &hits {
                     self.record(st, h, lo);
                 }
                 st.hits = hits;
             }
+            st.cands = cands;
         }
         st.scanned = ready;
     }
@@ -326,6 +348,7 @@ struct State {
     allowed: usize,
     truncated: bool,
     hits: Vec<Hit>,
+    cands: Vec<(usize, Rule)>,
 }
 
 impl State {

@@ -32,44 +32,52 @@ pub(crate) enum Rule {
     Anthropic,
 }
 
-/// (anchor, rule). Anchors are case-sensitive literals chosen to be rare in ordinary
-/// text and binaries, so most bytes never leave the SIMD prefilter.
-pub(crate) const ANCHORS: &[(&[u8], Rule)] = &[
-    (b"PRIVATE KEY", Rule::Pem),
-    (b"PuTTY-User-Key-File-", Rule::Putty),
-    (b"AKIA", Rule::Aws),
-    (b"ASIA", Rule::Aws),
-    (b"service_account", Rule::Gcp),
-    (b"AccountKey=", Rule::AzureConnection),
-    (b"SharedAccessKey=", Rule::AzureConnection),
-    (b"sig=", Rule::AzureSas),
-    (b"machine", Rule::Netrc),
-    (b"https://", Rule::UrlPassword),
-    (b"http://", Rule::UrlPassword),
-    (b"\"auth\"", Rule::Docker),
-    (b"\"identitytoken\"", Rule::Docker),
-    (b"client-key-data", Rule::KubeKeyData),
-    (b"users:", Rule::KubeUsers),
-    (b"ghp_", Rule::Github),
-    (b"gho_", Rule::Github),
-    (b"ghu_", Rule::Github),
-    (b"ghs_", Rule::Github),
-    (b"ghr_", Rule::Github),
-    (b"github_pat_", Rule::Github),
-    (b"glpat-", Rule::Gitlab),
-    (b"xox", Rule::Slack),
-    (b"hooks.slack.com/", Rule::SlackWebhook),
-    (b"sk_live_", Rule::Stripe),
-    (b"rk_live_", Rule::Stripe),
-    (b"AIza", Rule::GoogleApiKey),
-    (b"npm_", Rule::Npm),
-    (b"pypi-AgE", Rule::Pypi),
-    (b"SG.", Rule::Sendgrid),
-    (b"hvs.", Rule::Vault),
-    (b"hvb.", Rule::Vault),
-    (b"T3BlbkFJ", Rule::Openai),
-    (b"sk-ant-", Rule::Anthropic),
+/// (anchor, rule, prefilter group). Anchors are case-sensitive literals chosen to be
+/// rare in ordinary text and binaries, so most bytes never leave the SIMD prefilter.
+/// Some are cut to start at a rarer byte (`://`, `Key=`, `_account`, `k_live_`) and
+/// their validators look back for the rest.
+///
+/// Anchors are split in two groups, each its own automaton: measured on real text
+/// (/usr/include, /usr/share/doc), one automaton over all ~30 anchors ran at
+/// 0.8 GB/s — its SIMD fingerprints alias on lowercase ASCII — while each half runs
+/// at ~4 GB/s, so two passes beat one.
+pub(crate) const ANCHORS: &[(&[u8], Rule, u8)] = &[
+    (b"PRIVATE KEY", Rule::Pem, 0),
+    (b"PuTTY-User-Key-File-", Rule::Putty, 0),
+    (b"AKIA", Rule::Aws, 0),
+    (b"ASIA", Rule::Aws, 0),
+    (b"AIza", Rule::GoogleApiKey, 0),
+    (b"T3BlbkFJ", Rule::Openai, 0),
+    (b"SG.", Rule::Sendgrid, 0),
+    (b"Key=", Rule::AzureConnection, 0),
+    (b"&sig=", Rule::AzureSas, 0),
+    (b"?sig=", Rule::AzureSas, 0),
+    (b"\"auth\"", Rule::Docker, 0),
+    (b"\"identitytoken\"", Rule::Docker, 0),
+    (b"_account", Rule::Gcp, 0),
+    (b"://", Rule::UrlPassword, 0),
+    (b"\nusers:", Rule::KubeUsers, 0),
+    (b"ghp_", Rule::Github, 1),
+    (b"gho_", Rule::Github, 1),
+    (b"ghu_", Rule::Github, 1),
+    (b"ghs_", Rule::Github, 1),
+    (b"ghr_", Rule::Github, 1),
+    (b"github_pat_", Rule::Github, 1),
+    (b"glpat-", Rule::Gitlab, 1),
+    (b"xox", Rule::Slack, 1),
+    (b"k_live_", Rule::Stripe, 1),
+    (b"npm_", Rule::Npm, 1),
+    (b"pypi-AgE", Rule::Pypi, 1),
+    (b"hvs.", Rule::Vault, 1),
+    (b"hvb.", Rule::Vault, 1),
+    (b"sk-ant-", Rule::Anthropic, 1),
+    (b"machine", Rule::Netrc, 1),
+    (b"client-key-data", Rule::KubeKeyData, 1),
+    (b"hooks.slack.com/", Rule::SlackWebhook, 1),
 ];
+
+/// How many prefilter groups `ANCHORS` uses.
+pub(crate) const GROUPS: u8 = 2;
 
 impl Rule {
     /// The detectors this rule can report (a rule is skipped when all are disabled).

@@ -210,7 +210,15 @@ pub(crate) fn slack_webhook(win: &Window, ctx: &mut Ctx, out: &mut Vec<Hit>) {
 }
 
 pub(crate) fn stripe(win: &Window, ctx: &mut Ctx, out: &mut Vec<Hit>) {
-    let (hay, at) = (win.hay, win.at);
+    // The anchor is `k_live_`, after `s` (secret) or `r` (restricted).
+    let hay = win.hay;
+    let Some(at) = win
+        .at
+        .checked_sub(1)
+        .filter(|&a| matches!(hay[a], b's' | b'r'))
+    else {
+        return;
+    };
     let n = run_len(hay, at + 8, 248, is_alnum);
     if clear_before(hay, at, is_alnum)
         && (24..=247).contains(&n)
