@@ -89,10 +89,11 @@ fn keys_across_refill_boundaries_in_a_binary_blob() {
     ];
     for (n, k) in keys.iter().enumerate() {
         let (first, last) = first_last_lines(&k.text);
-        for (b, &at) in boundaries.iter().enumerate() {
+        // Each key at two of the boundaries (every boundary sees every format family).
+        for (b, &at) in boundaries.iter().enumerate().filter(|(b, _)| (n + b) % 5 < 2) {
             let mut blob = noise(at, n as u64 * 31 + b as u64 + 1);
             blob.extend_from_slice(&k.text);
-            blob.extend_from_slice(&noise(CHUNK + 12345, 99));
+            blob.extend_from_slice(&noise(4099, 99));
             let want = vec![(
                 k.detector.to_string(),
                 at as u64,
@@ -119,7 +120,7 @@ fn keys_across_refill_boundaries_in_a_binary_blob() {
         }
         // At the very start and the very end of a large stream.
         let mut blob = k.text.clone();
-        blob.extend_from_slice(&noise(2 * CHUNK, 7));
+        blob.extend_from_slice(&noise(CHUNK + 4099, 7));
         blob.extend_from_slice(&k.text);
         let len = expected_span(&k.text, &first, &last).1;
         let end_off = (blob.len() - k.text.len()) as u64;
