@@ -1,6 +1,6 @@
 //! Throughput benchmark for the detectors (all on).
 //!
-//!   scan_bench synthetic random|log SIZE_MB [THREADS]   in-memory, median of 7 runs
+//!   scan_bench synthetic random|log|FILE SIZE_MB [THREADS]   in-memory, median of 7 runs
 //!   scan_bench tree DIR [THREADS]                       every regular file, read + scan
 //!
 //! Compare the tree mode with `find DIR -type f -print0 | xargs -0 cat > /dev/null`
@@ -140,7 +140,7 @@ fn main() {
                             let mut scanner = Scanner::new();
                             let part = data.len() / threads;
                             let s = set.scan_bytes(&mut scanner, &data[t * part..(t + 1) * part]);
-                            assert!(s.findings.is_empty());
+                            std::hint::black_box(s.findings.len());
                         });
                     }
                 });

@@ -90,7 +90,11 @@ fn keys_across_refill_boundaries_in_a_binary_blob() {
     for (n, k) in keys.iter().enumerate() {
         let (first, last) = first_last_lines(&k.text);
         // Each key at two of the boundaries (every boundary sees every format family).
-        for (b, &at) in boundaries.iter().enumerate().filter(|(b, _)| (n + b) % 5 < 2) {
+        for (b, &at) in boundaries
+            .iter()
+            .enumerate()
+            .filter(|(b, _)| (n + b) % 5 < 2)
+        {
             let mut blob = noise(at, n as u64 * 31 + b as u64 + 1);
             blob.extend_from_slice(&k.text);
             blob.extend_from_slice(&noise(4099, 99));
