@@ -321,7 +321,7 @@ pub(crate) fn openai(win: &Window, ctx: &mut Ctx, out: &mut Vec<Hit>) {
     if !starts_with_at(hay, s, b"sk-") || !clear_before(hay, s, is_b64url) {
         return;
     }
-    let before = at - s - 3;
+    let before = (at - s).saturating_sub(3);
     let after = run_len(hay, at + 8, 200, is_b64url);
     let e = at + 8 + after;
     if before >= 20 && after >= 20 && clear_at(hay, e, is_b64url) {
