@@ -23,6 +23,7 @@ Recipe kinds (see fixtures/README.md for every field):
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -401,9 +402,57 @@ def path_bytes(e: dict, key: str = "path") -> bytes:
     return p.encode()
 
 
+def keygen_bytes(e: dict, seed_key: str) -> bytes:
+    """Key material made by a real tool (ssh-keygen, openssl, puttygen, gpg).
+
+    `keygen` is a shell script run in an empty directory; the content is the file it
+    wrote named by `keygen_file` (default `k`), else its stdout. Keys cannot be seeded,
+    so every output file is cached under OUT/keygen/, keyed by `keygen_id` (default:
+    the entry path) and the script: rebuilds plant the same bytes, and two entries
+    with the same id and script (a private key and its `.pub`) share one key pair.
+    """
+    script = e["keygen"]
+    ident = e.get("keygen_id", seed_key)
+    cache = OUT / "keygen" / hashlib.sha256(f"{ident}\0{script}".encode()).hexdigest()[:32]
+    if not (cache / ".done").exists():
+        with tempfile.TemporaryDirectory() as tmp:
+            p = subprocess.run(["sh", "-c", script], cwd=tmp, capture_output=True)
+            if p.returncode != 0:
+                raise RecipeError(f"keygen {script!r} failed ({p.returncode}):\n{p.stderr.decode(errors='replace')}")
+            (Path(tmp) / ".stdout").write_bytes(p.stdout)
+            if cache.exists():
+                shutil.rmtree(cache)
+            cache.mkdir(parents=True)
+            # Only the files the script left at the top (not a gpg home, sockets, …).
+            for f in Path(tmp).iterdir():
+                if f.is_file() and not f.is_symlink():
+                    shutil.copyfile(f, cache / f.name)
+        (cache / ".done").write_text(script)
+    f = cache / e.get("keygen_file", "k")
+    return f.read_bytes() if f.exists() else (cache / ".stdout").read_bytes()
+
+
+def render_template(e: dict, seed_key: str) -> bytes:
+    """`template` text with `{{key}}` (the `keygen` output) and filtered forms:
+    `{{key|json}}` a JSON string literal, `{{key|base64}}` one base64 line,
+    `{{key|indent:N}}` every line indented by N spaces."""
+    key = keygen_bytes(e, seed_key).decode() if "keygen" in e else ""
+    out = e["template"]
+    out = out.replace("{{key|json}}", json.dumps(key))
+    out = out.replace("{{key|base64}}", base64.b64encode(key.encode()).decode())
+    for n in range(1, 17):
+        out = out.replace(f"{{{{key|indent:{n}}}}}", "".join(" " * n + line + "\n" for line in key.splitlines()))
+    return out.replace("{{key}}", key).encode()
+
+
 def content_bytes(e: dict, seed_key: str) -> bytes:
-    """A file's bytes from the recipe: exactly one of text, hex, random, marker, repeat."""
-    if "text" in e:
+    """A file's bytes from the recipe: exactly one of text, hex, random, marker, repeat,
+    keygen, template."""
+    if "template" in e:
+        data = render_template(e, seed_key)
+    elif "keygen" in e:
+        data = keygen_bytes(e, seed_key)
+    elif "text" in e:
         data = e["text"].encode()
     elif "hex" in e:
         data = bytes.fromhex(e["hex"])

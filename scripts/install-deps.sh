@@ -14,6 +14,7 @@ PKGS=(
   xfsprogs btrfs-progs cryptsetup-bin  # filesystem signatures for identification tests
   python3               # scripts/fixtures.py, the standalone recovery decryptor
   python3-cryptography python3-zstandard  # the decryptor's oracle run in the tests
+  putty-tools gnupg openssh-client openssl  # puttygen/gpg/ssh-keygen/openssl: real keys for the content-detector tests
 )
 missing=()
 for p in "${PKGS[@]}"; do
