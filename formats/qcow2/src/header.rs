@@ -388,7 +388,7 @@ impl Header {
 impl Header {
     /// Field ranges and table placement, the checks qemu makes before it trusts a
     /// header, plus: the active L1 table must lie inside the file.
-    fn check_geometry(&self) -> Result<()> {
+    pub(crate) fn check_geometry(&self) -> Result<()> {
         let cs = self.cluster_size();
         if self.size > i64::MAX as u64 {
             return Err(Error::field(

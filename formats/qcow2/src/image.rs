@@ -9,7 +9,7 @@ use vmscrub_blockdev::{RangeSet, ReadAt, check_range};
 use crate::cache::Lru;
 use crate::compress::{Compressed, Inflater};
 use crate::error::{Error, Result};
-use crate::header::{Header, Info};
+use crate::header::{Header, Info, MAX_CLUSTER_BITS, MIN_CLUSTER_BITS};
 use crate::l2::{Decoder, Mapping};
 
 /// What to do when the header names a backing file but `open` gets none.
@@ -108,6 +108,17 @@ impl<F: ReadAt> Qcow2<F> {
         backing: Option<Arc<dyn ReadAt>>,
         options: &OpenOptions,
     ) -> Result<Self> {
+        // The header's fields are public: re-check what the arithmetic below relies on.
+        if !(MIN_CLUSTER_BITS..=MAX_CLUSTER_BITS).contains(&header.cluster_bits)
+            || !matches!(header.version, 2 | 3)
+        {
+            return Err(Error::field(
+                "cluster_bits",
+                header.cluster_bits.into(),
+                "out of range",
+            ));
+        }
+        header.check_geometry()?;
         header.check_supported()?;
         match (&header.backing_file, &backing) {
             (Some(b), None) if options.missing_backing == MissingBacking::Refuse => {

@@ -2,10 +2,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use vmscrub_blockdev::{FileDisk, RangeSet, ReadAt};
 use vmscrub_qcow2::{OpenOptions, Qcow2, is_qcow2, read_header, resolve_backing_path};
@@ -143,4 +144,15 @@ impl Rng {
 
 pub fn fixture_path(name: &str) -> PathBuf {
     vmscrub_fixtures::path_of(name)
+}
+
+/// `vmscrub_fixtures::fixture`, asked once per test process and name (each ask
+/// runs the builder script, which takes about a second).
+pub fn fixture_cached(name: &str) -> PathBuf {
+    static PATHS: Mutex<BTreeMap<String, PathBuf>> = Mutex::new(BTreeMap::new());
+    let mut paths = PATHS.lock().unwrap_or_else(|p| p.into_inner());
+    paths
+        .entry(name.to_owned())
+        .or_insert_with(|| vmscrub_fixtures::fixture(name))
+        .clone()
 }
