@@ -13,6 +13,7 @@
 //! compressed cluster (qemu reads zeros there); we read up to the end of the file,
 //! and a stream that needed those bytes fails to produce a full cluster.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use flate2::{Decompress, FlushDecompress};
@@ -57,6 +58,8 @@ pub struct Inflater {
     pool: Mutex<Vec<Ctx>>,
     recent: Mutex<RecentSet>,
     recent_capacity: usize,
+    /// Clusters inflated so far (tests check the cache with it).
+    inflated: AtomicU64,
 }
 
 /// Contexts kept for reuse; more concurrent readers than this just create more.
@@ -77,7 +80,13 @@ impl Inflater {
                 tick: 0,
             }),
             recent_capacity,
+            inflated: AtomicU64::new(0),
         }
+    }
+
+    #[cfg(test)]
+    fn inflated(&self) -> u64 {
+        self.inflated.load(Ordering::Relaxed)
     }
 
     /// Reads `out.len()` bytes starting `within` bytes into the compressed cluster `c`.
@@ -152,6 +161,7 @@ impl Inflater {
 
     /// Inflates compressed cluster `c` into `out`, which is exactly one cluster.
     fn inflate<F: ReadAt + ?Sized>(&self, file: &F, c: Compressed, out: &mut [u8]) -> Result<()> {
+        self.inflated.fetch_add(1, Ordering::Relaxed);
         let file_size = file.size();
         let fail = |why: String| Error::Decompress {
             guest: c.guest,
@@ -240,4 +250,147 @@ fn inflate_zstd(ctx: &mut Ctx, out: &mut [u8]) -> Result<(), String> {
         at_out += n;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vmscrub_blockdev::MemDisk;
+
+    const CS: usize = 4096;
+
+    fn cluster(seed: u8) -> Vec<u8> {
+        (0..CS)
+            .map(|i| (i as u8).wrapping_mul(seed) ^ (i >> 7) as u8)
+            .collect()
+    }
+
+    fn deflate(data: &[u8]) -> Vec<u8> {
+        let mut c = flate2::Compress::new(flate2::Compression::default(), false);
+        let mut out = vec![0u8; data.len() + 1024];
+        c.compress(data, &mut out, flate2::FlushCompress::Finish)
+            .unwrap();
+        out.truncate(c.total_out() as usize);
+        out
+    }
+
+    /// A file holding `streams` back to back from offset 512; returns it and where each is.
+    fn file_with(streams: &[Vec<u8>]) -> (MemDisk, Vec<Compressed>) {
+        let mut bytes = vec![0u8; 512];
+        let mut at = Vec::new();
+        for (i, s) in streams.iter().enumerate() {
+            at.push(Compressed {
+                guest: (i * CS) as u64,
+                host: bytes.len() as u64,
+                len: s.len() as u64,
+            });
+            bytes.extend_from_slice(s);
+        }
+        (MemDisk::new(bytes), at)
+    }
+
+    #[test]
+    fn small_sequential_reads_inflate_each_cluster_once() {
+        let (a, b) = (cluster(3), cluster(7));
+        let (file, at) = file_with(&[deflate(&a), deflate(&b)]);
+        let inf = Inflater::new(CompressionType::Zlib, CS, 1);
+        let mut out = vec![0u8; 256];
+        for i in 0..CS / 256 {
+            inf.read(&file, at[0], i * 256, &mut out).unwrap();
+            assert_eq!(out, a[i * 256..(i + 1) * 256]);
+        }
+        assert_eq!(inf.inflated(), 1);
+        // A one-slot cache alternating between two clusters inflates every time.
+        inf.read(&file, at[1], 100, &mut out).unwrap();
+        assert_eq!(out, b[100..356]);
+        inf.read(&file, at[0], 0, &mut out).unwrap();
+        assert_eq!(inf.inflated(), 3);
+        // A whole-cluster read goes straight to the caller, bypassing the cache.
+        let mut whole = vec![0u8; CS];
+        inf.read(&file, at[1], 0, &mut whole).unwrap();
+        assert_eq!(whole, b);
+        assert_eq!(inf.inflated(), 4);
+    }
+
+    #[test]
+    fn trailing_bytes_after_the_stream_are_ignored() {
+        let a = cluster(5);
+        let mut z = deflate(&a);
+        z.extend_from_slice(&[0xde, 0xad, 0xbe, 0xef]);
+        let mut zs = zstd::bulk::compress(&a, 3).unwrap();
+        zs.extend_from_slice(&[0xde, 0xad]);
+        for (kind, stream) in [(CompressionType::Zlib, z), (CompressionType::Zstd, zs)] {
+            let (file, at) = file_with(&[stream]);
+            let mut out = vec![0u8; CS];
+            Inflater::new(kind, CS, 0)
+                .read(&file, at[0], 0, &mut out)
+                .unwrap();
+            assert_eq!(out, a, "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn a_zstd_cluster_may_be_several_frames() {
+        let a = cluster(9);
+        let mut two = zstd::bulk::compress(&a[..1000], 1).unwrap();
+        two.extend(zstd::bulk::compress(&a[1000..], 1).unwrap());
+        let (file, at) = file_with(&[two]);
+        let mut out = vec![0u8; CS];
+        Inflater::new(CompressionType::Zstd, CS, 0)
+            .read(&file, at[0], 0, &mut out)
+            .unwrap();
+        assert_eq!(out, a);
+    }
+
+    #[test]
+    fn short_streams_and_streams_past_eof_are_errors() {
+        let a = cluster(11);
+        let (file, at) = file_with(&[deflate(&a[..CS - 1])]);
+        let mut out = vec![0u8; CS];
+        let err = Inflater::new(CompressionType::Zlib, CS, 0)
+            .read(&file, at[0], 0, &mut out)
+            .unwrap_err();
+        assert!(err.to_string().contains("inflates to 4095 bytes"), "{err}");
+        // The descriptor's length may run past EOF (the last cluster); the start may not.
+        let z = deflate(&a);
+        let (file, mut at) = file_with(&[z]);
+        at[0].len += 3000;
+        Inflater::new(CompressionType::Zlib, CS, 0)
+            .read(&file, at[0], 0, &mut out)
+            .unwrap();
+        assert_eq!(out, a);
+        at[0].host = file.size();
+        let err = Inflater::new(CompressionType::Zlib, CS, 0)
+            .read(&file, at[0], 0, &mut out)
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("past the end of the file"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn two_threads_inflate_at_once() {
+        let clusters: Vec<Vec<u8>> = (1..=8).map(cluster).collect();
+        let (file, at) = file_with(
+            &clusters
+                .iter()
+                .map(|c| zstd::bulk::compress(c, 1).unwrap())
+                .collect::<Vec<_>>(),
+        );
+        let inf = Inflater::new(CompressionType::Zstd, CS, 2);
+        std::thread::scope(|s| {
+            for t in 0..2 {
+                let (inf, file, at, clusters) = (&inf, &file, &at, &clusters);
+                s.spawn(move || {
+                    let mut out = vec![0u8; 300];
+                    for round in 0..50 {
+                        let i = (round * 3 + t) % 8;
+                        inf.read(file, at[i], 17, &mut out).unwrap();
+                        assert_eq!(out, clusters[i][17..317]);
+                    }
+                });
+            }
+        });
+    }
 }

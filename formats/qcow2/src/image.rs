@@ -486,3 +486,93 @@ impl<F: ReadAt> ReadAt for Qcow2<F> {
         self.allocation().map_err(io::Error::from)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vmscrub_blockdev::MemDisk;
+
+    /// A hand-made version 2 image with 512-byte clusters, as old qemu wrote them:
+    /// the backing name right after the 72-byte header, no extensions. Guest cluster
+    /// 0 is data, 1 is unallocated, 2 is data contiguous with 0's host cluster + 1.
+    fn v2_image() -> Vec<u8> {
+        let mut b = vec![0u8; 5 * 512];
+        b[0..4].copy_from_slice(&crate::MAGIC);
+        b[4..8].copy_from_slice(&2u32.to_be_bytes());
+        b[8..16].copy_from_slice(&72u64.to_be_bytes()); // backing name offset
+        b[16..20].copy_from_slice(&8u32.to_be_bytes());
+        b[20..24].copy_from_slice(&9u32.to_be_bytes()); // 512-byte clusters
+        b[24..32].copy_from_slice(&(4u64 * 512).to_be_bytes()); // 4 guest clusters
+        b[36..40].copy_from_slice(&1u32.to_be_bytes()); // l1_size
+        b[40..48].copy_from_slice(&512u64.to_be_bytes()); // L1 at cluster 1
+        b[72..80].copy_from_slice(b"base.img");
+        b[512..520].copy_from_slice(&((1u64 << 63) | 1024).to_be_bytes()); // L2 at cluster 2
+        b[1024..1032].copy_from_slice(&((1u64 << 63) | 1536).to_be_bytes());
+        b[1040..1048].copy_from_slice(&((1u64 << 63) | 2048).to_be_bytes());
+        b[1536..2048].fill(0xaa);
+        b[2048..2560].fill(0xbb);
+        b
+    }
+
+    #[test]
+    fn v2_with_a_short_backing_file() {
+        // The backing device covers 1.5 guest clusters: the rest of cluster 1 and all
+        // of cluster 3 read as zeros.
+        let backing: Arc<dyn ReadAt> = Arc::new(MemDisk::new(vec![0x11; 768]));
+        let disk = Qcow2::open(
+            MemDisk::new(v2_image()),
+            Some(backing),
+            &OpenOptions::default(),
+        )
+        .unwrap();
+        let info = disk.info();
+        assert_eq!(
+            (info.version, info.cluster_size, info.refcount_order),
+            (2, 512, 4)
+        );
+        assert_eq!(info.backing_file.as_deref(), Some("base.img"));
+        assert_eq!(info.backing_format, None);
+        let mut all = vec![0u8; 2048];
+        disk.read_exact_at(&mut all, 0).unwrap();
+        assert!(all[..512].iter().all(|&b| b == 0xaa));
+        assert!(all[512..768].iter().all(|&b| b == 0x11));
+        assert!(all[768..1024].iter().all(|&b| b == 0));
+        assert!(all[1024..1536].iter().all(|&b| b == 0xbb));
+        assert!(all[1536..].iter().all(|&b| b == 0));
+        let alloc: Vec<_> = disk.allocated_ranges().unwrap().iter().collect();
+        assert_eq!(alloc, vec![0..768, 1024..1536]);
+        // Without the backing device: refused, or this layer alone.
+        let err = Qcow2::open(MemDisk::new(v2_image()), None, &OpenOptions::default()).unwrap_err();
+        assert!(matches!(err, Error::MissingBacking { .. }));
+        let o = OpenOptions {
+            missing_backing: MissingBacking::ReadZeros,
+            ..Default::default()
+        };
+        let alone = Qcow2::open(MemDisk::new(v2_image()), None, &o).unwrap();
+        alone.read_exact_at(&mut all, 0).unwrap();
+        assert!(all[512..1024].iter().all(|&b| b == 0) && all[1024] == 0xbb);
+        assert_eq!(
+            alone.allocated_ranges().unwrap().iter().collect::<Vec<_>>(),
+            vec![0..512, 1024..1536]
+        );
+    }
+
+    #[test]
+    fn the_default_l2_cache_is_bounded() {
+        let backing: Arc<dyn ReadAt> = Arc::new(MemDisk::new(vec![]));
+        let disk = Qcow2::open(
+            MemDisk::new(v2_image()),
+            Some(backing),
+            &OpenOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(disk.l2_cache_tables(), 4);
+        let o = OpenOptions {
+            l2_cache_tables: Some(0),
+            ..Default::default()
+        };
+        let backing: Arc<dyn ReadAt> = Arc::new(MemDisk::new(vec![]));
+        let disk = Qcow2::open(MemDisk::new(v2_image()), Some(backing), &o).unwrap();
+        assert_eq!(disk.l2_cache_tables(), 1);
+    }
+}
