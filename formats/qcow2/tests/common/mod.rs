@@ -67,9 +67,13 @@ pub fn open(path: &Path) -> Qcow2<FileDisk> {
     open_with(path, &OpenOptions::default())
 }
 
-/// The oracle: `qemu-img convert -O raw` of `path`, in `dir`.
+/// The oracle: `qemu-img convert -O raw` of `path`, made in `dir` and unlinked at
+/// once (the open handle keeps it readable; disk space is freed when it drops).
 pub fn oracle(path: &Path, dir: &Path) -> File {
-    File::open(vmscrub_fixtures::qemu_raw(path, dir)).unwrap()
+    let raw = vmscrub_fixtures::qemu_raw(path, dir);
+    let f = File::open(&raw).unwrap();
+    std::fs::remove_file(&raw).unwrap();
+    f
 }
 
 /// Reads the whole disk in `chunk`-byte reads and compares it with the oracle.
