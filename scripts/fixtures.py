@@ -204,6 +204,11 @@ class Builder:
                 run_debugfs_script(target, spec["debugfs_script"], tree)
             for pair in spec.get("share_xattr_block", []):
                 share_xattr_block(target, pair[0], pair[1])
+            if spec.get("e2fsck_fix"):
+                # For debugfs steps that leave counters wrong: e2fsck -fy recounts.
+                p = subprocess.run(["e2fsck", "-fy", str(target)], capture_output=True, text=True)
+                if p.returncode not in (0, 1):
+                    raise RecipeError(f"e2fsck -fy {target} failed ({p.returncode}):\n{p.stdout}{p.stderr}")
         elif fstype == "vfat":
             args = ["mkfs.fat", "-C", "-i", uuid_for(name)[:8]]
             if "fat" in spec:

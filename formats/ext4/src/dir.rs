@@ -166,6 +166,22 @@ impl<D: ReadAt> Ext4<D> {
         let bs = self.block_size();
         let kind = if self.is_htree_dir(inode) && logical == 0 {
             let (info, node) = dir_htree::parse_root(&buf, csum, loc)?;
+            let max_levels = if sb.features.has_incompat(incompat::LARGEDIR) {
+                3
+            } else {
+                2
+            };
+            if info.indirect_levels >= max_levels {
+                return Err(Error::corrupt(
+                    "htree root",
+                    loc,
+                    format!(
+                        "{} indirect levels (at most {})",
+                        info.indirect_levels,
+                        max_levels - 1
+                    ),
+                ));
+            }
             if verify {
                 node.verify_checksum(seed, &buf, loc)?;
             }

@@ -42,11 +42,18 @@ impl<D: ReadAt> FileReader<'_, D> {
         match &self.content {
             Content::Mapped(map) => self.fs.read_mapped(&self.inode, map, offset, buf),
             Content::Inline(data) => {
-                let Some(rest) = usize::try_from(offset).ok().and_then(|o| data.get(o..)) else {
+                // Past the stored bytes and up to i_size an inline file reads as
+                // zeros, as the kernel's inline readpage zero-fills the page.
+                if offset >= self.inode.size {
                     return Ok(0);
-                };
-                let n = rest.len().min(buf.len());
-                buf[..n].copy_from_slice(&rest[..n]);
+                }
+                let n = (self.inode.size - offset).min(buf.len() as u64) as usize;
+                let out = &mut buf[..n];
+                out.fill(0);
+                if let Some(rest) = usize::try_from(offset).ok().and_then(|o| data.get(o..)) {
+                    let k = rest.len().min(n);
+                    out[..k].copy_from_slice(&rest[..k]);
+                }
                 Ok(n)
             }
         }
@@ -204,7 +211,15 @@ impl<D: ReadAt> Ext4<D> {
             ));
         }
         if self.is_inline(inode) {
-            return self.inline_data(inode);
+            let target = self.inline_data(inode)?;
+            if (target.len() as u64) < inode.size {
+                return Err(Error::corrupt(
+                    "symlink",
+                    loc,
+                    "inline target shorter than i_size",
+                ));
+            }
+            return Ok(target);
         }
         if self.is_fast_symlink(inode) {
             return Ok(inode.i_block[..inode.size as usize].to_vec());

@@ -39,6 +39,16 @@ pub struct Ext4<D> {
     notes: Vec<String>,
 }
 
+impl<D> std::fmt::Debug for Ext4<D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ext4")
+            .field("superblock", &self.sb)
+            .field("groups", &self.groups.len())
+            .field("opts", &self.opts)
+            .finish_non_exhaustive()
+    }
+}
+
 impl<D: ReadAt> Ext4<D> {
     /// Opens with checksum verification on.
     pub fn open(dev: D) -> Result<Self> {

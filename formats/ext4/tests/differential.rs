@@ -22,11 +22,17 @@ fn e2fsck_clean(img: &std::path::Path) {
     );
 }
 
-/// ext4-view refuses meta_bg, inline_data, ea_inode and filesystems without filetype.
+/// ext4-view 0.9 refuses meta_bg, inline_data, ea_inode and filesystems without
+/// filetype, and fails on 128-byte inodes (`InodeTruncated`).
 fn ext4_view_supports(name: &str) -> bool {
     !matches!(
         name,
-        "ext4-metabg" | "ext4-inline" | "ext4-fuzz-inline" | "ext4-eainode" | "ext2-nofiletype"
+        "ext4-metabg"
+            | "ext4-inline"
+            | "ext4-fuzz-inline"
+            | "ext4-eainode"
+            | "ext2-nofiletype"
+            | "ext4-128inode"
     )
 }
 
@@ -94,13 +100,12 @@ fn differential(name: &str) {
 
     // ext4-view.
     match ext4_view::Ext4::load_from_path(&img) {
-        Ok(view) => {
-            assert!(
-                ext4_view_supports(name),
-                "{name}: ext4-view now loads it; update ext4_view_supports"
-            );
-            compare_with_ext4_view(name, &view, &ours.nodes);
-        }
+        Ok(view) if ext4_view_supports(name) => compare_with_ext4_view(name, &view, &ours.nodes),
+        // ext4-view loads 128-byte-inode filesystems but cannot read their inodes.
+        Ok(_) => assert_eq!(
+            name, "ext4-128inode",
+            "{name}: ext4-view now loads it; update ext4_view_supports"
+        ),
         Err(e) => assert!(!ext4_view_supports(name), "{name}: ext4-view failed: {e}"),
     }
 }
