@@ -239,7 +239,7 @@ fn field<'a>(text: &'a str, key: &str) -> &'a str {
         .find(key)
         .unwrap_or_else(|| panic!("no {key:?} in stat output:\n{text}"))
         + key.len();
-    text[at..].trim_start().split_whitespace().next().unwrap()
+    text[at..].split_whitespace().next().unwrap()
 }
 
 pub fn parse_stat(section: &[u8]) -> DebugfsStat {
