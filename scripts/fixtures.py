@@ -524,6 +524,9 @@ def plant(root: Path, entries: list[dict]) -> None:
             os.setxattr(p, k.encode(), v.encode() if isinstance(v, str) else bytes(v), follow_symlinks=False)
         if os.geteuid() == 0:
             os.lchown(p, int(e.get("uid", 0)), int(e.get("gid", 0)))
+            # chown clears set-user/group-ID bits: apply the recipe's mode again.
+            if t != "symlink" and "mode" in e:
+                os.chmod(p, int(str(e["mode"]), 8))
         t_m = int(e.get("mtime", EPOCH))
         os.utime(p, ns=(t_m * 10**9, t_m * 10**9 + int(e.get("mtime_nsec", 0))), follow_symlinks=False)
     # Directories get fixed times last, after their contents were created.
