@@ -193,8 +193,23 @@ class Builder:
             args += [str(target), f"{size // 1024}k"]
             run(args, env={"E2FSPROGS_FAKE_TIME": str(EPOCH)})
             fix_ext_owners(target, entries)
+            if spec.get("e2fsck_rehash"):
+                # e2fsck -D indexes every directory (htree) and compacts them;
+                # exit status 1 means "fixed", which is what was asked for.
+                p = subprocess.run(["e2fsck", "-fyD", str(target)], capture_output=True, text=True)
+                if p.returncode not in (0, 1):
+                    raise RecipeError(f"e2fsck -fyD {target} failed ({p.returncode}):\n{p.stdout}{p.stderr}")
             for cmd in spec.get("debugfs", []):
                 run(["debugfs", "-w", "-R", cmd, str(target)])
+            if "debugfs_script" in spec:
+                run_debugfs_script(target, spec["debugfs_script"], tree)
+            for pair in spec.get("share_xattr_block", []):
+                share_xattr_block(target, pair[0], pair[1])
+            if spec.get("e2fsck_fix"):
+                # For debugfs steps that leave counters wrong: e2fsck -fy recounts.
+                p = subprocess.run(["e2fsck", "-fy", str(target)], capture_output=True, text=True)
+                if p.returncode not in (0, 1):
+                    raise RecipeError(f"e2fsck -fy {target} failed ({p.returncode}):\n{p.stdout}{p.stderr}")
         elif fstype == "vfat":
             args = ["mkfs.fat", "-C", "-i", uuid_for(name)[:8]]
             if "fat" in spec:
@@ -551,9 +566,16 @@ def plant(root: Path, entries: list[dict]) -> None:
         if t != "symlink" and "mode" in e:
             os.chmod(p, int(str(e["mode"]), 8))
         for k, v in e.get("xattrs", {}).items():
+            if isinstance(v, dict):
+                # Binary values (POSIX ACLs in the kernel's xattr form): {hex = "..."}
+                # or a content spec as for files ({random = N}, {repeat, count}).
+                v = bytes.fromhex(v["hex"]) if "hex" in v else content_bytes(v, f"{e['path']}@{k}")
             os.setxattr(p, k.encode(), v.encode() if isinstance(v, str) else bytes(v), follow_symlinks=False)
         if os.geteuid() == 0:
             os.lchown(p, int(e.get("uid", 0)), int(e.get("gid", 0)))
+            # chown clears set-user/group-ID bits: apply the recipe's mode again.
+            if t != "symlink" and "mode" in e:
+                os.chmod(p, int(str(e["mode"]), 8))
         t_m = int(e.get("mtime", EPOCH))
         os.utime(p, ns=(t_m * 10**9, t_m * 10**9 + int(e.get("mtime_nsec", 0))), follow_symlinks=False)
     # Directories get fixed times last, after their contents were created.
@@ -578,6 +600,94 @@ def fix_ext_owners(img: Path, entries: list[dict]) -> None:
         f.write("\n".join(cmds) + "\n")
         f.flush()
         run(["debugfs", "-w", "-f", f.name, str(img)])
+
+
+def run_debugfs_script(img: Path, script: list, tree: Path | None) -> None:
+    """Runs commands in one `debugfs -w -f` session (journal_open/write/close need
+    one session). `{tree}` is the built tree's directory (host files to `write`).
+    An entry `{cmd = "punch /f {i} {i}", range = [start, stop, step]}` expands to one
+    command per i, for fragmentation patterns."""
+    lines = []
+    for item in script:
+        if isinstance(item, dict):
+            for i in range(*item["range"]):
+                lines.append(item["cmd"].replace("{i}", str(i)))
+        else:
+            lines.append(item)
+    lines = [ln.replace("{tree}", str(tree) if tree is not None else "") for ln in lines]
+    with tempfile.NamedTemporaryFile("w", suffix=".debugfs") as f:
+        f.write("\n".join(lines) + "\n")
+        f.flush()
+        p = subprocess.run(["debugfs", "-w", "-f", f.name, str(img)], capture_output=True, text=True)
+    # debugfs -f reports command errors on stderr but exits 0; fail the build on them.
+    errs = [ln for ln in p.stderr.splitlines() if ln.strip() and not ln.startswith("debugfs ")]
+    if p.returncode != 0 or errs:
+        raise RecipeError(f"debugfs script on {img} failed:\n" + "\n".join(errs[:20]))
+
+
+def crc32c_raw(crc: int, data: bytes) -> int:
+    """ext4's crc32c: the raw register, no final inversion (kernel ext4_chksum)."""
+    table = _crc32c_table()
+    for b in data:
+        crc = table[(crc ^ b) & 0xFF] ^ (crc >> 8)
+    return crc
+
+
+_CRC_TABLE: list[int] = []
+
+
+def _crc32c_table() -> list[int]:
+    if not _CRC_TABLE:
+        for n in range(256):
+            c = n
+            for _ in range(8):
+                c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+            _CRC_TABLE.append(c)
+    return _CRC_TABLE
+
+
+def debugfs_out(img: Path, cmd: str) -> str:
+    p = subprocess.run(["debugfs", "-R", cmd, str(img)], capture_output=True, text=True)
+    if p.returncode != 0:
+        raise RecipeError(f"debugfs -R {cmd!r} {img} failed:\n{p.stderr}")
+    return p.stdout
+
+
+def share_xattr_block(img: Path, keep: str, other: str) -> None:
+    """Makes `other` use `keep`'s external xattr block, as the kernel's mbcache does
+    for identical xattr sets (mkfs.ext4 -d never shares): point other's i_file_acl
+    at it, free other's block, set the block's refcount to 2 and fix its checksum."""
+    import re
+    import struct
+
+    def acl_of(path: str) -> int:
+        m = re.search(r"File ACL: (\d+)", debugfs_out(img, f'stat "{path}"'))
+        if not m or int(m.group(1)) == 0:
+            raise RecipeError(f"share_xattr_block: {path} has no xattr block in {img}")
+        return int(m.group(1))
+
+    a, b = acl_of(keep), acl_of(other)
+    run(["debugfs", "-w", "-R", f'sif "{other}" file_acl {a}', str(img)])
+    run(["debugfs", "-w", "-R", f"freeb {b}", str(img)])
+    sb = img.read_bytes()[1024:2048]
+    bs = 1024 << struct.unpack_from("<I", sb, 0x18)[0]
+    ro_compat, incompat = struct.unpack_from("<I", sb, 0x64)[0], struct.unpack_from("<I", sb, 0x60)[0]
+    with img.open("r+b") as fh:
+        fh.seek(a * bs)
+        blk = bytearray(fh.read(bs))
+        struct.pack_into("<I", blk, 4, struct.unpack_from("<I", blk, 4)[0] + 1)
+        if ro_compat & 0x400:  # metadata_csum: crc32c(seed, le64 block, block with h_checksum zeroed)
+            seed = struct.unpack_from("<I", sb, 0x270)[0] if incompat & 0x2000 else crc32c_raw(0xFFFFFFFF, sb[0x68:0x78])
+            struct.pack_into("<I", blk, 0x10, 0)
+            c = crc32c_raw(crc32c_raw(seed, struct.pack("<Q", a)), bytes(blk))
+            struct.pack_into("<I", blk, 0x10, c)
+        fh.seek(a * bs)
+        fh.write(blk)
+    # debugfs freeb clears the bitmap bit but leaves the free counts of the group
+    # and superblock alone; let e2fsck recount them (it changes nothing else here).
+    p = subprocess.run(["e2fsck", "-fy", str(img)], capture_output=True, text=True)
+    if p.returncode not in (0, 1):
+        raise RecipeError(f"e2fsck -fy {img} after share_xattr_block failed ({p.returncode}):\n{p.stdout}")
 
 
 def fat_copy_tree(img: Path, tree: Path, entries: list[dict]) -> None:
