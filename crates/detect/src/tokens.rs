@@ -91,18 +91,19 @@ pub(crate) fn github(win: &Window, ctx: &mut Ctx, out: &mut Vec<Hit>) {
 
 pub(crate) fn npm(win: &Window, ctx: &mut Ctx, out: &mut Vec<Hit>) {
     let (hay, at) = (win.hay, win.at);
-    if let Some(e) = fixed(hay, at, 4, 36, is_alnum) {
-        if clear_at(hay, e, is_word) && crc_ok(&hay[at + 4..at + 34], &hay[at + 34..e]) {
-            push(
-                out,
-                ctx,
-                DetectorId::NpmToken,
-                hay,
-                at,
-                e,
-                "npm access token",
-            );
-        }
+    if let Some(e) = fixed(hay, at, 4, 36, is_alnum)
+        && clear_at(hay, e, is_word)
+        && crc_ok(&hay[at + 4..at + 34], &hay[at + 34..e])
+    {
+        push(
+            out,
+            ctx,
+            DetectorId::NpmToken,
+            hay,
+            at,
+            e,
+            "npm access token",
+        );
     }
 }
 

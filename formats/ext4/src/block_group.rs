@@ -140,15 +140,15 @@ impl GroupDesc {
     }
 
     pub fn verify_checksum(&self, sb: &Superblock) -> Result<()> {
-        if let Some(computed) = Self::compute_checksum(sb, self.group, &self.raw) {
-            if computed != self.checksum {
-                return Err(Error::ChecksumMismatch {
-                    structure: "group descriptor",
-                    loc: Loc::block(self.location.0),
-                    stored: u32::from(self.checksum),
-                    computed: u32::from(computed),
-                });
-            }
+        if let Some(computed) = Self::compute_checksum(sb, self.group, &self.raw)
+            && computed != self.checksum
+        {
+            return Err(Error::ChecksumMismatch {
+                structure: "group descriptor",
+                loc: Loc::block(self.location.0),
+                stored: u32::from(self.checksum),
+                computed: u32::from(computed),
+            });
         }
         Ok(())
     }

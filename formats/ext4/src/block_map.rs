@@ -71,14 +71,13 @@ impl<D: ReadAt> Ext4<D> {
                 "maps more blocks than the filesystem has",
             ));
         }
-        if let Some(last) = w.map.extents.last_mut() {
-            if last.logical_end() == logical
-                && last.start + u64::from(last.len) == block
-                && last.len < u32::MAX
-            {
-                last.len += 1;
-                return Ok(());
-            }
+        if let Some(last) = w.map.extents.last_mut()
+            && last.logical_end() == logical
+            && last.start + u64::from(last.len) == block
+            && last.len < u32::MAX
+        {
+            last.len += 1;
+            return Ok(());
         }
         w.map.extents.push(Extent {
             logical: logical as u32,

@@ -111,7 +111,7 @@ pub fn parse_entries(
         } else {
             (usize::from(u16_at(area, pos + 6)), 0)
         };
-        if rec_len < 12 || rec_len % 4 != 0 {
+        if rec_len < 12 || !rec_len.is_multiple_of(4) {
             return bad(format!("impossible rec_len {rec_len}"));
         }
         if pos + rec_len > area.len() {

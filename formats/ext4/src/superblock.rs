@@ -275,13 +275,13 @@ impl Superblock {
         }
         if self.blocks_per_group < 8
             || self.blocks_per_group > 8 * bs
-            || self.blocks_per_group % 8 != 0
+            || !self.blocks_per_group.is_multiple_of(8)
         {
             return bad(format!("s_blocks_per_group {}", self.blocks_per_group));
         }
         if self.inodes_per_group == 0
             || self.inodes_per_group > 8 * bs
-            || self.inodes_per_group % 8 != 0
+            || !self.inodes_per_group.is_multiple_of(8)
         {
             return bad(format!("s_inodes_per_group {}", self.inodes_per_group));
         }
@@ -447,7 +447,7 @@ impl Superblock {
         if g <= 1 || !self.features.has_ro_compat(ro_compat::SPARSE_SUPER) {
             return true;
         }
-        if g % 2 == 0 {
+        if g.is_multiple_of(2) {
             return false;
         }
         [3u64, 5, 7].iter().any(|&base| is_power_of(g, base))
@@ -472,7 +472,7 @@ impl Superblock {
 }
 
 fn is_power_of(mut n: u64, base: u64) -> bool {
-    while n > 1 && n % base == 0 {
+    while n > 1 && n.is_multiple_of(base) {
         n /= base;
     }
     n == 1

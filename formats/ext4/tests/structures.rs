@@ -458,11 +458,11 @@ fn bitmaps_and_block_ownership_agree() {
             in_use += 1;
             let owned = fs.owned_blocks(inode.ino).unwrap();
             for m in &owned.meta {
-                if let MetaKind::XattrBlock { refcount } = m.kind {
-                    if refcount > 1 {
-                        claimed.insert(m.block);
-                        continue;
-                    }
+                if let MetaKind::XattrBlock { refcount } = m.kind
+                    && refcount > 1
+                {
+                    claimed.insert(m.block);
+                    continue;
                 }
                 if let Some(prev) = owner.insert(m.block, inode.ino) {
                     panic!(

@@ -141,16 +141,15 @@ impl Inflater {
         out.copy_from_slice(&data[within..end]);
         let mut set = relock(&self.recent);
         if set.entries.iter().all(|e| e.key != key) {
-            if set.entries.len() >= self.recent_capacity {
-                if let Some(i) = set
+            if set.entries.len() >= self.recent_capacity
+                && let Some(i) = set
                     .entries
                     .iter()
                     .enumerate()
                     .min_by_key(|(_, e)| e.tick)
                     .map(|(i, _)| i)
-                {
-                    set.entries.swap_remove(i);
-                }
+            {
+                set.entries.swap_remove(i);
             }
             set.tick += 1;
             let tick = set.tick;

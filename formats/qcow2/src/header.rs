@@ -196,7 +196,7 @@ fn check_table(
             format!("{entries} entries at this offset overflow"),
         ));
     }
-    if offset % cluster_size != 0 {
+    if !offset.is_multiple_of(cluster_size) {
         return Err(Error::field(
             field,
             offset,

@@ -124,20 +124,21 @@ pub(crate) fn collect(
             }
             continue;
         }
-        if !in_body && !headers_done {
-            if let Some((name, value)) = header(line) {
-                a.headers += 1;
-                if a.headers > 32 {
-                    return None;
-                }
-                if name.eq_ignore_ascii_case(b"Proc-Type") && value.ends_with(b"ENCRYPTED") {
-                    a.proc_encrypted = true;
-                } else if name.eq_ignore_ascii_case(b"DEK-Info") {
-                    a.dek_cipher = dek_cipher(value);
-                }
-                continued = continuation && line.ends_with(b"\\");
-                continue;
+        if !in_body
+            && !headers_done
+            && let Some((name, value)) = header(line)
+        {
+            a.headers += 1;
+            if a.headers > 32 {
+                return None;
             }
+            if name.eq_ignore_ascii_case(b"Proc-Type") && value.ends_with(b"ENCRYPTED") {
+                a.proc_encrypted = true;
+            } else if name.eq_ignore_ascii_case(b"DEK-Info") {
+                a.dek_cipher = dek_cipher(value);
+            }
+            continued = continuation && line.ends_with(b"\\");
+            continue;
         }
         in_body = true;
         if pgp && line.len() == 5 && line[0] == b'=' {

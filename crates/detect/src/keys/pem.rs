@@ -97,7 +97,7 @@ fn decode_and_check(kind: Kind, body: &[u8], ctx: &mut Ctx) -> Option<(DetectorI
             // OpenSSL "traditional" encryption: the body is ciphertext, so the framing
             // is the evidence: both headers, a known cipher, whole cipher blocks.
             let cipher = a.dek_cipher?;
-            if der.len() < 64 || der.len() % 8 != 0 {
+            if der.len() < 64 || !der.len().is_multiple_of(8) {
                 return None;
             }
             let alg = match kind {

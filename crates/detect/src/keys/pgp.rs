@@ -32,10 +32,10 @@ fn algo_name(a: u8) -> &'static str {
 }
 
 pub(crate) fn describe(data: &[u8], crc: Option<u32>) -> Option<String> {
-    if let Some(c) = crc {
-        if crc24(data) != c {
-            return None;
-        }
+    if let Some(c) = crc
+        && crc24(data) != c
+    {
+        return None;
     }
     let &b = data.first()?;
     if b & 0x80 == 0 {

@@ -124,7 +124,7 @@ fn parse(win: &Window, ctx: &mut Ctx) -> Option<Hit> {
         }
     }
     lines.base64(n_priv?, &mut s.text, &mut s.bin)?;
-    if s.bin.is_empty() || (encrypted && s.bin.len() % 16 != 0) {
+    if s.bin.is_empty() || (encrypted && !s.bin.len().is_multiple_of(16)) {
         return None;
     }
     let mac = lines.field(b"Private-MAC")?;
