@@ -266,6 +266,16 @@ fn parse_pem_public(text: &str) -> Result<Vec<Recipient>> {
             .ok_or_else(|| Error::Recipient("PEM block with a broken END line".into()))?;
         let block = &block_start[..after_end];
         rest = &block_start[after_end..];
+        let label = block
+            .strip_prefix("-----BEGIN ")
+            .and_then(|b| b.split("-----").next())
+            .unwrap_or("");
+        if label.contains("PRIVATE KEY") {
+            return Err(Error::Recipient(format!(
+                "found a private key (`BEGIN {label}`) where a public key belongs; give the \
+                 public half (e.g. `ssh-keygen -y -f KEY > KEY.pub`); {ACCEPTED}"
+            )));
+        }
         let (label, der) = pkcs8::der::pem::decode_vec(block.as_bytes())
             .map_err(|e| Error::Recipient(format!("bad PEM: {e}")))?;
         let rec = match label {
@@ -488,8 +498,25 @@ fn parse_openssh_private(text: &str, passphrase: &mut PassphraseFn<'_>) -> Resul
             .map_err(|_| Error::Identity("wrong passphrase for the OpenSSH key".into()))?;
     }
     match key.key_data() {
-        ssh_key::private::KeypairData::Rsa(pair) => RsaPrivateKey::try_from(pair)
-            .map_err(|e| Error::Identity(format!("invalid RSA private key: {e}"))),
+        // Built from the components here: ssh-key 0.6.7's own conversion passes
+        // `p` twice instead of `p, q` and rejects every key.
+        ssh_key::private::KeypairData::Rsa(pair) => {
+            let big = |m: &ssh_key::Mpint| {
+                m.as_positive_bytes()
+                    .map(BigUint::from_bytes_be)
+                    .ok_or_else(|| Error::Identity("negative RSA component".into()))
+            };
+            let key = RsaPrivateKey::from_components(
+                big(&pair.public.n)?,
+                big(&pair.public.e)?,
+                big(&pair.private.d)?,
+                vec![big(&pair.private.p)?, big(&pair.private.q)?],
+            )
+            .map_err(|e| Error::Identity(format!("invalid RSA private key: {e}")))?;
+            key.validate()
+                .map_err(|e| Error::Identity(format!("inconsistent RSA private key: {e}")))?;
+            Ok(key)
+        }
         _ => Err(Error::Identity(format!("not an RSA key; {ACCEPTED_PRIV}"))),
     }
 }

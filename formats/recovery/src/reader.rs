@@ -107,6 +107,7 @@ pub struct TarReader<R: Read> {
     remaining: u64,
     pad: usize,
     manifest: Option<Manifest>,
+    last_dir: Option<Entry>,
     ended: bool,
 }
 
@@ -118,6 +119,7 @@ impl<R: Read> TarReader<R> {
             remaining: 0,
             pad: 0,
             manifest: None,
+            last_dir: None,
             ended: false,
         }
     }
@@ -235,7 +237,30 @@ impl<R: Read> TarReader<R> {
                 }
                 _ => {}
             }
-            return self.member(h, &block, pax, long_name, long_link).map(Some);
+            let entry = self.member(h, &block, pax, long_name, long_link)?;
+            // The writer's trailing anchor (see `ArchiveWriter::finish`): a hard
+            // link to itself, or a repeated directory header; neither is news.
+            if let EntryKind::HardLink { target } = &entry.kind {
+                if *target == entry.path {
+                    pax = Records::default();
+                    long_name = None;
+                    long_link = None;
+                    continue;
+                }
+            }
+            if self.manifest.is_some()
+                && entry.kind == EntryKind::Dir
+                && self.last_dir.as_ref() == Some(&entry)
+            {
+                pax = Records::default();
+                long_name = None;
+                long_link = None;
+                continue;
+            }
+            if entry.kind == EntryKind::Dir {
+                self.last_dir = Some(entry.clone());
+            }
+            return Ok(Some(entry));
         }
         Err(Error::Tar("too many extended headers in a row".into()))
     }
@@ -413,6 +438,12 @@ impl<R: Read> TarReader<R> {
                 .ok_or_else(|| {
                     Error::Tar("sparse map segments overlap or pass the file size".into())
                 })?;
+            if len % BLOCK as u64 != 0 && e != real && pair != &numbers[numbers.len() - 2..] {
+                // GNU tar and Python lay such data out differently: ambiguous.
+                return Err(Error::Tar(
+                    "sparse segment not a multiple of 512 bytes".into(),
+                ));
+            }
             end = e;
             data += len;
             if len > 0 {

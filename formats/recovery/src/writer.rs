@@ -62,6 +62,9 @@ pub struct ArchiveWriter<W: Write> {
     linkable: HashSet<Vec<u8>>,
     /// Set when a member was left half-written; every later call fails.
     poisoned: bool,
+    /// The last regular file (or else directory) written, re-referenced after the
+    /// manifest: see `finish`.
+    anchor: Option<(Vec<u8>, Metadata, bool)>,
 }
 
 impl<W: Write> ArchiveWriter<W> {
@@ -113,6 +116,7 @@ impl<W: Write> ArchiveWriter<W> {
             manifest,
             linkable: HashSet::new(),
             poisoned: false,
+            anchor: None,
         })
     }
 
@@ -157,6 +161,7 @@ impl<W: Write> ArchiveWriter<W> {
             Ok(<[u8; 32]>::from(hasher.finalize()))
         })?;
         self.record(&path, "file", size, Some(&digest), operation, true);
+        self.anchor = Some((path, meta.clone(), false));
         Ok(digest)
     }
 
@@ -174,24 +179,13 @@ impl<W: Write> ArchiveWriter<W> {
         data: &mut dyn Read,
     ) -> Result<[u8; 32]> {
         let path = normalize_path(path)?;
-        let mut end = 0u64;
-        let mut stored = 0u64;
-        for s in segments {
-            let s_end = s.offset.checked_add(s.len).filter(|&e| e <= size);
-            match s_end {
-                Some(e) if s.offset >= end => {
-                    end = e;
-                    stored += s.len;
-                }
-                _ => {
-                    return Err(Error::Entry {
-                        path: display_path(&path),
-                        why: "sparse segments overlap, are unsorted or pass the file size".into(),
-                    });
-                }
-            }
-        }
-        let mut map: Vec<Segment> = segments.to_vec();
+        let stored_segments = normalize_sparse(size, segments).map_err(|why| Error::Entry {
+            path: display_path(&path),
+            why,
+        })?;
+        let stored: u64 = stored_segments.iter().map(|s| s.len).sum();
+        let mut map: Vec<Segment> = stored_segments.clone();
+        let end = map.last().map_or(0, |s| s.offset + s.len);
         if end < size || map.is_empty() {
             // GNU tar marks a trailing hole with a zero-length segment at the end.
             map.push(Segment {
@@ -222,16 +216,28 @@ impl<W: Write> ArchiveWriter<W> {
             w.sink()?.write_all(&map_text)?;
             let mut hasher = Sha256::new();
             let mut pos = 0u64;
-            for s in segments {
-                hash_zeros(&mut hasher, s.offset - pos);
-                w.copy_exact(&path, data, s.len, &mut hasher)?;
-                pos = s.offset + s.len;
+            let mut given = segments.iter().filter(|g| g.len > 0).peekable();
+            for st in &stored_segments {
+                hash_zeros(&mut hasher, st.offset - pos);
+                pos = st.offset;
+                let st_end = st.offset + st.len;
+                // Inside a stored segment: the caller's bytes where it gave some,
+                // zeros in the bits of hole that alignment pulled in.
+                while let Some(g) = given.peek().copied().filter(|g| g.offset < st_end) {
+                    w.zeros(&mut hasher, g.offset - pos)?;
+                    w.copy_exact(&path, data, g.len, &mut hasher)?;
+                    pos = g.offset + g.len;
+                    given.next();
+                }
+                w.zeros(&mut hasher, st_end - pos)?;
+                pos = st_end;
             }
             hash_zeros(&mut hasher, size - pos);
             w.pad(member_size)?;
             Ok(<[u8; 32]>::from(hasher.finalize()))
         })?;
         self.record(&path, "sparse", size, Some(&digest), operation, true);
+        self.anchor = Some((path, meta.clone(), false));
         Ok(digest)
     }
 
@@ -243,6 +249,9 @@ impl<W: Write> ArchiveWriter<W> {
         let fields = self.fields(&name, meta, ustar::TYPE_DIR, 0, &mut rec)?;
         self.guarded(|w| w.write_member_header(&name, &fields, &rec))?;
         self.record(&path, "dir", 0, None, operation, false);
+        if !self.anchor.as_ref().is_some_and(|a| !a.2) {
+            self.anchor = Some((path, meta.clone(), true));
+        }
         Ok(())
     }
 
@@ -332,6 +341,13 @@ impl<W: Write> ArchiveWriter<W> {
 
     /// Writes the manifest and the end-of-archive blocks, seals the final chunk and
     /// returns the output. Without this the archive is truncated and unreadable.
+    ///
+    /// The manifest is a pax global header, which must be followed by a member
+    /// (Python's `tarfile` fails on a global header right before the end). That
+    /// member is a hard link from the last regular file to itself — a no-op for
+    /// GNU tar (it accepts an existing link to the same name) and for `tarfile`
+    /// (which rewrites the same content) — or, in an archive without regular
+    /// files, the last directory's header again with the same metadata.
     pub fn finish(mut self) -> Result<W> {
         self.sink()?;
         let json = self.manifest.to_json()?;
@@ -360,6 +376,22 @@ impl<W: Write> ArchiveWriter<W> {
         z.write_all(&ustar::encode(&fields))?;
         z.write_all(&data)?;
         z.write_all(&ZEROS[..ustar::padding(data.len() as u64)])?;
+        self.out = Some(z);
+        if let Some((path, meta, is_dir)) = self.anchor.take() {
+            if is_dir {
+                let mut name = path.clone();
+                name.push(b'/');
+                let mut rec = base_records(&name, &meta, None)?;
+                let fields = self.fields(&name, &meta, ustar::TYPE_DIR, 0, &mut rec)?;
+                self.write_member_header(&name, &fields, &rec)?;
+            } else {
+                self.link_member(&path, &meta, ustar::TYPE_HARDLINK, &path)?;
+            }
+        }
+        let mut z = self
+            .out
+            .take()
+            .ok_or_else(|| Error::Other("archive already finished".into()))?;
         z.write_all(&[0u8; 2 * BLOCK])?;
         let enc = z.finish()?;
         enc.finish()
@@ -526,11 +558,62 @@ impl<W: Write> ArchiveWriter<W> {
         Ok(())
     }
 
+    /// Writes (and hashes) `n` zero bytes of member data.
+    fn zeros(&mut self, hasher: &mut Sha256, mut n: u64) -> Result<()> {
+        let sink = self.sink()?;
+        while n > 0 {
+            let k = n.min(COPY_BUF as u64) as usize;
+            hasher.update(&ZEROS[..k]);
+            sink.write_all(&ZEROS[..k])?;
+            n -= k as u64;
+        }
+        Ok(())
+    }
+
     fn pad(&mut self, size: u64) -> Result<()> {
         let n = ustar::padding(size);
         self.sink()?.write_all(&ZEROS[..n])?;
         Ok(())
     }
+}
+
+/// The segments as stored: GNU tar reads each stored segment as whole 512-byte
+/// blocks while Python's `tarfile` reads them back to back, so the two agree only
+/// if every segment but one reaching the end of the file is a multiple of 512
+/// bytes. Segments are therefore widened to 512-byte boundaries (clamped to the
+/// file size) and merged where they then touch; the widening is hole, stored as
+/// zeros. Extents from a filesystem are block-aligned already, so in practice
+/// nothing changes. Errors on unsorted, overlapping or out-of-range input.
+pub fn normalize_sparse(
+    size: u64,
+    segments: &[Segment],
+) -> std::result::Result<Vec<Segment>, String> {
+    const B: u64 = BLOCK as u64;
+    let mut out: Vec<Segment> = Vec::new();
+    let mut prev_end = 0u64;
+    for s in segments {
+        let end = s
+            .offset
+            .checked_add(s.len)
+            .filter(|&e| e <= size && s.offset >= prev_end)
+            .ok_or("sparse segments overlap, are unsorted or pass the file size")?;
+        prev_end = end;
+        if s.len == 0 {
+            continue;
+        }
+        let start = s.offset - s.offset % B;
+        let end = end.div_ceil(B).saturating_mul(B).min(size);
+        match out.last_mut() {
+            Some(last) if last.offset + last.len >= start => {
+                last.len = end.max(last.offset + last.len) - last.offset;
+            }
+            _ => out.push(Segment {
+                offset: start,
+                len: end - start,
+            }),
+        }
+    }
+    Ok(out)
 }
 
 fn hash_zeros(h: &mut Sha256, mut n: u64) {
