@@ -20,8 +20,8 @@ pub enum Error {
     )]
     ChunkAuth { chunk: u64, offset: u64 },
     #[error(
-        "the archive is truncated: it ends after chunk {chunk} (at byte {offset}), \
-         which is not the final chunk"
+        "the archive is truncated: the file ends at chunk {chunk} (byte {offset}), \
+         and the chunk there is missing or is not the final one"
     )]
     Truncated { chunk: u64, offset: u64 },
     #[error("public key: {0}")]

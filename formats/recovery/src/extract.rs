@@ -350,7 +350,7 @@ fn plan_commit(root: &Path, target: &Path, rel: &Path, opts: &ExtractOptions) ->
                 return Err(Error::Unsafe(format!(
                     "{} already exists in the target{}",
                     r.display(),
-                    if m.is_dir() || staged_dir || m.file_type().is_symlink() && staged_dir {
+                    if m.is_dir() || staged_dir {
                         " (a directory cannot replace a file or the reverse)"
                     } else {
                         "; use --force to replace it"

@@ -29,4 +29,4 @@ pub use error::{Error, Result};
 pub use keys::{Identity, Recipient};
 pub use manifest::{FileRecord, ImageInfo, Manifest};
 pub use reader::{TarReader, decrypt_to, open};
-pub use writer::{ArchiveInfo, ArchiveWriter, WriterOptions, normalize_sparse};
+pub use writer::{ArchiveInfo, ArchiveWriter, WriterOptions, encrypt_tar, normalize_sparse};

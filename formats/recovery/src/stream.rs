@@ -194,9 +194,9 @@ impl<R: Read> DecryptReader<R> {
         let last = got < full || self.at_eof()?;
         if got < TAG_LEN {
             self.buf.clear();
-            return Err(if got == 0 && chunk > 0 {
-                // Unreachable by construction (a full chunk followed by EOF is
-                // treated as final), kept for clarity.
+            // Nothing at all where a chunk must be: only possible right after the
+            // header (a full chunk followed by EOF is taken as the final one).
+            return Err(if got == 0 {
                 Error::Truncated { chunk, offset }.into_io()
             } else {
                 Error::ChunkAuth { chunk, offset }.into_io()

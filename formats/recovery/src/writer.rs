@@ -54,6 +54,59 @@ pub struct ArchiveInfo {
     pub created: Option<std::time::SystemTime>,
 }
 
+/// Encrypts an existing tar stream as a recovery archive payload, unchanged. The
+/// scrub uses [`ArchiveWriter`]; this is for re-encrypting a tar an owner already
+/// has, and lets tests build archives whose tar is hostile (`../x`, absolute
+/// paths), which `ArchiveWriter` refuses to write.
+pub fn encrypt_tar<W: Write>(
+    out: W,
+    recipients: &[Recipient],
+    opts: &WriterOptions,
+    tar: &mut dyn Read,
+) -> Result<W> {
+    let mut z = start_payload(out, recipients, opts)?;
+    std::io::copy(tar, &mut z)?;
+    let enc = z.finish()?;
+    enc.finish()
+}
+
+/// Header with a fresh data key wrapped for every recipient, then the zstd encoder
+/// over the chunk encryptor.
+fn start_payload<W: Write>(
+    mut out: W,
+    recipients: &[Recipient],
+    opts: &WriterOptions,
+) -> Result<zstd::stream::write::Encoder<'static, EncryptWriter<W>>> {
+    if recipients.is_empty() {
+        return Err(Error::Recipient(
+            "a recovery archive needs at least one recipient public key".into(),
+        ));
+    }
+    let mut rng = rand_core::OsRng;
+    let mut key = Zeroizing::new([0u8; 32]);
+    rng.fill_bytes(&mut *key);
+    let mut nonce_prefix = [0u8; 7];
+    rng.fill_bytes(&mut nonce_prefix);
+    let entries = recipients
+        .iter()
+        .map(|r| {
+            Ok(RecipientEntry {
+                kind: RECIPIENT_RSA_OAEP_SHA256,
+                fingerprint: r.fingerprint(),
+                wrapped: r.wrap(&*key)?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let header = Header::new(opts.chunk_size, nonce_prefix, entries)?;
+    out.write_all(header.as_bytes())?;
+    let enc = EncryptWriter::new(out, &key, &nonce_prefix, opts.chunk_size, header.aad());
+    let mut z = zstd::stream::write::Encoder::new(enc, opts.zstd_level)?;
+    if opts.zstd_workers > 0 {
+        z.multithread(opts.zstd_workers)?;
+    }
+    Ok(z)
+}
+
 /// Streams removed files into an encrypted recovery archive.
 pub struct ArchiveWriter<W: Write> {
     out: Option<zstd::stream::write::Encoder<'static, EncryptWriter<W>>>,
@@ -71,38 +124,12 @@ impl<W: Write> ArchiveWriter<W> {
     /// Writes the header (a fresh data key wrapped for every recipient) and starts
     /// the payload. At least one recipient is required.
     pub fn new(
-        mut out: W,
+        out: W,
         recipients: &[Recipient],
         info: ArchiveInfo,
         opts: &WriterOptions,
     ) -> Result<Self> {
-        if recipients.is_empty() {
-            return Err(Error::Recipient(
-                "a recovery archive needs at least one recipient public key".into(),
-            ));
-        }
-        let mut rng = rand_core::OsRng;
-        let mut key = Zeroizing::new([0u8; 32]);
-        rng.fill_bytes(&mut *key);
-        let mut nonce_prefix = [0u8; 7];
-        rng.fill_bytes(&mut nonce_prefix);
-        let entries = recipients
-            .iter()
-            .map(|r| {
-                Ok(RecipientEntry {
-                    kind: RECIPIENT_RSA_OAEP_SHA256,
-                    fingerprint: r.fingerprint(),
-                    wrapped: r.wrap(&*key)?,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let header = Header::new(opts.chunk_size, nonce_prefix, entries)?;
-        out.write_all(header.as_bytes())?;
-        let enc = EncryptWriter::new(out, &key, &nonce_prefix, opts.chunk_size, header.aad());
-        let mut z = zstd::stream::write::Encoder::new(enc, opts.zstd_level)?;
-        if opts.zstd_workers > 0 {
-            z.multithread(opts.zstd_workers)?;
-        }
+        let z = start_payload(out, recipients, opts)?;
         let manifest = Manifest {
             format: FORMAT.to_string(),
             vmscrub_version: info.vmscrub_version,
@@ -249,7 +276,7 @@ impl<W: Write> ArchiveWriter<W> {
         let fields = self.fields(&name, meta, ustar::TYPE_DIR, 0, &mut rec)?;
         self.guarded(|w| w.write_member_header(&name, &fields, &rec))?;
         self.record(&path, "dir", 0, None, operation, false);
-        if !self.anchor.as_ref().is_some_and(|a| !a.2) {
+        if self.anchor.as_ref().is_none_or(|a| a.2) {
             self.anchor = Some((path, meta.clone(), true));
         }
         Ok(())
