@@ -16,11 +16,16 @@ struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
-enum Command {}
+enum Command {
+    /// Decrypt a recovery archive back to a plain tar, a directory, or a listing.
+    Recover(vmscrub::recover::RecoverArgs),
+}
 
 fn main() {
     let cli = Cli::parse();
-    let result: anyhow::Result<i32> = match cli.command {};
+    let result: anyhow::Result<i32> = match cli.command {
+        Command::Recover(args) => vmscrub::recover::run(&args),
+    };
     match result {
         Ok(code) => std::process::exit(code),
         Err(e) => {
