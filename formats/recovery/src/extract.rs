@@ -278,55 +278,57 @@ fn extract_inner<R: Read>(
     // Authenticate everything before anything leaves the staging directory.
     report.manifest = tar.finish()?;
 
+    // Files, links and nodes get their metadata in the staging directory (a rename
+    // keeps it). Directories get theirs at their final place after every move, in
+    // reverse order: moving children into or out of a directory changes its mtime,
+    // and a read-only staged directory could not be emptied.
     for (rel, meta, is_link) in pending.iter().rev() {
-        apply_metadata(
-            &root.join(rel),
-            meta,
-            *is_link,
-            root_user,
-            &mut report.warnings,
-        );
+        if !explicit_dirs.contains(rel) {
+            apply_metadata(
+                &root.join(rel),
+                meta,
+                *is_link,
+                root_user,
+                &mut report.warnings,
+            );
+        }
     }
     let plan = plan_commit(root, target, Path::new(""), opts)?;
     for step in &plan {
-        match step {
-            Step::Move(rel) => {
-                if opts.force {
-                    if let Ok(m) = fs::symlink_metadata(target.join(rel)) {
-                        if !m.is_dir() {
-                            fs::remove_file(target.join(rel))?;
-                        }
+        if let Step::Move(rel) = step {
+            if opts.force {
+                if let Ok(m) = fs::symlink_metadata(target.join(rel)) {
+                    if !m.is_dir() {
+                        fs::remove_file(target.join(rel))?;
                     }
                 }
-                fs::rename(root.join(rel), target.join(rel))?;
             }
-            Step::Merged(_) => {}
+            fs::rename(root.join(rel), target.join(rel))?;
         }
     }
-    // Directories that already existed got new children: put back the archived
-    // mode and mtime the renames disturbed.
-    for step in plan.iter().rev() {
-        if let Step::Merged(rel) = step {
-            if explicit_dirs.contains(rel) {
-                if let Some((_, meta, _)) = pending.iter().find(|(r, _, _)| r == rel) {
-                    apply_metadata(
-                        &target.join(rel),
-                        meta,
-                        false,
-                        root_user,
-                        &mut report.warnings,
-                    );
-                }
-            }
+    for (rel, meta, _) in pending.iter().rev() {
+        if explicit_dirs.contains(rel) {
+            apply_metadata(
+                &target.join(rel),
+                meta,
+                false,
+                root_user,
+                &mut report.warnings,
+            );
         }
     }
-    staging.close()?;
+    if let Err(e) = staging.close() {
+        report
+            .warnings
+            .push(format!("could not remove the staging directory: {e}"));
+    }
     Ok(report)
 }
 
 enum Step {
     Move(PathBuf),
-    Merged(PathBuf),
+    /// Both sides are directories: their children were planned one by one.
+    Merged,
 }
 
 /// Decides, before moving anything, how staged entries go into the target; fails
@@ -343,7 +345,7 @@ fn plan_commit(root: &Path, target: &Path, rel: &Path, opts: &ExtractOptions) ->
             Err(err) => return Err(err.into()),
             Ok(m) if m.is_dir() && staged_dir => {
                 steps.extend(plan_commit(root, target, &r, opts)?);
-                steps.push(Step::Merged(r));
+                steps.push(Step::Merged);
             }
             Ok(m) if !m.is_dir() && !staged_dir && opts.force => steps.push(Step::Move(r)),
             Ok(m) => {
