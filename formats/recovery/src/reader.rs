@@ -4,7 +4,7 @@
 //! (`TarReader::finish`, `decrypt_to`). Callers that write to disk must therefore
 //! stage and commit only after that (see `extract.rs`, and `recover -o`).
 
-use std::io::{BufReader, Read, Write};
+use std::io::{Read, Write};
 
 use zeroize::Zeroizing;
 
@@ -22,7 +22,7 @@ use crate::ustar::{self, BLOCK};
 const MAX_PAX: u64 = 256 * 1024 * 1024;
 const MAX_SPARSE_SEGMENTS: u64 = 4 * 1024 * 1024;
 
-pub type Payload<R> = zstd::stream::read::Decoder<'static, BufReader<DecryptReader<R>>>;
+pub type Payload<R> = zstd::stream::read::Decoder<'static, DecryptReader<R>>;
 
 /// Reads the header and unwraps the data key with `identity`: the entry whose
 /// fingerprint matches first, then every other entry (a key may have been
@@ -65,8 +65,7 @@ pub fn open<R: Read>(mut input: R, identity: &Identity) -> Result<(Header, Paylo
         header.aad(),
         header.as_bytes().len() as u64,
     )?;
-    let buffered = BufReader::with_capacity(header.chunk_size as usize, dec);
-    let z = zstd::stream::read::Decoder::with_buffer(buffered)?;
+    let z = zstd::stream::read::Decoder::with_buffer(dec)?;
     Ok((header, z))
 }
 
@@ -92,7 +91,7 @@ pub fn decrypt_to<R: Read>(input: R, identity: &Identity, out: &mut dyn Write) -
 }
 
 fn check_done<R: Read>(payload: Payload<R>) -> Result<()> {
-    if payload.finish().get_ref().is_done() {
+    if payload.finish().is_done() {
         Ok(())
     } else {
         Err(Error::Other("payload ended before the final chunk".into()))

@@ -5,7 +5,7 @@
 //! authentication. The reader hands out plaintext only from chunks that verified,
 //! and reports end of stream only after the final chunk verified.
 
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Read, Write};
 
 use aes_gcm::aead::stream::{EncryptorBE32, NewStream, StreamBE32, StreamPrimitive};
 use aes_gcm::{Aes256Gcm, KeyInit};
@@ -246,5 +246,23 @@ impl<R: Read> Read for DecryptReader<R> {
         out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
         self.pos += n;
         Ok(n)
+    }
+}
+
+/// Buffered reads straight from the decrypted chunk, so no second (unzeroized)
+/// buffer of plaintext exists between the cipher and zstd.
+impl<R: Read> BufRead for DecryptReader<R> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        while self.pos >= self.buf.len() {
+            if self.done {
+                return Ok(&[]);
+            }
+            self.next_chunk()?;
+        }
+        Ok(&self.buf[self.pos..])
+    }
+
+    fn consume(&mut self, amt: usize) {
+        self.pos = (self.pos + amt).min(self.buf.len());
     }
 }

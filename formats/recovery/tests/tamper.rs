@@ -381,3 +381,101 @@ fn no_plaintext_reaches_the_archive() {
         assert!(tar.windows(marker.len()).any(|w| w == marker));
     }
 }
+
+/// Authenticated but malformed tars (only a recipient-key holder could make one,
+/// but the reader must still answer with an error, never a panic or a hang).
+#[test]
+fn hostile_tar_payloads_error_cleanly() {
+    let k = keys();
+    let id = k.identity("id_rsa", None);
+    let recips = [k.recipient("id_rsa.pub")];
+    let (bytes, _) = build_corpus(&recips);
+    let mut tar = Vec::new();
+    decrypt_to(&bytes[..], &id, &mut tar).unwrap();
+    let headers: Vec<usize> = (0..tar.len() / 512)
+        .filter(|b| &tar[b * 512 + 257..b * 512 + 262] == b"ustar")
+        .collect();
+    assert!(headers.len() > 20);
+    let opts = WriterOptions {
+        zstd_level: 1,
+        ..WriterOptions::default()
+    };
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let (mut errors, mut oks) = (0, 0);
+    for round in 0..300 {
+        let mut bad = tar.clone();
+        match round % 3 {
+            0 => {
+                let h = headers[(next() % headers.len() as u64) as usize] * 512;
+                let at = h + (next() % 512) as usize;
+                bad[at] = next() as u8;
+            }
+            1 => {
+                let h = headers[(next() % headers.len() as u64) as usize] * 512;
+                // Corrupt a numeric field and fix the checksum so the field is parsed.
+                let field = [100usize, 108, 116, 124, 136, 329, 337][(next() % 7) as usize];
+                bad[h + field] = b"0123456789 \x80\xff"[(next() % 13) as usize];
+                bad[h + 148..h + 156].fill(b' ');
+                let sum: u32 = bad[h..h + 512].iter().map(|&b| u32::from(b)).sum();
+                bad[h + 148..h + 156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+            }
+            _ => {
+                let cut = (next() % tar.len() as u64) as usize;
+                bad.truncate(cut);
+            }
+        }
+        let a = encrypt_tar(Vec::new(), &recips, &opts, &mut &bad[..]).unwrap();
+        let (_, payload) = open(&a[..], &id).unwrap();
+        let mut r = TarReader::new(payload);
+        let mut result = Ok(());
+        let mut buf = vec![0u8; 65536];
+        'outer: for _ in 0..1000 {
+            match r.next_entry() {
+                Ok(Some(_)) => loop {
+                    match r.read_data(&mut buf) {
+                        Ok(0) => break,
+                        Ok(_) => {}
+                        Err(e) => {
+                            result = Err(e);
+                            break 'outer;
+                        }
+                    }
+                },
+                Ok(None) => break,
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        let result = result.and_then(|()| r.finish().map(|_| ()));
+        match result {
+            Ok(()) => oks += 1,
+            Err(e) => {
+                assert!(!e.to_string().is_empty());
+                errors += 1;
+            }
+        }
+        // Extraction of the same archive never escapes its target.
+        if round % 10 == 0 {
+            let d = tempfile::tempdir().unwrap();
+            let target = d.path().join("t");
+            let _ = extract::extract(&a[..], &id, &target, &extract::ExtractOptions::default());
+            let names: Vec<_> = std::fs::read_dir(d.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            assert!(names.iter().all(|n| n == "t"), "{names:?}");
+        }
+    }
+    assert!(
+        errors > 50,
+        "only {errors} of 300 malformed tars rejected ({oks} accepted)"
+    );
+}
