@@ -85,6 +85,24 @@ def read_passphrase(args, key_path):
     return getpass.getpass(f"Passphrase for {key_path}: ").encode()
 
 
+def is_encrypted(data: bytes) -> bool:
+    """Whether the key needs a passphrase, decided from its encoding (library
+    versions disagree on which exception a missing passphrase raises)."""
+    if b"-----BEGIN OPENSSH PRIVATE KEY-----" in data:
+        body = data.split(b"-----BEGIN OPENSSH PRIVATE KEY-----", 1)[1]
+        body = body.split(b"-----END", 1)[0]
+        try:
+            blob = base64.b64decode(b"".join(body.split()))
+        except ValueError:
+            return False
+        magic = b"openssh-key-v1\x00"
+        if not blob.startswith(magic) or len(blob) < len(magic) + 4:
+            return False
+        (n,) = struct.unpack(">I", blob[len(magic) : len(magic) + 4])
+        return blob[len(magic) + 4 : len(magic) + 4 + n] != b"none"
+    return b"ENCRYPTED PRIVATE KEY" in data or b"Proc-Type: 4,ENCRYPTED" in data
+
+
 def load_identity(args):
     path = args.identity
     with open(path, "rb") as f:
@@ -98,15 +116,14 @@ def load_identity(args):
         return serialization.load_der_private_key(data, password=password)
 
     try:
-        try:
-            key = load(None)
-        except TypeError:
-            # "Password was not given but private key is encrypted"
+        if is_encrypted(data):
             try:
                 key = load(read_passphrase(args, path))
             except ValueError as exc:
                 raise RecoverError(f"{path}: wrong passphrase or unreadable key ({exc})") from None
-    except (ValueError, UnsupportedAlgorithmError) as exc:
+        else:
+            key = load(None)
+    except (ValueError, TypeError, UnsupportedAlgorithmError) as exc:
         raise RecoverError(f"{path}: not a private key this tool reads ({exc})") from None
     if not isinstance(key, rsa.RSAPrivateKey):
         raise RecoverError(f"{path}: a {type(key).__name__}; recovery archives need an RSA key")
