@@ -454,7 +454,7 @@ with tarfile.open(sys.argv[1], encoding='utf-8', errors='surrogateescape') as t:
 
     // Python extracts the sparse file with holes and the right size too.
     let pyx = dir.path().join("py");
-    let script = "import sys, tarfile\nwith tarfile.open(sys.argv[1]) as t:\n    t.extractall(sys.argv[2], members=[m for m in t if m.name == 'var/lib/disk.img'], filter='tar')\n";
+    let script = "import sys, tarfile\nwith tarfile.open(sys.argv[1]) as t:\n    kw = {'filter': 'tar'} if hasattr(tarfile, 'tar_filter') else {}\n    t.extractall(sys.argv[2], members=[m for m in t if m.name == 'var/lib/disk.img'], **kw)\n";
     run(Command::new(python())
         .arg("-c")
         .arg(script)
