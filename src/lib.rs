@@ -16,5 +16,6 @@ pub mod inspect;
 pub mod ops;
 pub mod output;
 pub mod overlay;
+pub mod recover;
 pub mod report;
 pub mod scan;

@@ -30,6 +30,8 @@ enum Command {
     Operations(OperationsArgs),
     /// Audit an image (or an unpacked root directory): every finding, with why
     Scan(ScanArgs),
+    /// Decrypt a recovery archive back to a plain tar, a directory, or a listing.
+    Recover(vmscrub::recover::RecoverArgs),
 }
 
 /// Choosing operations, like virt-sysprep.
@@ -246,6 +248,7 @@ fn main() {
         Command::Inspect(args) => vmscrub::inspect::run(&args),
         Command::Operations(a) => operations(a),
         Command::Scan(a) => scan_verb(a),
+        Command::Recover(args) => vmscrub::recover::run(&args),
     };
     match result {
         Ok(code) => std::process::exit(code),
