@@ -288,11 +288,38 @@ pub fn assert_fsck_clean(image: &Path) {
 
 /// Occurrences of `needle` in `hay` (byte offsets).
 pub fn find_all(hay: &[u8], needle: &[u8]) -> Vec<usize> {
-    hay.windows(needle.len())
-        .enumerate()
-        .filter(|(_, w)| *w == needle)
-        .map(|(i, _)| i)
-        .collect()
+    let ac = aho_corasick::AhoCorasick::new([needle]).unwrap();
+    ac.find_overlapping_iter(hay).map(|m| m.start()).collect()
+}
+
+/// For each needle, the offsets where it occurs in `hay` (one pass for all).
+/// All-zero 4 KiB blocks are skipped (most of an image, and test binaries are
+/// unoptimized): only the non-zero stretches, widened by the longest needle on both
+/// sides, are searched, so a needle that runs into zeros is still found.
+pub fn find_each(hay: &[u8], needles: &[Vec<u8>]) -> Vec<Vec<usize>> {
+    const BLOCK: usize = 4096;
+    static ZERO: [u8; BLOCK] = [0; BLOCK];
+    let ac = aho_corasick::AhoCorasick::new(needles).unwrap();
+    let margin = needles.iter().map(|n| n.len()).max().unwrap_or(0);
+    let mut segments: Vec<(usize, usize)> = Vec::new();
+    for (i, blk) in hay.chunks(BLOCK).enumerate() {
+        if blk == &ZERO[..blk.len()] {
+            continue;
+        }
+        let start = (i * BLOCK).saturating_sub(margin);
+        let end = (i * BLOCK + blk.len() + margin).min(hay.len());
+        match segments.last_mut() {
+            Some(last) if last.1 >= start => last.1 = end,
+            _ => segments.push((start, end)),
+        }
+    }
+    let mut out = vec![Vec::new(); needles.len()];
+    for (start, end) in segments {
+        for m in ac.find_overlapping_iter(&hay[start..end]) {
+            out[m.pattern().as_usize()].push(start + m.start());
+        }
+    }
+    out
 }
 
 pub fn utf16le(s: &str) -> Vec<u8> {
