@@ -169,7 +169,7 @@ fn removal_leaves_a_clean_volume_and_no_residue() {
             assert_eq!(r.freed_clusters as u64, size.div_ceil(cs), "{name} {p}");
             assert_eq!(r.zero_ranges.total(), r.freed_clusters as u64 * cs);
             assert_eq!(r.removed.len(), 1);
-            assert!(r.wiped_slots.len() >= 1);
+            assert!(!r.wiped_slots.is_empty());
             freed += r.freed_clusters;
             apply_zero(&fs, &r);
             gone(canonical, &mut expected);
