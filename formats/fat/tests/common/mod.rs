@@ -359,6 +359,12 @@ impl CowDisk {
     }
 }
 
+impl std::fmt::Debug for CowDisk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CowDisk({} bytes)", self.base.len())
+    }
+}
+
 impl ReadAt for CowDisk {
     fn size(&self) -> u64 {
         self.base.len() as u64
