@@ -30,6 +30,11 @@
 //!   number of FATs with an error; its write path contains a `panic!` for freeing
 //!   reserved cluster numbers.
 //!
+//! Measured (release build, `examples/fat_walk.rs`, medians of 7 runs on the shared
+//! 2-core machine): walking and reading all of `fat32-bench` (128 MiB FAT32, ~87 MB
+//! in 2011 files) takes 21.6 ms, beside 96.7 ms for `mcopy -s` of the same tree to a
+//! tmpfs and 15.8 ms for `cat` of the image; `bench-esp` takes 4.4 ms (mcopy 1.4 ms).
+//!
 //! So this crate has its own reader and editor, and `fatfs` (with `mtools` and
 //! `fsck.fat`) is a test-only differential oracle.
 //!
@@ -53,6 +58,13 @@
 //!   were UTC (see [`FatTime`]). Edits do not change any directory's modification
 //!   time: the tool has no meaningful local time to put there, and leaving it keeps
 //!   the output reproducible.
+//! * **Names and lookups.** Names are UTF-8 bytes: the VFAT long name when its
+//!   slots are intact (checksum-bound, complete, valid UTF-16), else the 8.3 name
+//!   (`NAME.EXT`, NT lower-case flags applied, bytes above 0x7F read as code page
+//!   437). Lookups are case-insensitive like FAT: a component matches an entry's
+//!   returned name byte for byte, else its long or short name after per-character
+//!   simple (one-to-one) Unicode upper-casing; the exact match wins, then the first
+//!   in on-disk order.
 //! * **Reads are `&self`** and the type is `Sync`: several threads can walk and
 //!   read at once. Edits take `&mut self`.
 
