@@ -28,6 +28,8 @@ import hashlib
 import json
 import os
 import random
+import re
+import shlex
 import shutil
 import stat
 import subprocess
@@ -68,7 +70,7 @@ def deps_of(kind: str, spec: dict) -> list[str]:
     if kind == "tree":
         return list(spec.get("include", []))
     if kind == "fs":
-        return [spec["tree"]] if "tree" in spec else []
+        return ([spec["tree"]] if "tree" in spec else []) + mtools_trees(spec)
     if kind == "disk":
         return [p["fs"] for p in spec.get("partitions", []) if "fs" in p]
     if kind == "container":
@@ -221,6 +223,7 @@ class Builder:
             run(args)
             if tree is not None:
                 fat_copy_tree(target, tree, entries)
+            self.fat_post_steps(target, spec)
         elif fstype == "swap":
             make_sparse(target, size)
             run(["mkswap", "-U", uuid_for(name)] + (["-L", spec["label"]] if "label" in spec else []) + [str(target)])
@@ -249,6 +252,31 @@ class Builder:
             make_sparse(target, size)
         else:
             raise RecipeError(f"fs {name}: unknown type {fstype!r}")
+
+    def fat_post_steps(self, img: Path, spec: dict) -> None:
+        """`mtools = ["mdel ::/a", "mcopy -m {tree:src}/f ::/f", "fill ::/pad"]` on a vfat fs:
+        mtools commands run in order after the tree is copied (`-i IMG` is added), so a
+        recipe can delete and add files to fragment the free space. `{tree:NAME}` is the
+        built directory of tree NAME. `fill DEST` copies a file of zeros as large as the
+        free space less 8 clusters (room for directories to grow), so the next allocation
+        wraps to the start of the volume and into the holes deletes left behind."""
+        env = {"MTOOLS_SKIP_CHECK": "1", "MTOOLS_NO_VFAT": "0"}
+        for line in spec.get("mtools", []):
+            line = re.sub(r"\{tree:([^}]+)\}", lambda m: str(self.build(m.group(1))), line)
+            args = shlex.split(line)
+            if not args or args[0] not in FAT_POST_COMMANDS:
+                raise RecipeError(f"mtools step {line!r}: the command must be one of {sorted(FAT_POST_COMMANDS)}")
+            if args[0] == "fill":
+                if len(args) != 2:
+                    raise RecipeError(f"mtools step {line!r}: fill takes one destination")
+                free, cluster = fat_free_bytes(img, env)
+                size = max(free - 8 * cluster, 0)
+                with tempfile.TemporaryDirectory() as d:
+                    pad = Path(d) / "fill"
+                    make_sparse(pad, size)
+                    run(["mcopy", "-i", str(img), str(pad), args[1]], env=env)
+            else:
+                run([args[0], "-i", str(img)] + args[1:], env=env)
 
     # ---------------------------------------------------------------- disks
 
@@ -688,6 +716,26 @@ def share_xattr_block(img: Path, keep: str, other: str) -> None:
     p = subprocess.run(["e2fsck", "-fy", str(img)], capture_output=True, text=True)
     if p.returncode not in (0, 1):
         raise RecipeError(f"e2fsck -fy {img} after share_xattr_block failed ({p.returncode}):\n{p.stdout}")
+
+
+FAT_POST_COMMANDS = {"mcopy", "mdel", "mdeltree", "mmd", "mrd", "mren", "mattrib", "fill"}
+
+
+def mtools_trees(spec: dict) -> list[str]:
+    """Trees a vfat recipe's `mtools` steps copy from (`{tree:NAME}`): dependencies."""
+    return [m for line in spec.get("mtools", []) for m in re.findall(r"\{tree:([^}]+)\}", line)]
+
+
+def fat_free_bytes(img: Path, env: dict) -> tuple[int, int]:
+    """(free bytes, cluster bytes) of a FAT image, as mtools counts them."""
+    p = subprocess.run(["mdir", "-i", str(img), "::/"], capture_output=True, text=True, env=dict(os.environ, **env))
+    m = re.search(r"([\d ]+) bytes free", p.stdout)
+    info = subprocess.run(["minfo", "-i", str(img), "::"], capture_output=True, text=True, env=dict(os.environ, **env)).stdout
+    sec = re.search(r"sector size: (\d+) bytes", info)
+    spc = re.search(r"cluster size: (\d+) sectors", info)
+    if not (m and sec and spc):
+        raise RecipeError(f"cannot read the free space of {img} from mdir/minfo")
+    return int(m.group(1).replace(" ", "")), int(sec.group(1)) * int(spc.group(1))
 
 
 def fat_copy_tree(img: Path, tree: Path, entries: list[dict]) -> None:
