@@ -18,7 +18,6 @@
 //! scanned on its own, by partition.
 
 pub mod fstab;
-pub mod hostdir;
 pub mod osrelease;
 pub mod passwd;
 
@@ -624,11 +623,11 @@ pub struct OpenOptions {
 }
 
 /// Opens what `scan` was given: a directory is an unpacked root filesystem
-/// ([`hostdir::HostDir`]); anything else is a disk image.
+/// ([`HostDir`](crate::fs::hostdir::HostDir)); anything else is a disk image.
 pub fn guest_from_path(path: &std::path::Path, opts: &OpenOptions) -> anyhow::Result<Guest> {
     if path.is_dir() {
-        let fs =
-            hostdir::HostDir::open(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let fs = crate::fs::hostdir::HostDir::open(path)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         return Ok(Guest::new(
             vec![GuestFs {
                 identity: FsIdentity {
@@ -675,47 +674,122 @@ fn identity_of<D>(table: &vmscrub_partition::Table, v: &crate::image::Volume<D>)
 
 /// Opens a disk image (raw, qcow2, VMDK), finds its partitions and
 /// filesystems, and builds the guest view.
-///
-/// The partition and probe side is real; the `Filesystem` adapters for ext4
-/// and FAT are not on this branch yet, so every volume is reported as
-/// unreadable with that reason, and [`Guest::readable`] is false: `scan`
-/// refuses to call such an image clean. The lead wires the adapters in
-/// [`open_filesystem`].
 pub fn guest_from_image(path: &std::path::Path, opts: &OpenOptions) -> anyhow::Result<Guest> {
     let opened = crate::image::open(path, &opts.image)?;
     let disk: Arc<dyn vmscrub_blockdev::ReadAt> = opened.disk;
     let layout =
         crate::image::discover(disk).map_err(|e| anyhow::anyhow!("{}: {e:#}", path.display()))?;
+    Ok(guest_from_layout(&layout))
+}
+
+/// Builds the guest view from discovered volumes: every ext2/3/4 and FAT volume
+/// is opened; every other one is listed as [`Unreadable`] with the reason, so
+/// nothing is silently left out. `D` is what the volumes read through (the
+/// opened image, or the overlay during a scrub).
+pub fn guest_from_layout<D>(layout: &crate::image::Layout<D>) -> Guest
+where
+    D: vmscrub_blockdev::ReadAt + Clone + 'static,
+{
     let mut readable = vec![];
     let mut unreadable = vec![];
+    let mut notes = vec![];
     for v in &layout.volumes {
         let identity = identity_of(&layout.table, v);
         match open_filesystem(v) {
-            Some(Ok(fs)) => readable.push(GuestFs { identity, fs }),
-            Some(Err(error)) => unreadable.push(Unreadable { identity, error }),
-            None => {}
+            Opened::Fs { fs, notes: n } => {
+                notes.extend(
+                    n.into_iter()
+                        .map(|n| format!("{}: {n}", identity.describe())),
+                );
+                readable.push(GuestFs { identity, fs });
+            }
+            Opened::Unreadable(error) => unreadable.push(Unreadable { identity, error }),
+            Opened::Nothing => notes.push(format!(
+                "{}: no filesystem signature found; not scanned",
+                identity.describe()
+            )),
         }
     }
     let mut g = Guest::new(readable, unreadable);
     g.notes.extend(layout.warnings.iter().cloned());
-    Ok(g)
+    g.notes.extend(notes);
+    g
 }
 
-/// A `Filesystem` for one volume: `None` for a volume that holds no
-/// filesystem to scan (swap is still reported: it can hold paged-out secrets).
-fn open_filesystem<D>(v: &crate::image::Volume<D>) -> Option<Result<Arc<dyn Filesystem>, String>> {
+/// What [`open_filesystem`] made of a volume.
+pub enum Opened {
+    /// A readable filesystem, with caveats the user should hear about.
+    Fs {
+        fs: Arc<dyn Filesystem>,
+        notes: Vec<String>,
+    },
+    /// A filesystem (or container) vmscrub cannot read, and why.
+    Unreadable(String),
+    /// No signature at all: empty space, a BIOS boot partition, raw data.
+    Nothing,
+}
+
+/// Opens one volume with the adapter the probe's verdict calls for:
+/// ext2/3/4 through `vmscrub-ext4`, FAT through `vmscrub-fat`. Everything else
+/// is [`Opened::Unreadable`] with a reason that says what was not scanned.
+pub fn open_filesystem<D>(v: &crate::image::Volume<D>) -> Opened
+where
+    D: vmscrub_blockdev::ReadAt + Clone + 'static,
+{
+    use crate::fs::FsType;
+    use crate::fs::ext4::Ext4Fs;
+    use crate::fs::fat::FatAdapter;
     use vmscrub_fsprobe::Kind;
     let kind = v.filesystem.kind;
+    let ext = |t: FsType| match Ext4Fs::open(v.device.clone(), t) {
+        Ok(fs) => {
+            let mut notes: Vec<String> = fs.inner().notes().to_vec();
+            if fs.inner().needs_recovery() {
+                notes.push(
+                    "the journal needs recovery (the image was taken from a running or crashed \
+                     system): vmscrub reads the on-disk state and does not replay the journal, \
+                     so the most recent changes may be missing from this scan"
+                        .to_string(),
+                );
+            }
+            Opened::Fs {
+                fs: Arc::new(fs),
+                notes,
+            }
+        }
+        Err(e) => Opened::Unreadable(format!("{t} cannot be read: {e}")),
+    };
     match kind {
-        Kind::Unknown => None,
-        Kind::Ext2 | Kind::Ext3 | Kind::Ext4 | Kind::Vfat => Some(Err(format!(
-            "{} reader not in this build yet",
-            kind.blkid_type()
-        ))),
-        Kind::Swap => Some(Err(
+        Kind::Ext2 => ext(FsType::Ext2),
+        Kind::Ext3 => ext(FsType::Ext3),
+        Kind::Ext4 => ext(FsType::Ext4),
+        Kind::Vfat => match FatAdapter::open(v.device.clone()) {
+            Ok(fs) => Opened::Fs {
+                fs: Arc::new(fs),
+                notes: vec![],
+            },
+            Err(e) => Opened::Unreadable(format!("vfat cannot be read: {e}")),
+        },
+        Kind::Unknown => Opened::Nothing,
+        Kind::Swap => Opened::Unreadable(
             "swap space is not scanned (it may hold paged-out secrets)".to_string(),
+        ),
+        Kind::Luks => Opened::Unreadable(
+            "LUKS-encrypted volume: its contents cannot be read without the key and were not scanned"
+                .to_string(),
+        ),
+        Kind::LvmPv => Opened::Unreadable(
+            "LVM2 physical volume: logical volumes are not read by vmscrub; their contents were not scanned"
+                .to_string(),
+        ),
+        Kind::Jbd => Opened::Unreadable(
+            "external ext journal device: not scanned (it may hold copies of recently written data)"
+                .to_string(),
+        ),
+        other => Opened::Unreadable(format!(
+            "{} is not supported (vmscrub reads ext2/3/4 and FAT); its contents were not scanned",
+            other.blkid_type()
         )),
-        other => Some(Err(format!("{} is not supported", other.blkid_type()))),
     }
 }
 

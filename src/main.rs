@@ -204,14 +204,15 @@ fn scan_verb(args: ScanArgs) -> anyhow::Result<i32> {
             }
         );
     }
+    let detectors = scan::content::Detectors::for_selection(&selection)
+        .map_err(|e| anyhow::anyhow!("content detectors: {e}"))?;
     let result = scan::scan(
         &guest,
         &ScanOptions {
             catalogue: &cat,
             selection: &selection,
             keep: args.select.keep.clone(),
-            // Content detectors (vmscrub-detect) are wired in by the lead.
-            content: None,
+            content: detectors.as_ref().map(|d| d as &dyn scan::ContentScanner),
             threads: args.threads,
         },
     )

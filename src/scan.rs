@@ -42,6 +42,8 @@ use crate::ops::pattern::{self, Expansions};
 use crate::ops::rules::Allow;
 use crate::ops::{ActionKind, Catalogue, NeedsGuestWhen, Operation, Rule, Selection};
 
+pub mod content;
+
 /// Largest file a `rewrite` or `if-line` rule reads to decide.
 pub const MAX_REWRITE_SIZE: u64 = 16 << 20;
 /// Most line numbers a rewrite finding lists.
@@ -50,6 +52,8 @@ const MAX_LISTED_LINES: usize = 100;
 const MAX_LISTED_HITS: usize = 100;
 /// Most per-file read warnings listed (the rest are counted).
 const MAX_FILE_WARNINGS: usize = 100;
+/// Most unreadable directories listed per filesystem (the rest are counted).
+const MAX_SKIPPED_DIRS: usize = 100;
 
 // ------------------------------------------------------------------ content
 
@@ -780,7 +784,7 @@ fn split_tree(
             let mut stats = TreeStats::default();
             if m.kind == FileKind::Directory {
                 stats.dirs = 1;
-                crate::fs::walk::walk(fs, e.id, &p, |w| {
+                let skipped = crate::fs::walk::walk(fs, e.id, &p, |w| {
                     if w.entry.kind == FileKind::Directory {
                         stats.dirs += 1;
                     } else {
@@ -791,6 +795,10 @@ fn split_tree(
                     }
                     Ok(true)
                 })?;
+                // A split must see the whole tree to be right.
+                if let Some(s) = skipped.into_iter().next() {
+                    return Err(s.error);
+                }
             }
             let mut f = tree.clone();
             f.fs_path = p.get(prefix_len..).map(<[u8]>::to_vec).unwrap_or_default();
@@ -927,15 +935,43 @@ pub fn scan(guest: &Guest, opts: &ScanOptions<'_>) -> Result<ScanResult, ScanErr
                 let r = crate::fs::walk::walk(fs, root, &start, |e| {
                     Ok(w.visit(&e.path, e.entry.id, e.entry.kind))
                 });
-                if let Err(e) = r {
-                    w.out.warnings.push(Warning {
+                match r {
+                    Ok(skipped) => {
+                        // Each skipped directory is a part of the filesystem nobody
+                        // looked at: a warning of its own (the first ones), then a count.
+                        let n = skipped.len();
+                        for s in skipped.iter().take(MAX_SKIPPED_DIRS) {
+                            w.out.warnings.push(Warning {
+                                kind: WarningKind::UnreadableFilesystem,
+                                operation: None,
+                                message: format!(
+                                    "{}: directory {} could not be read; nothing below it was scanned: {}",
+                                    guest.filesystems[i].identity.describe(),
+                                    display_path(&s.path),
+                                    s.error
+                                ),
+                            });
+                        }
+                        if n > MAX_SKIPPED_DIRS {
+                            w.out.warnings.push(Warning {
+                                kind: WarningKind::UnreadableFilesystem,
+                                operation: None,
+                                message: format!(
+                                    "{}: {} more directories could not be read",
+                                    guest.filesystems[i].identity.describe(),
+                                    n - MAX_SKIPPED_DIRS
+                                ),
+                            });
+                        }
+                    }
+                    Err(e) => w.out.warnings.push(Warning {
                         kind: WarningKind::UnreadableFilesystem,
                         operation: None,
                         message: format!(
                             "{}: the walk stopped early, files after the error were not scanned: {e}",
                             guest.filesystems[i].identity.describe()
                         ),
-                    });
+                    }),
                 }
                 // Split trees that hold kept paths.
                 let mut by_tree: BTreeMap<usize, Vec<Vec<u8>>> = BTreeMap::new();

@@ -10,6 +10,9 @@
 //! Paths are byte strings (`&[u8]`), never `str`: Linux file names are bytes, and a
 //! secret in a file with a non-UTF-8 name must still be found and removed.
 
+pub mod ext4;
+pub mod fat;
+pub mod hostdir;
 pub mod walk;
 
 use std::fmt;
@@ -130,6 +133,9 @@ pub enum FsType {
     Ext3,
     Ext4,
     Vfat,
+    /// A host directory (`scan DIR`): an unpacked root, read through the host's
+    /// kernel. Never edited in place.
+    Directory,
 }
 
 impl fmt::Display for FsType {
@@ -139,6 +145,7 @@ impl fmt::Display for FsType {
             FsType::Ext3 => "ext3",
             FsType::Ext4 => "ext4",
             FsType::Vfat => "vfat",
+            FsType::Directory => "directory",
         })
     }
 }

@@ -95,28 +95,65 @@ pub struct WalkEntry {
     pub depth: usize,
 }
 
+/// A directory [`walk`] could not list (unreadable, corrupt, met twice, nested
+/// too deep): its contents were not visited; the walk went on with the rest.
+#[derive(Debug)]
+pub struct Skipped {
+    pub path: Vec<u8>,
+    pub id: NodeId,
+    pub error: FsError,
+}
+
 /// Visits every entry below directory `start` (whose path is `start_path`),
 /// depth-first, parents before children, names in on-disk order. Symlinks are
 /// not followed. The visitor returns `false` to skip a directory's contents.
-/// A directory met twice (only possible in a corrupt image) is an error.
-pub fn walk<F, V>(fs: &F, start: NodeId, start_path: &[u8], mut visit: V) -> FsResult<()>
+///
+/// One bad directory does not end the walk: a directory that cannot be listed,
+/// is met a second time (only possible in a corrupt image: a directory that
+/// contains itself) or lies deeper than [`MAX_DEPTH`] is skipped and returned in
+/// the list of [`Skipped`] directories, so the caller can say what was not
+/// seen. Only an error from the visitor ends the walk.
+pub fn walk<F, V>(fs: &F, start: NodeId, start_path: &[u8], mut visit: V) -> FsResult<Vec<Skipped>>
 where
     F: Filesystem + ?Sized,
     V: FnMut(&WalkEntry) -> FsResult<bool>,
 {
+    let mut skipped = Vec::new();
     let mut seen: HashSet<NodeId> = HashSet::new();
     seen.insert(start);
     let base = start_path.strip_suffix(b"/").unwrap_or(start_path).to_vec();
     // Stack of (directory, its path, depth) still to list.
     let mut todo: Vec<(NodeId, Vec<u8>, usize)> = vec![(start, base, 0)];
     while let Some((dir, dir_path, depth)) = todo.pop() {
+        let shown = |p: &[u8]| {
+            if p.is_empty() {
+                "/".to_string()
+            } else {
+                display_path(p)
+            }
+        };
         if depth >= MAX_DEPTH {
-            return Err(FsError::Corrupt(format!(
-                "{}: directories nested deeper than {MAX_DEPTH} levels",
-                display_path(&dir_path)
-            )));
+            skipped.push(Skipped {
+                error: FsError::Corrupt(format!(
+                    "{}: directories nested deeper than {MAX_DEPTH} levels",
+                    shown(&dir_path)
+                )),
+                path: dir_path,
+                id: dir,
+            });
+            continue;
         }
-        let entries = fs.read_dir(dir)?;
+        let entries = match fs.read_dir(dir) {
+            Ok(e) => e,
+            Err(error) => {
+                skipped.push(Skipped {
+                    path: dir_path,
+                    id: dir,
+                    error,
+                });
+                continue;
+            }
+        };
         let mut subdirs = Vec::new();
         for entry in entries {
             let mut path = dir_path.clone();
@@ -132,10 +169,15 @@ where
             let descend = visit(&item)?;
             if is_dir && descend {
                 if !seen.insert(id) {
-                    return Err(FsError::Corrupt(format!(
-                        "{}: directory appears twice in the tree (node {id})",
-                        display_path(&item.path)
-                    )));
+                    skipped.push(Skipped {
+                        error: FsError::Corrupt(format!(
+                            "{}: directory appears twice in the tree (node {id})",
+                            display_path(&item.path)
+                        )),
+                        path: item.path,
+                        id,
+                    });
+                    continue;
                 }
                 subdirs.push((id, item.path, depth + 1));
             }
@@ -143,7 +185,7 @@ where
         // Reverse so the first subdirectory is listed first.
         todo.extend(subdirs.into_iter().rev());
     }
-    Ok(())
+    Ok(skipped)
 }
 
 #[cfg(test)]
@@ -341,11 +383,56 @@ mod tests {
     }
 
     #[test]
-    fn directory_cycle_is_an_error_not_a_hang() {
+    fn directory_cycle_is_skipped_not_a_hang() {
         let mut fs = MemFs::new();
         let a = fs.add(1, b"a", FileKind::Directory, b"");
         fs.link(a, b"back", 1, FileKind::Directory);
-        let err = walk(&fs, 1, b"/", |_| Ok(true)).unwrap_err();
-        assert!(err.to_string().contains("appears twice"), "{err}");
+        fs.add(a, b"f", FileKind::Regular, b"x");
+        let mut paths = vec![];
+        let skipped = walk(&fs, 1, b"/", |e| {
+            paths.push(display_path(&e.path));
+            Ok(true)
+        })
+        .unwrap();
+        assert_eq!(paths, ["/a", "/a/back", "/a/f"]);
+        assert_eq!(skipped.len(), 1);
+        assert_eq!(skipped[0].path, b"/a/back");
+        assert!(
+            skipped[0].error.to_string().contains("appears twice"),
+            "{}",
+            skipped[0].error
+        );
+    }
+
+    #[test]
+    fn an_unreadable_directory_is_skipped_and_the_walk_goes_on() {
+        let mut fs = MemFs::new();
+        let a = fs.add(1, b"a", FileKind::Directory, b"");
+        fs.add(a, b"inside", FileKind::Regular, b"");
+        // Listed as a directory, but the node is a file: read_dir fails.
+        let bad = fs.add(1, b"broken", FileKind::Regular, b"");
+        fs.nodes.get_mut(&1).unwrap().2.last_mut().unwrap().kind = FileKind::Directory;
+        let z = fs.add(1, b"z", FileKind::Directory, b"");
+        fs.add(z, b"after", FileKind::Regular, b"");
+        let mut paths = vec![];
+        let skipped = walk(&fs, 1, b"/", |e| {
+            paths.push(display_path(&e.path));
+            Ok(true)
+        })
+        .unwrap();
+        assert_eq!(
+            paths,
+            ["/a", "/broken", "/z", "/a/inside", "/z/after"],
+            "the walk continued past the unreadable directory"
+        );
+        assert_eq!(skipped.len(), 1);
+        assert_eq!(
+            (skipped[0].path.as_slice(), skipped[0].id),
+            (&b"/broken"[..], bad)
+        );
+        assert!(matches!(skipped[0].error, FsError::NotADirectory { .. }));
+        // The visitor's own error still ends the walk.
+        let e = walk(&fs, 1, b"/", |_| Err(FsError::Corrupt("stop".into()))).unwrap_err();
+        assert_eq!(e.to_string(), "stop");
     }
 }

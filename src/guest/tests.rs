@@ -196,7 +196,7 @@ fn hostdir_reads_a_tree() {
     std::fs::create_dir_all(t.path().join("etc")).unwrap();
     std::fs::write(t.path().join("etc/os-release"), "ID=debian\n").unwrap();
     std::os::unix::fs::symlink("/nowhere", t.path().join("etc/link")).unwrap();
-    let h = hostdir::HostDir::open(t.path()).unwrap();
+    let h = crate::fs::hostdir::HostDir::open(t.path()).unwrap();
     let g = Guest::new(
         vec![GuestFs {
             identity: FsIdentity::default(),

@@ -14,7 +14,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
 
-use crate::fs::{
+use super::{
     DirEntry, FileKind, Filesystem, FsError, FsResult, FsType, Metadata, NodeId, Timestamp, Xattr,
 };
 
@@ -77,10 +77,8 @@ fn ts(sec: i64, nsec: i64) -> Timestamp {
 }
 
 impl Filesystem for HostDir {
-    /// Not an on-disk format: reported as `directory` through the identity;
-    /// this value only satisfies the trait (nothing edits a host directory).
     fn fs_type(&self) -> FsType {
-        FsType::Ext4
+        FsType::Directory
     }
 
     fn root(&self) -> NodeId {
@@ -102,7 +100,17 @@ impl Filesystem for HostDir {
             atime: ts(m.atime(), m.atime_nsec()),
             mtime: ts(m.mtime(), m.mtime_nsec()),
             ctime: ts(m.ctime(), m.ctime_nsec()),
-            crtime: None,
+            // statx's birth time, where the host filesystem records one.
+            crtime: m
+                .created()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .and_then(|d| {
+                    Some(Timestamp {
+                        sec: i64::try_from(d.as_secs()).ok()?,
+                        nsec: d.subsec_nanos(),
+                    })
+                }),
             rdev: matches!(kind, FileKind::CharDevice | FileKind::BlockDevice).then(|| {
                 (
                     u32::try_from((dev >> 8) & 0xfff).unwrap_or(0),
