@@ -705,7 +705,7 @@ where
             }
             Opened::Unreadable(error) => unreadable.push(Unreadable { identity, error }),
             Opened::Nothing => notes.push(format!(
-                "{}: no filesystem signature found; not scanned",
+                "{}: no filesystem signature found; its contents are not read",
                 identity.describe()
             )),
         }
@@ -772,22 +772,22 @@ where
         },
         Kind::Unknown => Opened::Nothing,
         Kind::Swap => Opened::Unreadable(
-            "swap space is not scanned (it may hold paged-out secrets)".to_string(),
+            "swap space: vmscrub does not read swap (it may hold paged-out secrets)".to_string(),
         ),
         Kind::Luks => Opened::Unreadable(
-            "LUKS-encrypted volume: its contents cannot be read without the key and were not scanned"
+            "LUKS-encrypted volume: cannot be read without its key"
                 .to_string(),
         ),
         Kind::LvmPv => Opened::Unreadable(
-            "LVM2 physical volume: logical volumes are not read by vmscrub; their contents were not scanned"
+            "LVM2 physical volume: vmscrub does not read logical volumes"
                 .to_string(),
         ),
         Kind::Jbd => Opened::Unreadable(
-            "external ext journal device: not scanned (it may hold copies of recently written data)"
+            "external ext journal device: vmscrub does not read it (it may hold copies of recently written data)"
                 .to_string(),
         ),
         other => Opened::Unreadable(format!(
-            "{} is not supported (vmscrub reads ext2/3/4 and FAT); its contents were not scanned",
+            "{} is not supported (vmscrub reads ext2/3/4 and FAT)",
             other.blkid_type()
         )),
     }

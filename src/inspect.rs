@@ -16,6 +16,7 @@ use vmscrub_fsprobe::{Filesystem, Kind};
 use vmscrub_partition::{HeaderUsed, MbrKind, Table};
 
 use crate::exit;
+use crate::guest::{Guest, MountSource};
 use crate::image::{self, ContainerInfo, ExternalFiles, Layout, OpenOptions};
 
 /// Version of the JSON document's shape; bumped when a field changes meaning or
@@ -23,7 +24,8 @@ use crate::image::{self, ContainerInfo, ExternalFiles, Layout, OpenOptions};
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// One line for `vmscrub --help`.
-pub const ABOUT: &str = "Show an image's format, size, partitions and filesystems (read-only)";
+pub const ABOUT: &str =
+    "Show an image's format, size, partitions, filesystems and operating system (read-only)";
 
 /// `vmscrub inspect --help`.
 pub const LONG_ABOUT: &str = "Show what an image is and what it holds: container format (raw, qcow2, VMDK — decided \
@@ -31,7 +33,9 @@ pub const LONG_ABOUT: &str = "Show what an image is and what it holds: container
                   partition table (GPT with 512- or 4096-byte sectors, MBR with logical partitions, or \
                   none), and for each partition its type, name, GUID, offset and size, and the \
                   filesystem on it (type, label, UUID, version, ext features and whether the journal \
-                  needs recovery).\n\nThe image is opened read-only and never modified. Damaged \
+                  needs recovery), whether vmscrub can read it and where the guest mounts it; then the \
+                  operating system: which filesystem is the OS root, its /etc/os-release NAME, VERSION \
+                  and ID, and the mount layout from its /etc/fstab.\n\nThe image is opened read-only and never modified. Damaged \
                   tables are reported: a damaged primary GPT falls back to the backup with a warning; \
                   anything that cannot be read safely is an error (exit code 3).\n\n--format json \
                   prints one JSON document, documented in docs/inspect-json.md.";
@@ -68,7 +72,33 @@ pub struct Report {
     pub image: ImageReport,
     pub partition_table: TableReport,
     pub partitions: Vec<PartitionReport>,
+    /// The operating system found on the image, `None` when no readable
+    /// filesystem holds `/etc/os-release`.
+    pub os: Option<OsReport>,
     pub warnings: Vec<String>,
+}
+
+/// The OS root and how the guest mounts its filesystems.
+#[derive(Debug, Serialize)]
+pub struct OsReport {
+    /// Partition holding the OS root (`None`: the whole disk, no table).
+    pub root_partition: Option<u32>,
+    pub name: Option<String>,
+    pub version: Option<String>,
+    pub id: Option<String>,
+    pub version_id: Option<String>,
+    pub pretty_name: Option<String>,
+    /// Mount points, `/` first, sorted by path.
+    pub mounts: Vec<MountReport>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MountReport {
+    pub path: String,
+    pub partition: Option<u32>,
+    /// `root`, `fstab` or `esp-auto`.
+    pub source: String,
+    pub fstab_line: Option<usize>,
 }
 
 #[derive(Debug, Serialize)]
@@ -127,6 +157,13 @@ pub struct FsReport {
     pub block_size: Option<u32>,
     pub features: Option<Vec<String>>,
     pub needs_recovery: Option<bool>,
+    /// vmscrub can read its files (ext2/3/4, FAT that opened cleanly).
+    pub readable: bool,
+    /// Why not, for a filesystem that cannot be read (`None` when readable, or
+    /// when there is no filesystem signature at all).
+    pub unreadable_reason: Option<String>,
+    /// Where the guest mounts it (`/`, `/boot/efi`), `None` if it does not.
+    pub mount_point: Option<String>,
 }
 
 /// Runs the verb: prints the report and returns the exit code.
@@ -160,16 +197,74 @@ pub fn build_report(args: &InspectArgs, opts: &OpenOptions) -> anyhow::Result<Re
     let opened = image::open(&args.image, opts)?;
     let disk: Arc<dyn ReadAt> = opened.disk;
     let layout = image::discover(disk).with_context(|| format!("{}", args.image.display()))?;
+    let guest = crate::guest::guest_from_layout(&layout);
     Ok(report_from(
         &args.image.to_string_lossy(),
         &opened.info,
         &layout,
+        &guest,
     ))
 }
 
-fn report_from<D>(path: &str, info: &ContainerInfo, layout: &Layout<D>) -> Report {
+/// What the guest view says about one volume: readable or why not, and where
+/// it is mounted.
+fn access_of(guest: &Guest, index: Option<u32>) -> (bool, Option<String>, Option<String>) {
+    if let Some(i) = guest
+        .filesystems
+        .iter()
+        .position(|f| f.identity.partition == index)
+    {
+        let mp = guest.mount_point(i).map(crate::fs::display_path);
+        return (true, None, mp);
+    }
+    let why = guest
+        .unreadable
+        .iter()
+        .find(|u| u.identity.partition == index)
+        .map(|u| u.error.clone());
+    (false, why, None)
+}
+
+fn os_report(guest: &Guest) -> Option<OsReport> {
+    let root = guest.root?;
+    let os = guest.os.clone().unwrap_or_default();
+    let mut mounts: Vec<MountReport> = guest
+        .mounts
+        .iter()
+        .map(|m| {
+            let (source, line) = match m.source {
+                MountSource::Root => ("root", None),
+                MountSource::Fstab { line } => ("fstab", Some(line)),
+                MountSource::EspAuto => ("esp-auto", None),
+            };
+            MountReport {
+                path: crate::fs::display_path(&m.path),
+                partition: guest.filesystems[m.fs].identity.partition,
+                source: source.into(),
+                fstab_line: line,
+            }
+        })
+        .collect();
+    mounts.sort_by(|a, b| a.path.cmp(&b.path));
+    Some(OsReport {
+        root_partition: guest.filesystems[root].identity.partition,
+        name: os.name,
+        version: os.version,
+        id: os.id,
+        version_id: os.version_id,
+        pretty_name: os.pretty_name,
+        mounts,
+    })
+}
+
+fn report_from<D>(path: &str, info: &ContainerInfo, layout: &Layout<D>, guest: &Guest) -> Report {
     let mut warnings = info.warnings.clone();
     warnings.extend(layout.warnings.iter().cloned());
+    for n in &guest.notes {
+        if !warnings.contains(n) {
+            warnings.push(n.clone());
+        }
+    }
     let image = ImageReport {
         path: path.to_string(),
         format: info.format.as_str().to_string(),
@@ -184,7 +279,7 @@ fn report_from<D>(path: &str, info: &ContainerInfo, layout: &Layout<D>) -> Repor
             .volumes
             .iter()
             .find(|v| v.index == Some(index))
-            .map(|v| fs_report(&v.filesystem))
+            .map(|v| fs_report(&v.filesystem, access_of(guest, Some(index))))
     };
     let (partition_table, partitions) = match &layout.table {
         Table::Gpt(g) => (
@@ -285,7 +380,7 @@ fn report_from<D>(path: &str, info: &ContainerInfo, layout: &Layout<D>) -> Repor
                     uuid: None,
                     attributes: None,
                     bootable: None,
-                    filesystem: Some(fs_report(&v.filesystem)),
+                    filesystem: Some(fs_report(&v.filesystem, access_of(guest, None))),
                 })
                 .collect(),
         ),
@@ -295,11 +390,13 @@ fn report_from<D>(path: &str, info: &ContainerInfo, layout: &Layout<D>) -> Repor
         image,
         partition_table,
         partitions,
+        os: os_report(guest),
         warnings,
     }
 }
 
-fn fs_report(fs: &Filesystem) -> FsReport {
+fn fs_report(fs: &Filesystem, access: (bool, Option<String>, Option<String>)) -> FsReport {
+    let (readable, unreadable_reason, mount_point) = access;
     FsReport {
         kind: fs.kind.blkid_type().to_string(),
         label: fs.label.clone(),
@@ -308,7 +405,23 @@ fn fs_report(fs: &Filesystem) -> FsReport {
         block_size: fs.block_size,
         features: fs.ext.as_ref().map(|e| e.features.clone()),
         needs_recovery: fs.ext.as_ref().map(|e| e.needs_recovery),
+        readable,
+        unreadable_reason,
+        mount_point,
     }
+}
+
+/// `partition 2`, or `the whole disk`.
+fn where_is(index: Option<u32>) -> String {
+    match index {
+        Some(i) => format!("partition {i}"),
+        None => "the whole disk".into(),
+    }
+}
+
+/// Guest strings (os-release values, paths) cannot drive the terminal.
+fn safe(s: &str) -> String {
+    crate::report::safe_text(s)
 }
 
 /// Sizes as people read them, in binary units like `sgdisk -p` (`40.0 MiB`).
@@ -521,6 +634,66 @@ pub fn render_human(r: &Report) -> String {
         }
     }
     out.push_str(&table(&rows, &[true, true, true, true]));
+    out.push('\n');
+    match &r.os {
+        Some(os) => {
+            let name = match (&os.pretty_name, &os.name, &os.version) {
+                (Some(p), _, _) => p.clone(),
+                (None, Some(n), Some(v)) => format!("{n} {v}"),
+                (None, Some(n), None) => n.clone(),
+                (None, None, _) => "unknown (no NAME in os-release)".into(),
+            };
+            let id = match (&os.id, &os.version_id) {
+                (Some(i), Some(v)) => format!(" [ID {i}, VERSION_ID {v}]"),
+                (Some(i), None) => format!(" [ID {i}]"),
+                _ => String::new(),
+            };
+            let _ = writeln!(
+                out,
+                "Operating system: {}{id} on {}",
+                safe(&name),
+                where_is(os.root_partition)
+            );
+            out.push_str("Mounts:\n");
+            let mut rows = vec![];
+            for m in &os.mounts {
+                let how = match (m.source.as_str(), m.fstab_line) {
+                    ("root", _) => "OS root".to_string(),
+                    ("fstab", Some(l)) => format!("/etc/fstab line {l}"),
+                    ("esp-auto", _) => "ESP not in fstab: where systemd mounts it".to_string(),
+                    (s, _) => s.to_string(),
+                };
+                let fs = r
+                    .partitions
+                    .iter()
+                    .find(|p| p.index == m.partition)
+                    .and_then(|p| p.filesystem.as_ref())
+                    .map(|f| format!("{} {}", f.kind, or_dash(&f.label)))
+                    .unwrap_or_default();
+                rows.push(vec![safe(&m.path), where_is(m.partition), fs, how]);
+            }
+            out.push_str(&table(&rows, &[]));
+        }
+        None => out.push_str(
+            "Operating system: none found (no readable filesystem holds /etc/os-release)\n",
+        ),
+    }
+    let unreadable: Vec<String> = r
+        .partitions
+        .iter()
+        .filter_map(|p| {
+            let f = p.filesystem.as_ref()?;
+            let why = f.unreadable_reason.as_ref()?;
+            Some(format!("  {}: {}", where_is(p.index), why))
+        })
+        .collect();
+    if !unreadable.is_empty() {
+        out.push_str("\nNot readable:\n");
+        for u in unreadable {
+            out.push_str(&u);
+            out.push('\n');
+        }
+    }
     if !details.is_empty() {
         out.push_str("\nFilesystem details:\n");
         for d in details {

@@ -26,6 +26,10 @@ struct Cli {
 enum Command {
     #[command(about = vmscrub::inspect::ABOUT, long_about = vmscrub::inspect::LONG_ABOUT)]
     Inspect(vmscrub::inspect::InspectArgs),
+    #[command(about = vmscrub::browse::LS_ABOUT, long_about = vmscrub::browse::LS_LONG_ABOUT)]
+    Ls(vmscrub::browse::LsArgs),
+    #[command(about = vmscrub::browse::CAT_ABOUT, long_about = vmscrub::browse::CAT_LONG_ABOUT)]
+    Cat(vmscrub::browse::CatArgs),
     /// List the operations catalogue (name, `*` if on by default, heading)
     Operations(OperationsArgs),
     /// Audit an image (or an unpacked root directory): every finding, with why
@@ -247,6 +251,8 @@ fn main() {
     let cli = Cli::parse();
     let result: anyhow::Result<i32> = match cli.command {
         Command::Inspect(args) => vmscrub::inspect::run(&args),
+        Command::Ls(args) => vmscrub::browse::ls(&args),
+        Command::Cat(args) => vmscrub::browse::cat(&args),
         Command::Operations(a) => operations(a),
         Command::Scan(a) => scan_verb(a),
         Command::Recover(args) => vmscrub::recover::run(&args),

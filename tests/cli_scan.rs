@@ -1,6 +1,6 @@
 //! `vmscrub operations` and `vmscrub scan` through the binary: exit codes,
-//! formats, selection flags, rule files. Guests are unpacked root directories
-//! (the image readers are not on this branch yet).
+//! formats, selection flags, rule files. Guests are mostly unpacked root
+//! directories; images are covered end to end in `tests/e2e_scan.rs`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -241,21 +241,67 @@ fn human_report_escapes_hostile_names() {
     assert!(!text.contains('\x1b'));
 }
 
-/// A real GPT image built with sfdisk/mkfs: partitions and filesystems are
-/// found and named; until the ext4/FAT readers land, the scan must refuse to
-/// call it clean (exit 3) and say which filesystems it could not read.
+/// A real GPT image with one partition of every kind: what vmscrub cannot read
+/// (swap, xfs, btrfs, LUKS, LVM) is named with the reason, never skipped
+/// silently; the readable filesystems are still scanned.
 #[test]
 fn scan_of_an_image_names_what_it_cannot_read() {
-    let img = vmscrub_fixtures::fixture("gpt-esp-root");
-    let o = vmscrub(&["scan", img.to_str().unwrap()]);
-    let e = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(3), "{e}");
-    assert!(
-        e.contains("partition 1 (ESP, vfat): vfat reader not in this build yet"),
-        "{e}"
+    let img = vmscrub_fixtures::fixture("gpt-fs-zoo");
+    let o = vmscrub(&["scan", img.to_str().unwrap(), "--format", "json"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
     );
+    let v = json(&o);
+    let unreadable: Vec<(u64, String)> = v["guest"]["unreadable"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| {
+            (
+                u["identity"]["partition"].as_u64().unwrap(),
+                u["error"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let reason = |n: u64| {
+        unreadable
+            .iter()
+            .find(|u| u.0 == n)
+            .map(|u| u.1.clone())
+            .unwrap_or_else(|| panic!("partition {n} not named: {unreadable:?}"))
+    };
+    assert!(reason(5).contains("swap"));
+    assert!(reason(6).contains("xfs is not supported"));
+    assert!(reason(7).contains("btrfs is not supported"));
+    assert!(reason(8).contains("LUKS"));
+    assert!(reason(9).contains("LVM2"));
+    assert_eq!(unreadable.len(), 5, "{unreadable:?}");
+    let warnings: Vec<String> = v["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|w| w["kind"] == "unreadable-filesystem")
+        .map(|w| w["message"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(warnings.len(), 5, "{warnings:?}");
     assert!(
-        e.contains("partition 2 (root, ext4): ext4 reader not in this build yet"),
-        "{e}"
+        warnings
+            .iter()
+            .any(|w| w.starts_with("partition 6 (xfsdata, xfs)"))
     );
+    // The ext2, ext3, FAT16 and FAT12 partitions were read.
+    let fs: Vec<&str> = v["guest"]["filesystems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["fs_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(fs, ["ext2", "ext3", "vfat", "vfat"]);
+    assert!(v["stats"]["files_content_scanned"].as_u64().unwrap() > 10);
+    // `--fail-on warning` fails on them.
+    let o = vmscrub(&["scan", img.to_str().unwrap(), "--fail-on", "warning"]);
+    assert_eq!(o.status.code(), Some(1));
 }

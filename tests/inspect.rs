@@ -449,6 +449,7 @@ fn json_matches_its_documentation() {
             "image",
             "partition_table",
             "partitions",
+            "os",
             "warnings"
         ]
         .map(String::from)
