@@ -188,6 +188,17 @@ fn esp_equals_mtools_on_every_container() {
             dated.insert(format!("{d}/{name}"), (size, when));
         }
     }
+    // Read-only attributes, as mattrib shows them.
+    let attrs = mtools("mattrib", &[&"-i", &spec, &"-/", &"::/"]);
+    let read_only: Vec<String> = String::from_utf8(attrs)
+        .unwrap()
+        .lines()
+        .filter_map(|l| {
+            let (a, p) = l.split_once("::")?;
+            a.contains('R').then(|| p.to_string())
+        })
+        .collect();
+    assert_eq!(read_only, ["/EFI/keys", "/EFI/keys/db.crt"]);
     for (fmt, img) in images() {
         let ours = ls_r(&img, &["--partition", "1"], "/");
         let mut got: Vec<(String, bool)> = ours
@@ -208,7 +219,14 @@ fn esp_equals_mtools_on_every_container() {
                 .unwrap_or_else(|| panic!("{fmt}: mdir has no date for {p}: {dated:?}"));
             assert_eq!(&format!("{} {}", l.date, &l.time[..5]), when, "{fmt} {p}");
             let is_dir = l.mode & 0o170000 == 0o040000;
-            assert_eq!(l.mode & 0o7777, if is_dir { 0o755 } else { 0o644 }, "{p}");
+            // vfat's view: 0755 directories (read-only ignored, as without
+            // `rodir`), 0644 files, 0444 read-only files.
+            let want = match (is_dir, read_only.contains(&p)) {
+                (true, _) => 0o755,
+                (false, false) => 0o644,
+                (false, true) => 0o444,
+            };
+            assert_eq!(l.mode & 0o7777, want, "{fmt} {p}");
             assert_eq!((l.uid, l.gid), (0, 0));
             if !is_dir {
                 assert_eq!(l.size, *size, "{fmt} {p}: size");
