@@ -2,7 +2,11 @@
 //! images, against debugfs and mtools; and on mutated copies of them (flipped
 //! bytes, truncation), where every call must return, with a value or an error.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::single_range_in_vec_init
+)]
 
 mod common;
 
@@ -127,7 +131,7 @@ fn fat_shows_what_a_vfat_mount_shows() {
     // BOOT, debian, keys: 2 + 3 subdirectories, as the kernel counts links.
     assert_eq!(efi.nlink, 5);
     let cluster = u64::from(fs.inner().geometry().cluster_size);
-    assert!(efi.size > 0 && efi.size % cluster == 0);
+    assert!(efi.size > 0 && efi.size.is_multiple_of(cluster));
     let crt = fs
         .metadata(fs.lookup(b"/EFI/keys/db.crt").unwrap())
         .unwrap();

@@ -202,6 +202,21 @@ impl<D: ReadAt> Filesystem for Ext4Fs<D> {
             .collect())
     }
 
+    /// The reader's own resolution: it stops scanning a directory at the
+    /// match and reads no inode for the names it passes (the trait's default
+    /// lists whole directories). `..` is the on-disk entry, so after a symlink
+    /// it leads to the physical parent, as in the kernel.
+    fn lookup(&self, path: &[u8]) -> FsResult<NodeId> {
+        let shown = || super::display_path(path);
+        match self.fs.lookup(path, false) {
+            Ok(ino) => Ok(NodeId::from(ino)),
+            Err(Ext4Error::NotFound { .. }) => Err(FsError::NotFound { path: shown() }),
+            Err(Ext4Error::NotADirectory { .. }) => Err(FsError::NotADirectory { path: shown() }),
+            Err(Ext4Error::SymlinkLoop { .. }) => Err(FsError::SymlinkLoop { path: shown() }),
+            Err(e) => Err(map_err(e, NodeId::from(vmscrub_ext4::ROOT_INO))),
+        }
+    }
+
     fn data_ranges(&self, id: NodeId) -> FsResult<Vec<Range<u64>>> {
         let i = self.inode(id)?;
         let size = i.size;

@@ -195,7 +195,7 @@ impl<D: ReadAt> Filesystem for FatAdapter<D> {
         if n.is_dir || n.size == 0 {
             return Ok(vec![]);
         }
-        Ok(vec![0..u64::from(n.size)])
+        Ok(std::iter::once(0..u64::from(n.size)).collect())
     }
 
     /// Case-insensitive, like FAT (the trait's default compares bytes).

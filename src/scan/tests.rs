@@ -610,3 +610,45 @@ fn walk_error_is_a_warning_and_other_filesystems_continue() {
                 && w.message.contains("bad checksum"))
     );
 }
+
+#[test]
+fn an_unreadable_directory_is_a_warning_and_the_rest_is_scanned() {
+    let cat = Catalogue::builtin().unwrap();
+    let mut d = MemFs::new();
+    d.file("/a/k", SECRET);
+    // Listed as a directory, but its node is a file: listing it fails.
+    d.file("/broken", b"");
+    d.nodes.get_mut(&1).unwrap().2.last_mut().unwrap().kind = FileKind::Directory;
+    d.file("/z/k", SECRET);
+    let g = Guest::new(
+        vec![GuestFs {
+            identity: FsIdentity {
+                partition: Some(1),
+                ..Default::default()
+            },
+            fs: Arc::new(d),
+        }],
+        vec![],
+    );
+    let r = run(&g, &["defaults"], &[], &cat);
+    assert_eq!(
+        summary_root(&r, 9),
+        [
+            "private-keys delete /a/k [fs0]",
+            "private-keys delete /z/k [fs0]"
+        ]
+    );
+    let w: Vec<&Warning> = r
+        .warnings
+        .iter()
+        .filter(|w| w.kind == WarningKind::UnreadableFilesystem)
+        .collect();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].message.starts_with(
+            "partition 1: directory /broken could not be read; nothing below it was scanned"
+        ),
+        "{}",
+        w[0].message
+    );
+}

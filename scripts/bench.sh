@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# vmscrub benchmarks, each beside its floor (the cheapest tool doing the same I/O).
+#
+# usage: scripts/bench.sh [SECTION...]      sections: scan (default: all)
+#        RUNS=5 WARMUP=1 THREADS=2 scripts/bench.sh scan
+#
+# Builds the release binary and the bench images (python3 scripts/fixtures.py build
+# bench-qcow2 bench-disk: a 2 GiB GPT disk, ~650 MB in ~30 000 files), runs
+# hyperfine (median of $RUNS runs after $WARMUP warm-up runs, page cache warm) and
+# prints each median with its ratio to the floor. Other engineers add sections:
+# a function `section_NAME` and its name in SECTIONS.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT"
+RUNS="${RUNS:-5}"
+WARMUP="${WARMUP:-1}"
+THREADS="${THREADS:-2}"
+SECTIONS=(scan)
+OUT="${VMSCRUB_FIXTURE_DIR:-$ROOT/fixtures/build}"
+VMSCRUB="$ROOT/target/release/vmscrub"
+CLEANUP=()
+trap 'rm -rf "${CLEANUP[@]}"' EXIT
+
+usage() {
+    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+    exit 2
+}
+
+need() {
+    command -v "$1" >/dev/null || { echo "bench.sh: $1 is not installed (scripts/install-deps.sh)" >&2; exit 1; }
+}
+
+# median_ratio JSON: one line per command of a hyperfine --export-json file: its
+# median and its ratio to the first command (the floor).
+median_ratio() {
+    python3 - "$1" <<'EOF'
+import json, sys
+r = json.load(open(sys.argv[1]))["results"]
+floor = r[0]["median"]
+for x in r:
+    print(f"  {x['command']:<40} median {x['median']*1000:9.1f} ms   "
+          f"(min {x['min']*1000:.1f}, max {x['max']*1000:.1f})   {x['median']/floor:5.2f}x the floor")
+EOF
+}
+
+# `vmscrub scan` of the bench image with every content detector on (the default
+# selection holds all four detector operations), $THREADS threads, beside
+# `qemu-img convert -O raw` of the same image to a file: reading every allocated
+# byte once is the least any audit of the image can do.
+section_scan() {
+    need hyperfine
+    need qemu-img
+    python3 scripts/fixtures.py build bench-qcow2 bench-disk >&2
+    local tmp
+    tmp="$(mktemp -d "$OUT/bench-scan.XXXXXX")"
+    CLEANUP+=("$tmp")
+    for fmt in raw qcow2; do
+        local img
+        if [ "$fmt" = raw ]; then img="$OUT/bench-disk.img"; else img="$OUT/bench-qcow2.qcow2"; fi
+        local vsize
+        vsize="$(qemu-img info --output json "$img" | python3 -c 'import json,sys; print(json.load(sys.stdin)["virtual-size"] >> 20)')"
+        echo "scan, $fmt input: $img (${vsize} MiB virtual, $(du -m "$img" | cut -f1) MiB allocated)"
+        hyperfine --style basic -w "$WARMUP" -r "$RUNS" --export-json "$tmp/$fmt.json" \
+            -n "qemu-img convert -O raw ($fmt)" \
+            --prepare "rm -f $tmp/out.raw" \
+            "qemu-img convert -f $fmt -O raw $img $tmp/out.raw" \
+            -n "vmscrub scan --threads $THREADS ($fmt)" \
+            "$VMSCRUB scan --threads $THREADS --format json $img" >&2
+        median_ratio "$tmp/$fmt.json"
+    done
+    # What was scanned, so the numbers can be read against it.
+    "$VMSCRUB" scan --threads "$THREADS" --format json "$OUT/bench-qcow2.qcow2" | python3 -c '
+import json, sys
+s = json.load(sys.stdin)["stats"]
+print("  scanned: %d entries, %d files, %.0f MB of content" % (
+    s["entries_walked"], s["files_content_scanned"], s["bytes_content_scanned"] / 1e6))'
+}
+
+main() {
+    local want=("$@")
+    [ ${#want[@]} -eq 0 ] && want=("${SECTIONS[@]}")
+    for s in "${want[@]}"; do
+        case " ${SECTIONS[*]} " in
+            *" $s "*) ;;
+            *) echo "bench.sh: unknown section '$s'" >&2; usage ;;
+        esac
+    done
+    need cargo
+    cargo build --release --bin vmscrub >&2
+    for s in "${want[@]}"; do
+        "section_$s"
+    done
+}
+
+case "${1:-}" in
+    -h|--help) usage ;;
+esac
+main "$@"
