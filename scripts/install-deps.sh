@@ -14,6 +14,7 @@ PKGS=(
   xfsprogs btrfs-progs cryptsetup-bin  # filesystem signatures for identification tests
   python3               # scripts/fixtures.py, the standalone recovery decryptor
   python3-cryptography python3-zstandard  # the decryptor's oracle run in the tests
+  7zip                  # 7zz: an independent VMDK reader (VMware-style streams) judging the VMDK writers
 )
 missing=()
 for p in "${PKGS[@]}"; do

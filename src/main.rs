@@ -19,12 +19,15 @@ struct Cli {
 enum Command {
     #[command(about = vmscrub::inspect::ABOUT, long_about = vmscrub::inspect::LONG_ABOUT)]
     Inspect(vmscrub::inspect::InspectArgs),
+    #[command(about = vmscrub::convert::ABOUT, long_about = vmscrub::convert::LONG_ABOUT)]
+    Convert(vmscrub::convert::ConvertArgs),
 }
 
 fn main() {
     let cli = Cli::parse();
     let result: anyhow::Result<i32> = match cli.command {
         Command::Inspect(args) => vmscrub::inspect::run(&args),
+        Command::Convert(args) => vmscrub::convert::run(&args),
     };
     match result {
         Ok(code) => std::process::exit(code),

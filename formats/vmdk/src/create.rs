@@ -87,9 +87,35 @@ impl DiskOptions {
     /// Defaults, with the guest-facing values of an input VMDK carried over where
     /// they are valid. Returns warnings for values that were not.
     pub fn inherit(info: &VmdkInfo) -> (Self, Vec<String>) {
+        let tools = info
+            .ddb
+            .iter()
+            .find(|(k, _)| k == "ddb.toolsVersion")
+            .map(|(_, v)| v.as_str());
+        Self::inherit_values(
+            info.adapter_type.as_deref(),
+            info.hw_version.as_deref(),
+            tools,
+        )
+    }
+
+    /// [`inherit`](Self::inherit) from a parsed descriptor.
+    pub fn inherit_descriptor(d: &Descriptor) -> (Self, Vec<String>) {
+        Self::inherit_values(
+            d.ddb("adapterType"),
+            d.ddb("virtualHWVersion"),
+            d.ddb("toolsVersion"),
+        )
+    }
+
+    fn inherit_values(
+        adapter: Option<&str>,
+        hw: Option<&str>,
+        tools: Option<&str>,
+    ) -> (Self, Vec<String>) {
         let mut o = Self::default();
         let mut warnings = Vec::new();
-        if let Some(a) = &info.adapter_type {
+        if let Some(a) = adapter {
             match AdapterType::parse(a) {
                 Some(t) => o.adapter_type = t,
                 None => warnings.push(format!(
@@ -100,7 +126,7 @@ impl DiskOptions {
             }
         }
         let num = |v: &str| v.trim().parse::<u32>().ok();
-        if let Some(h) = &info.hw_version {
+        if let Some(h) = hw {
             match num(h).filter(|v| (1..=99).contains(v)) {
                 Some(v) => o.hw_version = v,
                 None => warnings.push(format!(
@@ -110,7 +136,7 @@ impl DiskOptions {
                 )),
             }
         }
-        if let Some((_, t)) = info.ddb.iter().find(|(k, _)| k == "ddb.toolsVersion") {
+        if let Some(t) = tools {
             match num(t) {
                 Some(v) => o.tools_version = v,
                 None => warnings.push(format!(
@@ -136,6 +162,49 @@ impl DiskOptions {
             sectors: 63,
         }
     }
+}
+
+/// The descriptor of the VMDK whose main file is `file` (embedded in a `KDMV`
+/// sparse extent, or the text file itself), without opening any extent file.
+pub fn read_descriptor(file: &dyn vmscrub_blockdev::ReadAt) -> crate::Result<Descriptor> {
+    use crate::error::VmdkError;
+    use crate::header::{MAX_DESCRIPTOR_SECTORS, SECTOR};
+    let io_err = |e| VmdkError::io("reading the descriptor", e);
+    let size = file.size();
+    let mut head = [0u8; 512];
+    if size >= 512 {
+        file.read_exact_at(&mut head, 0).map_err(io_err)?;
+    }
+    if let Some(h) = crate::header::SparseExtentHeader::parse(&head) {
+        if h.descriptor_offset == 0
+            || h.descriptor_size == 0
+            || h.descriptor_size > MAX_DESCRIPTOR_SECTORS
+        {
+            return Err(VmdkError::corrupt(
+                "sparse extent header",
+                Some(28),
+                "no usable embedded descriptor",
+            ));
+        }
+        let at = h.descriptor_offset.checked_mul(SECTOR);
+        let len = h.descriptor_size * SECTOR;
+        let Some(at) = at.filter(|a| a.checked_add(len).is_some_and(|e| e <= size)) else {
+            return Err(VmdkError::corrupt(
+                "sparse extent header",
+                Some(28),
+                "the embedded descriptor lies past the end of the file",
+            ));
+        };
+        let mut buf = vec![0u8; len as usize];
+        file.read_exact_at(&mut buf, at).map_err(io_err)?;
+        return Descriptor::parse(&buf);
+    }
+    if size > crate::descriptor::MAX_DESCRIPTOR_BYTES {
+        return Err(VmdkError::NotVmdk("too large to be a descriptor".into()));
+    }
+    let mut buf = vec![0u8; size as usize];
+    file.read_exact_at(&mut buf, 0).map_err(io_err)?;
+    Descriptor::parse(&buf)
 }
 
 fn random_bytes<const N: usize>() -> io::Result<[u8; N]> {

@@ -48,6 +48,9 @@ pub struct SparseWriter<W: Write + Seek> {
     next_grain: u64,
     assembler: GrainAssembler,
     grains_stored: u64,
+    /// Where `out` is positioned, so sequential grains need no seek (a seek
+    /// flushes a `BufWriter`).
+    cursor: u64,
 }
 
 impl<W: Write + Seek> std::fmt::Debug for SparseWriter<W> {
@@ -124,6 +127,7 @@ impl<W: Write + Seek> SparseWriter<W> {
             next_grain: 0,
             assembler: GrainAssembler::new(sectors * SECTOR),
             grains_stored: 0,
+            cursor: (gd_offset + gd_sectors) * SECTOR,
         })
     }
 
@@ -188,7 +192,9 @@ impl<W: Write + Seek> SparseWriter<W> {
             .gt
             .get_or_insert_with(|| (table, vec![0u32; GTES_PER_GT as usize]));
         entries[(g % per) as usize] = sector;
-        self.out.seek(SeekFrom::Start(self.end))?;
+        if self.cursor != self.end {
+            self.out.seek(SeekFrom::Start(self.end))?;
+        }
         self.out.write_all(data)?;
         if (data.len() as u64) < GRAIN_BYTES {
             // A short last grain is stored whole: readers may read a full grain.
@@ -196,6 +202,7 @@ impl<W: Write + Seek> SparseWriter<W> {
                 .write_all(&vec![0u8; (GRAIN_BYTES - data.len() as u64) as usize])?;
         }
         self.end += GRAIN_BYTES;
+        self.cursor = self.end;
         self.grains_stored += 1;
         Ok(())
     }
@@ -213,6 +220,7 @@ impl<W: Write + Seek> SparseWriter<W> {
                 .seek(SeekFrom::Start((base + table * GT_SECTORS) * SECTOR))?;
             self.out.write_all(&bytes)?;
         }
+        self.cursor = u64::MAX; // unknown: seek before the next grain
         Ok(())
     }
 
@@ -226,6 +234,7 @@ impl<W: Write + Seek> SparseWriter<W> {
         if self.end == self.overhead * SECTOR {
             // No grain: end the file at overHead with a zero sector.
             self.out.seek(SeekFrom::Start(self.end - SECTOR))?;
+            self.cursor = self.end;
             self.out.write_all(&[0u8; SECTOR as usize])?;
         }
         self.out.flush()?;
