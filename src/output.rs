@@ -808,4 +808,222 @@ mod tests {
             meta.blocks()
         );
     }
+
+    use vmscrub_blockdev::{MemDisk, RangeSet, WriteAt};
+
+    /// Deterministic xorshift, so failures reproduce.
+    fn rng(seed: u64) -> impl FnMut() -> u64 {
+        let mut s = seed | 1;
+        move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        }
+    }
+
+    #[test]
+    fn runs_cover_every_allocated_byte_aligned_and_bounded() {
+        let mut r = rng(42);
+        for _ in 0..200 {
+            let size = 1 + r() % (8 << 20);
+            let unit = [512u64, 4096, 65536, 2 << 20][(r() % 4) as usize];
+            let mut alloc = RangeSet::new();
+            for _ in 0..(r() % 12) {
+                let a = r() % size;
+                let b = (a + 1 + r() % (3 << 20)).min(size);
+                alloc.insert(a..b);
+            }
+            let runs: Vec<_> = plan_runs(&alloc, size, unit).collect();
+            let run_max = RUN_BYTES.next_multiple_of(unit);
+            for w in runs.windows(2) {
+                assert!(w[0].end <= w[1].start, "{runs:?}");
+            }
+            let covered: RangeSet = runs.iter().cloned().collect();
+            for x in alloc.iter() {
+                assert!(covered.covers(x.clone()), "{x:?} not covered by {runs:?}");
+            }
+            for x in &runs {
+                assert!(x.start < x.end && x.end <= size);
+                assert_eq!(x.start % unit, 0, "unaligned start {x:?}");
+                assert!(x.end % unit == 0 || x.end == size, "unaligned end {x:?}");
+                assert_eq!(
+                    x.start / run_max,
+                    (x.end - 1) / run_max,
+                    "crosses a run {x:?}"
+                );
+                // Nothing is read that no allocated byte asked for.
+                let widened = x.start..x.end;
+                assert!(alloc.intersects(widened.clone()), "useless run {x:?}");
+            }
+        }
+    }
+
+    /// The pass through an overlay with random edits gives exactly the overlay's
+    /// bytes, zeroed ranges become holes, and the base is never read there.
+    #[test]
+    fn pass_matches_the_overlay_and_leaves_holes() {
+        let mut r = rng(7);
+        let size = 6 * 1024 * 1024 + 1234;
+        let init: Vec<u8> = (0..size)
+            .map(|i| {
+                if (i / 300_000) % 2 == 0 {
+                    0
+                } else {
+                    (i % 251) as u8 + 1
+                }
+            })
+            .collect();
+        let base = MemDisk::new(init);
+        let o = crate::overlay::Overlay::new(&base);
+        for _ in 0..50 {
+            let a = r() % size as u64;
+            let len = (r() % 200_000).min(size as u64 - a);
+            if r() % 2 == 0 {
+                o.zero_range(a..a + len).unwrap();
+            } else {
+                let d: Vec<u8> = (0..len).map(|_| r() as u8).collect();
+                o.write_all_at(&d, a).unwrap();
+            }
+        }
+        o.zero_range(1 << 20..3 << 20).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("out.raw");
+        let mut out = create_output(&target, &OutputFormat::Raw, size as u64, false).unwrap();
+        let opts = PassOptions {
+            threads: 3,
+            progress: false,
+            label: String::new(),
+        };
+        let stats = write_image(&o, out.sink(), &opts).unwrap();
+        out.commit().unwrap();
+        let got = std::fs::read(&target).unwrap();
+        let mut want = vec![0u8; size];
+        o.read_exact_at(&mut want, 0).unwrap();
+        assert!(got == want, "output differs from the overlay");
+        assert!(stats.units_zero > 0 && stats.units_stored > 0);
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(&target).unwrap();
+        assert!(
+            m.blocks() * 512 <= (size as u64) - (2 << 20),
+            "zeroed 2 MiB was written"
+        );
+        // Only the temp name was ever used beside the output.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    /// A source that fails halfway: the pass returns the error and dropping the
+    /// output leaves the directory empty.
+    #[test]
+    fn a_read_error_leaves_nothing() {
+        struct Failing(MemDisk);
+        impl ReadAt for Failing {
+            fn size(&self) -> u64 {
+                self.0.size()
+            }
+            fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+                if offset >= 3 << 20 {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "bad grain at 3 MiB",
+                    ));
+                }
+                self.0.read_exact_at(buf, offset)
+            }
+        }
+        let src = Failing(MemDisk::new(vec![1u8; 8 << 20]));
+        let dir = tempfile::tempdir().unwrap();
+        for format in [
+            OutputFormat::Raw,
+            OutputFormat::Vmdk {
+                subformat: VmdkSubformat::StreamOptimized,
+                disk: Default::default(),
+            },
+            OutputFormat::Vmdk {
+                subformat: VmdkSubformat::MonolithicFlat,
+                disk: Default::default(),
+            },
+        ] {
+            let mut out =
+                create_output(&dir.path().join("o.vmdk"), &format, 8 << 20, false).unwrap();
+            let e = write_image(
+                &src,
+                out.sink(),
+                &PassOptions {
+                    threads: 2,
+                    progress: false,
+                    label: String::new(),
+                },
+            )
+            .unwrap_err();
+            assert!(e.to_string().contains("bad grain"), "{e}");
+            drop(out);
+            assert_eq!(
+                std::fs::read_dir(dir.path()).unwrap().count(),
+                0,
+                "{format:?}"
+            );
+        }
+    }
+
+    /// A flat VMDK is two files: both land or neither does.
+    #[test]
+    fn flat_output_commits_both_files_or_neither() {
+        let dir = tempfile::tempdir().unwrap();
+        let flat = OutputFormat::Vmdk {
+            subformat: VmdkSubformat::MonolithicFlat,
+            disk: Default::default(),
+        };
+        let target = dir.path().join("d.vmdk");
+        let src = MemDisk::new(vec![5u8; 1 << 20]);
+        let quiet = PassOptions {
+            threads: 1,
+            progress: false,
+            label: String::new(),
+        };
+        // An existing extent name is refused up front, before anything is created.
+        std::fs::write(dir.path().join("d-flat.vmdk"), b"keep").unwrap();
+        let e = create_output(&target, &flat, 1 << 20, false).err().unwrap();
+        assert!(e.to_string().contains("d-flat.vmdk"), "{e}");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        std::fs::remove_file(dir.path().join("d-flat.vmdk")).unwrap();
+        // The descriptor's name is taken while writing: the extent, already renamed
+        // into place, is removed again.
+        let mut out = create_output(&target, &flat, 1 << 20, false).unwrap();
+        write_image(&src, out.sink(), &quiet).unwrap();
+        std::fs::write(&target, b"someone else").unwrap();
+        assert!(out.commit().is_err());
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("d.vmdk")]);
+        assert_eq!(std::fs::read(&target).unwrap(), b"someone else");
+        // The normal case: both files, the descriptor naming the extent.
+        std::fs::remove_file(&target).unwrap();
+        let mut out = create_output(&target, &flat, 1 << 20, false).unwrap();
+        write_image(&src, out.sink(), &quiet).unwrap();
+        out.commit().unwrap();
+        let text = std::fs::read_to_string(&target).unwrap();
+        assert!(text.contains("RW 2048 FLAT \"d-flat.vmdk\" 0"), "{text}");
+        assert_eq!(
+            std::fs::read(dir.path().join("d-flat.vmdk")).unwrap(),
+            vec![5u8; 1 << 20]
+        );
+    }
+
+    #[test]
+    fn qcow2_output_is_a_clear_not_built_yet() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = create_output(
+            &dir.path().join("x.qcow2"),
+            &OutputFormat::Qcow2(Qcow2Options::default()),
+            1 << 20,
+            false,
+        )
+        .err()
+        .unwrap();
+        assert!(e.to_string().contains("not built yet"), "{e}");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
 }
