@@ -879,7 +879,7 @@ mod tests {
         for _ in 0..50 {
             let a = r() % size as u64;
             let len = (r() % 200_000).min(size as u64 - a);
-            if r() % 2 == 0 {
+            if r().is_multiple_of(2) {
                 o.zero_range(a..a + len).unwrap();
             } else {
                 let d: Vec<u8> = (0..len).map(|_| r() as u8).collect();
