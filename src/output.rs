@@ -78,7 +78,11 @@ impl PendingFile {
             .with_context(|| format!("{} is not a file name", target.display()))?
             .to_string_lossy()
             .into_owned();
+        // 0666 less the umask, like any file a tool creates (qemu-img, cp), rather
+        // than tempfile's private 0600: the output is meant to be used.
+        use std::os::unix::fs::PermissionsExt;
         let temp = tempfile::Builder::new()
+            .permissions(std::fs::Permissions::from_mode(0o666))
             .prefix(&format!(".{name}."))
             .suffix(".vmscrub-tmp")
             .tempfile_in(&dir)
