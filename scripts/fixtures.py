@@ -23,10 +23,13 @@ Recipe kinds (see fixtures/README.md for every field):
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
 import random
+import re
+import shlex
 import shutil
 import stat
 import subprocess
@@ -67,7 +70,7 @@ def deps_of(kind: str, spec: dict) -> list[str]:
     if kind == "tree":
         return list(spec.get("include", []))
     if kind == "fs":
-        return [spec["tree"]] if "tree" in spec else []
+        return ([spec["tree"]] if "tree" in spec else []) + mtools_trees(spec)
     if kind == "disk":
         return [p["fs"] for p in spec.get("partitions", []) if "fs" in p]
     if kind == "container":
@@ -192,8 +195,23 @@ class Builder:
             args += [str(target), f"{size // 1024}k"]
             run(args, env={"E2FSPROGS_FAKE_TIME": str(EPOCH)})
             fix_ext_owners(target, entries)
+            if spec.get("e2fsck_rehash"):
+                # e2fsck -D indexes every directory (htree) and compacts them;
+                # exit status 1 means "fixed", which is what was asked for.
+                p = subprocess.run(["e2fsck", "-fyD", str(target)], capture_output=True, text=True)
+                if p.returncode not in (0, 1):
+                    raise RecipeError(f"e2fsck -fyD {target} failed ({p.returncode}):\n{p.stdout}{p.stderr}")
             for cmd in spec.get("debugfs", []):
                 run(["debugfs", "-w", "-R", cmd, str(target)])
+            if "debugfs_script" in spec:
+                run_debugfs_script(target, spec["debugfs_script"], tree)
+            for pair in spec.get("share_xattr_block", []):
+                share_xattr_block(target, pair[0], pair[1])
+            if spec.get("e2fsck_fix"):
+                # For debugfs steps that leave counters wrong: e2fsck -fy recounts.
+                p = subprocess.run(["e2fsck", "-fy", str(target)], capture_output=True, text=True)
+                if p.returncode not in (0, 1):
+                    raise RecipeError(f"e2fsck -fy {target} failed ({p.returncode}):\n{p.stdout}{p.stderr}")
         elif fstype == "vfat":
             args = ["mkfs.fat", "-C", "-i", uuid_for(name)[:8]]
             if "fat" in spec:
@@ -205,6 +223,7 @@ class Builder:
             run(args)
             if tree is not None:
                 fat_copy_tree(target, tree, entries)
+            self.fat_post_steps(target, spec)
         elif fstype == "swap":
             make_sparse(target, size)
             run(["mkswap", "-U", uuid_for(name)] + (["-L", spec["label"]] if "label" in spec else []) + [str(target)])
@@ -233,6 +252,31 @@ class Builder:
             make_sparse(target, size)
         else:
             raise RecipeError(f"fs {name}: unknown type {fstype!r}")
+
+    def fat_post_steps(self, img: Path, spec: dict) -> None:
+        """`mtools = ["mdel ::/a", "mcopy -m {tree:src}/f ::/f", "fill ::/pad"]` on a vfat fs:
+        mtools commands run in order after the tree is copied (`-i IMG` is added), so a
+        recipe can delete and add files to fragment the free space. `{tree:NAME}` is the
+        built directory of tree NAME. `fill DEST` copies a file of zeros as large as the
+        free space less 8 clusters (room for directories to grow), so the next allocation
+        wraps to the start of the volume and into the holes deletes left behind."""
+        env = {"MTOOLS_SKIP_CHECK": "1", "MTOOLS_NO_VFAT": "0"}
+        for line in spec.get("mtools", []):
+            line = re.sub(r"\{tree:([^}]+)\}", lambda m: str(self.build(m.group(1))), line)
+            args = shlex.split(line)
+            if not args or args[0] not in FAT_POST_COMMANDS:
+                raise RecipeError(f"mtools step {line!r}: the command must be one of {sorted(FAT_POST_COMMANDS)}")
+            if args[0] == "fill":
+                if len(args) != 2:
+                    raise RecipeError(f"mtools step {line!r}: fill takes one destination")
+                free, cluster = fat_free_bytes(img, env)
+                size = max(free - 8 * cluster, 0)
+                with tempfile.TemporaryDirectory() as d:
+                    pad = Path(d) / "fill"
+                    make_sparse(pad, size)
+                    run(["mcopy", "-i", str(img), str(pad), args[1]], env=env)
+            else:
+                run([args[0], "-i", str(img)] + args[1:], env=env)
 
     # ---------------------------------------------------------------- disks
 
@@ -401,9 +445,57 @@ def path_bytes(e: dict, key: str = "path") -> bytes:
     return p.encode()
 
 
+def keygen_bytes(e: dict, seed_key: str) -> bytes:
+    """Key material made by a real tool (ssh-keygen, openssl, puttygen, gpg).
+
+    `keygen` is a shell script run in an empty directory; the content is the file it
+    wrote named by `keygen_file` (default `k`), else its stdout. Keys cannot be seeded,
+    so every output file is cached under OUT/keygen/, keyed by `keygen_id` (default:
+    the entry path) and the script: rebuilds plant the same bytes, and two entries
+    with the same id and script (a private key and its `.pub`) share one key pair.
+    """
+    script = e["keygen"]
+    ident = e.get("keygen_id", seed_key)
+    cache = OUT / "keygen" / hashlib.sha256(f"{ident}\0{script}".encode()).hexdigest()[:32]
+    if not (cache / ".done").exists():
+        with tempfile.TemporaryDirectory() as tmp:
+            p = subprocess.run(["sh", "-c", script], cwd=tmp, capture_output=True)
+            if p.returncode != 0:
+                raise RecipeError(f"keygen {script!r} failed ({p.returncode}):\n{p.stderr.decode(errors='replace')}")
+            (Path(tmp) / ".stdout").write_bytes(p.stdout)
+            if cache.exists():
+                shutil.rmtree(cache)
+            cache.mkdir(parents=True)
+            # Only the files the script left at the top (not a gpg home, sockets, …).
+            for f in Path(tmp).iterdir():
+                if f.is_file() and not f.is_symlink():
+                    shutil.copyfile(f, cache / f.name)
+        (cache / ".done").write_text(script)
+    f = cache / e.get("keygen_file", "k")
+    return f.read_bytes() if f.exists() else (cache / ".stdout").read_bytes()
+
+
+def render_template(e: dict, seed_key: str) -> bytes:
+    """`template` text with `{{key}}` (the `keygen` output) and filtered forms:
+    `{{key|json}}` a JSON string literal, `{{key|base64}}` one base64 line,
+    `{{key|indent:N}}` every line indented by N spaces."""
+    key = keygen_bytes(e, seed_key).decode() if "keygen" in e else ""
+    out = e["template"]
+    out = out.replace("{{key|json}}", json.dumps(key))
+    out = out.replace("{{key|base64}}", base64.b64encode(key.encode()).decode())
+    for n in range(1, 17):
+        out = out.replace(f"{{{{key|indent:{n}}}}}", "".join(" " * n + line + "\n" for line in key.splitlines()))
+    return out.replace("{{key}}", key).encode()
+
+
 def content_bytes(e: dict, seed_key: str) -> bytes:
-    """A file's bytes from the recipe: exactly one of text, hex, random, marker, repeat."""
-    if "text" in e:
+    """A file's bytes from the recipe: exactly one of text, hex, random, marker, repeat,
+    keygen, template."""
+    if "template" in e:
+        data = render_template(e, seed_key)
+    elif "keygen" in e:
+        data = keygen_bytes(e, seed_key)
+    elif "text" in e:
         data = e["text"].encode()
     elif "hex" in e:
         data = bytes.fromhex(e["hex"])
@@ -502,9 +594,16 @@ def plant(root: Path, entries: list[dict]) -> None:
         if t != "symlink" and "mode" in e:
             os.chmod(p, int(str(e["mode"]), 8))
         for k, v in e.get("xattrs", {}).items():
+            if isinstance(v, dict):
+                # Binary values (POSIX ACLs in the kernel's xattr form): {hex = "..."}
+                # or a content spec as for files ({random = N}, {repeat, count}).
+                v = bytes.fromhex(v["hex"]) if "hex" in v else content_bytes(v, f"{e['path']}@{k}")
             os.setxattr(p, k.encode(), v.encode() if isinstance(v, str) else bytes(v), follow_symlinks=False)
         if os.geteuid() == 0:
             os.lchown(p, int(e.get("uid", 0)), int(e.get("gid", 0)))
+            # chown clears set-user/group-ID bits: apply the recipe's mode again.
+            if t != "symlink" and "mode" in e:
+                os.chmod(p, int(str(e["mode"]), 8))
         t_m = int(e.get("mtime", EPOCH))
         os.utime(p, ns=(t_m * 10**9, t_m * 10**9 + int(e.get("mtime_nsec", 0))), follow_symlinks=False)
     # Directories get fixed times last, after their contents were created.
@@ -529,6 +628,114 @@ def fix_ext_owners(img: Path, entries: list[dict]) -> None:
         f.write("\n".join(cmds) + "\n")
         f.flush()
         run(["debugfs", "-w", "-f", f.name, str(img)])
+
+
+def run_debugfs_script(img: Path, script: list, tree: Path | None) -> None:
+    """Runs commands in one `debugfs -w -f` session (journal_open/write/close need
+    one session). `{tree}` is the built tree's directory (host files to `write`).
+    An entry `{cmd = "punch /f {i} {i}", range = [start, stop, step]}` expands to one
+    command per i, for fragmentation patterns."""
+    lines = []
+    for item in script:
+        if isinstance(item, dict):
+            for i in range(*item["range"]):
+                lines.append(item["cmd"].replace("{i}", str(i)))
+        else:
+            lines.append(item)
+    lines = [ln.replace("{tree}", str(tree) if tree is not None else "") for ln in lines]
+    with tempfile.NamedTemporaryFile("w", suffix=".debugfs") as f:
+        f.write("\n".join(lines) + "\n")
+        f.flush()
+        p = subprocess.run(["debugfs", "-w", "-f", f.name, str(img)], capture_output=True, text=True)
+    # debugfs -f reports command errors on stderr but exits 0; fail the build on them.
+    errs = [ln for ln in p.stderr.splitlines() if ln.strip() and not ln.startswith("debugfs ")]
+    if p.returncode != 0 or errs:
+        raise RecipeError(f"debugfs script on {img} failed:\n" + "\n".join(errs[:20]))
+
+
+def crc32c_raw(crc: int, data: bytes) -> int:
+    """ext4's crc32c: the raw register, no final inversion (kernel ext4_chksum)."""
+    table = _crc32c_table()
+    for b in data:
+        crc = table[(crc ^ b) & 0xFF] ^ (crc >> 8)
+    return crc
+
+
+_CRC_TABLE: list[int] = []
+
+
+def _crc32c_table() -> list[int]:
+    if not _CRC_TABLE:
+        for n in range(256):
+            c = n
+            for _ in range(8):
+                c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+            _CRC_TABLE.append(c)
+    return _CRC_TABLE
+
+
+def debugfs_out(img: Path, cmd: str) -> str:
+    p = subprocess.run(["debugfs", "-R", cmd, str(img)], capture_output=True, text=True)
+    if p.returncode != 0:
+        raise RecipeError(f"debugfs -R {cmd!r} {img} failed:\n{p.stderr}")
+    return p.stdout
+
+
+def share_xattr_block(img: Path, keep: str, other: str) -> None:
+    """Makes `other` use `keep`'s external xattr block, as the kernel's mbcache does
+    for identical xattr sets (mkfs.ext4 -d never shares): point other's i_file_acl
+    at it, free other's block, set the block's refcount to 2 and fix its checksum."""
+    import re
+    import struct
+
+    def acl_of(path: str) -> int:
+        m = re.search(r"File ACL: (\d+)", debugfs_out(img, f'stat "{path}"'))
+        if not m or int(m.group(1)) == 0:
+            raise RecipeError(f"share_xattr_block: {path} has no xattr block in {img}")
+        return int(m.group(1))
+
+    a, b = acl_of(keep), acl_of(other)
+    run(["debugfs", "-w", "-R", f'sif "{other}" file_acl {a}', str(img)])
+    run(["debugfs", "-w", "-R", f"freeb {b}", str(img)])
+    sb = img.read_bytes()[1024:2048]
+    bs = 1024 << struct.unpack_from("<I", sb, 0x18)[0]
+    ro_compat, incompat = struct.unpack_from("<I", sb, 0x64)[0], struct.unpack_from("<I", sb, 0x60)[0]
+    with img.open("r+b") as fh:
+        fh.seek(a * bs)
+        blk = bytearray(fh.read(bs))
+        struct.pack_into("<I", blk, 4, struct.unpack_from("<I", blk, 4)[0] + 1)
+        if ro_compat & 0x400:  # metadata_csum: crc32c(seed, le64 block, block with h_checksum zeroed)
+            seed = struct.unpack_from("<I", sb, 0x270)[0] if incompat & 0x2000 else crc32c_raw(0xFFFFFFFF, sb[0x68:0x78])
+            struct.pack_into("<I", blk, 0x10, 0)
+            c = crc32c_raw(crc32c_raw(seed, struct.pack("<Q", a)), bytes(blk))
+            struct.pack_into("<I", blk, 0x10, c)
+        fh.seek(a * bs)
+        fh.write(blk)
+    # debugfs freeb clears the bitmap bit but leaves the free counts of the group
+    # and superblock alone; let e2fsck recount them (it changes nothing else here).
+    p = subprocess.run(["e2fsck", "-fy", str(img)], capture_output=True, text=True)
+    if p.returncode not in (0, 1):
+        raise RecipeError(f"e2fsck -fy {img} after share_xattr_block failed ({p.returncode}):\n{p.stdout}")
+
+
+FAT_POST_COMMANDS = {"mcopy", "mdel", "mdeltree", "mmd", "mrd", "mren", "mattrib", "fill"}
+
+
+def mtools_trees(spec: dict) -> list[str]:
+    """Trees a vfat recipe's `mtools` steps copy from (`{tree:NAME}`): dependencies."""
+    return [m for line in spec.get("mtools", []) for m in re.findall(r"\{tree:([^}]+)\}", line)]
+
+
+def fat_free_bytes(img: Path, env: dict) -> tuple[int, int]:
+    """(free bytes, cluster bytes) of a FAT image, as mtools counts them."""
+    p = subprocess.run(["mdir", "-i", str(img), "::/"], capture_output=True, text=True, env=dict(os.environ, **env))
+    m = re.search(r"([\d ]+) bytes free", p.stdout)
+    info = subprocess.run(["minfo", "-i", str(img), "::"], capture_output=True, text=True, env=dict(os.environ, **env)).stdout
+    sec = re.search(r"sector size: (\d+) bytes", info)
+    spc = re.search(r"cluster size: (\d+) sectors", info)
+    if not (m and sec and spc):
+        raise RecipeError(f"cannot read the free space of {img} from mdir/minfo")
+    return int(m.group(1).replace(" ", "")), int(sec.group(1)) * int(spc.group(1))
 
 
 def fat_copy_tree(img: Path, tree: Path, entries: list[dict]) -> None:

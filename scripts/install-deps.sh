@@ -15,6 +15,9 @@ PKGS=(
   python3               # scripts/fixtures.py, the standalone recovery decryptor
   python3-cryptography python3-zstandard  # the decryptor's oracle run in the tests
   7zip                  # 7zz: an independent VMDK reader (VMware-style streams) judging the VMDK writers
+  putty-tools gnupg openssh-client openssl  # puttygen/gpg/ssh-keygen/openssl: real keys for the content-detector tests
+  python3-bcrypt        # cryptography needs it to open passphrase-protected OpenSSH keys (vmscrub-recover.py)
+  openssh-client openssl  # ssh-keygen / openssl generate the recovery tests' keys at test time
 )
 missing=()
 for p in "${PKGS[@]}"; do
@@ -27,7 +30,7 @@ fi
 
 # The python3 first on PATH may not be Debian's (pyenv, a venv): make sure the one
 # the tests will call can import the decryptor's packages.
-if ! python3 -c 'import cryptography, zstandard' 2>/dev/null; then
-  python3 -m pip install --quiet cryptography zstandard 2>/dev/null \
-    || python3 -m pip install --quiet --break-system-packages cryptography zstandard
+if ! python3 -c 'import cryptography, zstandard, bcrypt' 2>/dev/null; then
+  python3 -m pip install --quiet cryptography zstandard bcrypt 2>/dev/null \
+    || python3 -m pip install --quiet --break-system-packages cryptography zstandard bcrypt
 fi

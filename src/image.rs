@@ -208,35 +208,21 @@ impl OpenOptions {
         if self.external_files == ExternalFiles::Refuse {
             return Err(refused("opening files an image names is disabled".into()));
         }
-        if reference.is_empty() || reference.contains('\0') {
-            return Err(refused("empty or malformed path".into()));
-        }
+        // The image's real directory: a symlinked image resolves names where the
+        // image file really lives, as qemu does.
         let image_dir = image
             .canonicalize()
             .map_err(|e| refused(format!("cannot resolve the image path: {e}")))?
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("/"));
-        let candidate = image_dir.join(reference);
-        let resolved = candidate
-            .canonicalize()
-            .map_err(|e| refused(format!("{}: {e}", candidate.display())))?;
-        if self.external_files == ExternalFiles::SameDirectory
-            && resolved.parent() != Some(image_dir.as_path())
-        {
-            return Err(refused(format!(
-                "{} is outside the image's directory {}; pass --allow-external-files to allow it",
-                resolved.display(),
-                image_dir.display()
-            )));
-        }
-        if !resolved.is_file() {
-            return Err(refused(format!(
-                "{} is not a regular file",
-                resolved.display()
-            )));
-        }
-        Ok(resolved)
+        let anywhere = self.external_files == ExternalFiles::Anywhere;
+        vmscrub_blockdev::resolve_named_file(&image_dir, reference, anywhere).map_err(|e| match e {
+            vmscrub_blockdev::ConfineError::Refused(r) if !anywhere => {
+                refused(format!("{r}; pass --allow-external-files to allow it"))
+            }
+            other => refused(other.to_string()),
+        })
     }
 }
 

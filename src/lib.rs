@@ -11,7 +11,12 @@
 pub mod convert;
 pub mod exit;
 pub mod fs;
+pub mod guest;
 pub mod image;
 pub mod inspect;
+pub mod ops;
 pub mod output;
 pub mod overlay;
+pub mod recover;
+pub mod report;
+pub mod scan;

@@ -1,9 +1,16 @@
 //! The `vmscrub` command: argument parsing and one function per verb. Everything
 //! else lives in the library so it can be tested without a process.
 
-use clap::{Parser, Subcommand};
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use vmscrub::exit;
+use vmscrub::ops::{Catalogue, Selection};
+use vmscrub::report::{self, Format, ReportInput, policy::FailOn};
+use vmscrub::scan::{self, ScanOptions};
 
 /// Offline disk-image sanitizer: opens raw, qcow2 and VMDK images without booting
 /// them, finds secrets and per-instance state, and writes a cleaned copy plus an
@@ -21,6 +28,220 @@ enum Command {
     Inspect(vmscrub::inspect::InspectArgs),
     #[command(about = vmscrub::convert::ABOUT, long_about = vmscrub::convert::LONG_ABOUT)]
     Convert(vmscrub::convert::ConvertArgs),
+    /// List the operations catalogue (name, `*` if on by default, heading)
+    Operations(OperationsArgs),
+    /// Audit an image (or an unpacked root directory): every finding, with why
+    Scan(ScanArgs),
+    /// Decrypt a recovery archive back to a plain tar, a directory, or a listing.
+    Recover(vmscrub::recover::RecoverArgs),
+}
+
+/// Choosing operations, like virt-sysprep.
+#[derive(Args, Debug, Default)]
+struct SelectArgs {
+    /// Operation set algebra, applied left to right to an empty set:
+    /// `defaults`, `all`, `NAME`/`+NAME`, `-NAME` (comma-separated; repeatable)
+    #[arg(long = "operations", visible_alias = "operation", value_name = "LIST")]
+    operations: Vec<String>,
+    /// Run exactly these operations (comma-separated)
+    #[arg(long, value_name = "LIST", conflicts_with = "operations")]
+    enable: Vec<String>,
+    /// Exempt paths matching GLOB from every operation (repeatable; a kept
+    /// directory keeps everything below it)
+    #[arg(long, value_name = "GLOB")]
+    keep: Vec<String>,
+    /// Add operations, keep and allow entries from a rule file (catalogue form)
+    #[arg(long, value_name = "FILE")]
+    rules: Vec<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum ListFormat {
+    Text,
+    Json,
+}
+
+#[derive(Args, Debug)]
+struct OperationsArgs {
+    #[arg(long, value_enum, default_value = "text")]
+    format: ListFormat,
+    /// Show each operation's rules: paths, actions, guards
+    #[arg(long, short)]
+    verbose: bool,
+    /// Rule files whose operations are listed too
+    #[arg(long, value_name = "FILE")]
+    rules: Vec<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+struct ScanArgs {
+    /// Disk image, or a directory holding an unpacked root filesystem
+    image: PathBuf,
+    #[command(flatten)]
+    select: SelectArgs,
+    #[arg(long, value_enum, default_value = "human")]
+    format: Format,
+    /// Write the report here instead of stdout (atomically)
+    #[arg(long, short, value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Exit 1 if findings match: `finding`, `secret`, `warning` or operation
+    /// names (comma-separated; repeatable). Without it, findings exit 0
+    #[arg(long = "fail-on", value_name = "POLICY")]
+    fail_on: Vec<String>,
+    /// Content-scanning threads (default: one per core)
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+}
+
+/// A usage error detected after clap (bad operation name, bad rule file):
+/// exits with [`exit::USAGE`].
+#[derive(Debug)]
+struct Usage(String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
+fn usage(e: impl std::fmt::Display) -> anyhow::Error {
+    anyhow::Error::new(Usage(e.to_string()))
+}
+
+fn catalogue(rules: &[PathBuf]) -> anyhow::Result<Catalogue> {
+    let mut cat = Catalogue::builtin().context("the built-in catalogue")?;
+    for r in rules {
+        cat.add_file(r).map_err(usage)?;
+    }
+    Ok(cat)
+}
+
+fn operations(args: OperationsArgs) -> anyhow::Result<i32> {
+    let cat = catalogue(&args.rules)?;
+    let mut out = String::new();
+    match args.format {
+        ListFormat::Json => {
+            out = serde_json::to_string_pretty(&cat.operations)?;
+            out.push('\n');
+        }
+        ListFormat::Text => {
+            let width = cat
+                .operations
+                .iter()
+                .map(|o| o.name.len())
+                .max()
+                .unwrap_or(0);
+            for op in &cat.operations {
+                out.push_str(&format!(
+                    "{:<width$} {} {}\n",
+                    op.name,
+                    if op.default { "*" } else { " " },
+                    op.heading
+                ));
+                if args.verbose {
+                    if !op.os.is_empty() {
+                        out.push_str(&format!("{:width$}     guard: {}\n", "", op.os));
+                    }
+                    for r in &op.rules {
+                        let what = if r.content {
+                            "content detectors".to_string()
+                        } else {
+                            r.paths.join(" ")
+                        };
+                        out.push_str(&format!("{:width$}     {}: {}\n", "", r.action, what));
+                        if !r.except.is_empty() {
+                            out.push_str(&format!(
+                                "{:width$}       except: {}\n",
+                                "",
+                                r.except.join(" ")
+                            ));
+                        }
+                        if let Some(d) = &r.drop_lines {
+                            out.push_str(&format!("{:width$}       drop lines: {d}\n", ""));
+                        }
+                        if let Some(rep) = &r.replace {
+                            out.push_str(&format!(
+                                "{:width$}       replace with: {}\n",
+                                "",
+                                rep.escape_default()
+                            ));
+                        }
+                    }
+                    if let Some(n) = &op.needs_guest {
+                        out.push_str(&format!("{:width$}     not performed offline: {n}\n", ""));
+                    }
+                }
+            }
+        }
+    }
+    std::io::stdout().write_all(out.as_bytes())?;
+    Ok(exit::OK)
+}
+
+fn scan_verb(args: ScanArgs) -> anyhow::Result<i32> {
+    let cat = catalogue(&args.select.rules)?;
+    let selection =
+        Selection::resolve(&cat, &args.select.operations, &args.select.enable).map_err(usage)?;
+    let fail_on = FailOn::parse(&cat, &args.fail_on).map_err(usage)?;
+    for k in &args.select.keep {
+        vmscrub::ops::pattern::check_glob(k).map_err(|e| usage(format!("--keep: {e}")))?;
+    }
+    let guest = vmscrub::guest::guest_from_path(&args.image, &Default::default())?;
+    if !guest.readable() {
+        // Never call an image clean that we could not read.
+        let why: Vec<String> = guest
+            .unreadable
+            .iter()
+            .map(|u| format!("{}: {}", u.identity.describe(), u.error))
+            .collect();
+        anyhow::bail!(
+            "{}: no filesystem of this image could be read{}",
+            args.image.display(),
+            if why.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", why.join("; "))
+            }
+        );
+    }
+    let result = scan::scan(
+        &guest,
+        &ScanOptions {
+            catalogue: &cat,
+            selection: &selection,
+            keep: args.select.keep.clone(),
+            // Content detectors (vmscrub-detect) are wired in by the lead.
+            content: None,
+            threads: args.threads,
+        },
+    )
+    .map_err(usage)?;
+    let image = args.image.display().to_string();
+    let text = report::render(
+        args.format,
+        &ReportInput {
+            image: &image,
+            guest: &guest,
+            result: &result,
+            selection: selection.names(),
+        },
+    );
+    match &args.output {
+        Some(path) => {
+            // A report is replaced freely (force): it is ours, not the user's data.
+            let mut out = vmscrub::output::PendingFile::create(path, true)?;
+            out.file_mut().write_all(text.as_bytes())?;
+            out.commit()?;
+        }
+        None => std::io::stdout().write_all(text.as_bytes())?,
+    }
+    if let Some(reason) = fail_on.evaluate(&result) {
+        eprintln!("vmscrub: {reason}");
+        return Ok(exit::FINDINGS);
+    }
+    Ok(exit::OK)
 }
 
 fn main() {
@@ -28,9 +249,16 @@ fn main() {
     let result: anyhow::Result<i32> = match cli.command {
         Command::Inspect(args) => vmscrub::inspect::run(&args),
         Command::Convert(args) => vmscrub::convert::run(&args),
+        Command::Operations(a) => operations(a),
+        Command::Scan(a) => scan_verb(a),
+        Command::Recover(args) => vmscrub::recover::run(&args),
     };
     match result {
         Ok(code) => std::process::exit(code),
+        Err(e) if e.downcast_ref::<Usage>().is_some() => {
+            eprintln!("vmscrub: {e:#}");
+            std::process::exit(exit::USAGE);
+        }
         Err(e) => {
             eprintln!("vmscrub: error: {e:#}");
             std::process::exit(exit::ERROR);

@@ -194,6 +194,39 @@ pub(crate) mod memfs {
             id
         }
 
+        /// Creates `path` (absolute) and any missing parent directories; returns
+        /// the new node's id.
+        pub fn put(&mut self, path: &[u8], kind: FileKind, data: &[u8]) -> NodeId {
+            let comps: Vec<&[u8]> = path
+                .split(|&b| b == b'/')
+                .filter(|c| !c.is_empty())
+                .collect();
+            let mut dir = 1;
+            for (i, c) in comps.iter().enumerate() {
+                let last = i + 1 == comps.len();
+                let found = self.nodes[&dir]
+                    .2
+                    .iter()
+                    .find(|e| e.name == *c)
+                    .map(|e| e.id);
+                dir = match (found, last) {
+                    (Some(id), false) => id,
+                    (_, true) => return self.add(dir, c, kind, data),
+                    (None, false) => self.add(dir, c, FileKind::Directory, b""),
+                };
+            }
+            dir
+        }
+
+        /// A regular file at `path` (parents created).
+        pub fn file(&mut self, path: &str, data: &[u8]) -> NodeId {
+            self.put(path.as_bytes(), FileKind::Regular, data)
+        }
+
+        pub fn meta_mut(&mut self, id: NodeId) -> &mut Metadata {
+            &mut self.nodes.get_mut(&id).unwrap().0
+        }
+
         pub fn link(&mut self, parent: NodeId, name: &[u8], id: NodeId, kind: FileKind) {
             self.nodes.get_mut(&parent).unwrap().2.push(DirEntry {
                 name: name.to_vec(),

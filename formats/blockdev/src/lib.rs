@@ -12,6 +12,7 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+mod confine;
 mod cursor;
 mod file;
 mod mem;
@@ -22,6 +23,7 @@ use std::io;
 use std::ops::Range;
 use std::sync::Arc;
 
+pub use confine::{ConfineError, resolve_named_file};
 pub use cursor::Cursor;
 pub use file::FileDisk;
 pub use mem::MemDisk;

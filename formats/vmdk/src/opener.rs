@@ -6,11 +6,10 @@
 //! itself; it asks an [`ExtentOpener`], and the ready-made [`DirExtentOpener`]
 //! confines names to the descriptor's directory.
 
-use std::io;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use vmscrub_blockdev::{FileDisk, ReadAt};
+use vmscrub_blockdev::{ConfineError, FileDisk, ReadAt, resolve_named_file};
 
 use crate::error::{Result, VmdkError};
 
@@ -58,54 +57,19 @@ impl DirExtentOpener {
         Self::new(dir)
     }
 
-    /// Where `name` resolves to, after the confinement checks.
+    /// Where `name` resolves to, after the confinement checks
+    /// ([`vmscrub_blockdev::resolve_named_file`], shared by every container reader).
     pub fn resolve(&self, name: &str) -> Result<PathBuf> {
-        let refuse = |reason: &str| VmdkError::ExtentPathRefused {
-            name: name.to_string(),
-            reason: reason.to_string(),
-        };
-        if name.is_empty() || name.contains('\0') {
-            return Err(refuse("empty or contains NUL"));
-        }
-        let rel = Path::new(name);
-        if !self.allow_outside {
-            if rel.is_absolute() || name.starts_with('\\') || name.get(1..3) == Some(":\\") {
-                return Err(refuse(
-                    "absolute paths are not followed (the descriptor is untrusted)",
-                ));
-            }
-            if rel.components().any(|c| matches!(c, Component::ParentDir))
-                || name.split('\\').any(|p| p == "..")
-            {
-                return Err(refuse(
-                    "`..` components are not followed (the descriptor is untrusted)",
-                ));
-            }
-        }
-        let joined = self.dir.join(rel);
-        let io_err = |what: &str, e: io::Error| {
-            VmdkError::io(
-                format!("extent file {name:?}: {what} {}", joined.display()),
-                e,
-            )
-        };
-        let real = joined
-            .canonicalize()
-            .map_err(|e| io_err("cannot resolve", e))?;
-        if !self.allow_outside {
-            let base = self
-                .dir
-                .canonicalize()
-                .map_err(|e| io_err("cannot resolve the directory of", e))?;
-            if !real.starts_with(&base) {
-                return Err(refuse("a symlink leads outside the descriptor's directory"));
-            }
-        }
-        let meta = std::fs::metadata(&real).map_err(|e| io_err("cannot stat", e))?;
-        if !meta.file_type().is_file() {
-            return Err(refuse("not a regular file"));
-        }
-        Ok(real)
+        resolve_named_file(&self.dir, name, self.allow_outside).map_err(|e| match e {
+            ConfineError::Refused(reason) => VmdkError::ExtentPathRefused {
+                name: name.to_string(),
+                reason,
+            },
+            ConfineError::Io { path, source } => VmdkError::io(
+                format!("extent file {name:?}: cannot resolve {}", path.display()),
+                source,
+            ),
+        })
     }
 }
 

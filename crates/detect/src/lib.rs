@@ -1,0 +1,43 @@
+//! Content detectors: find secrets in any file by what it contains.
+//!
+//! The scan and scrub layers walk every file of an image and stream its bytes here;
+//! each [`Finding`] names the detector, its operation, the byte range, a fingerprint
+//! and a human reason — never the secret itself. This crate knows nothing about
+//! paths, images or allow-list globs: path policy lives above it.
+//!
+//! How it stays fast: a single Aho-Corasick automaton (`MatchKind::LeftmostFirst`,
+//! SIMD prefilter) looks for ~35 short literal anchors (`PRIVATE KEY`, `AKIA`, `ghp_`,
+//! …). Bytes without an anchor cost only that pass, binary or not. Around each anchor
+//! a validator proves the secret on a bounded window: base64 and DER/SSH-wire
+//! structure for keys, exact lengths, alphabets and checksums for tokens, a nearby
+//! secret for AWS key ids.
+//!
+//! ```
+//! use vmscrub_detect::{DetectorSet, Scanner};
+//! let set = DetectorSet::with_defaults().unwrap();
+//! let mut scanner = Scanner::new(); // one per thread
+//! let scan = set.scan_bytes(&mut scanner, b"-----BEGIN RSA PRIVATE KEY-----\n(example)\n");
+//! assert!(scan.findings.is_empty()); // a header with no key is not a key
+//! ```
+
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
+mod b64;
+mod cloud;
+mod creds;
+mod der;
+mod engine;
+mod finding;
+mod id;
+mod keys;
+mod rules;
+mod text;
+mod tokens;
+mod window;
+
+pub use engine::{
+    BUFFER, BuildError, CHUNK, Config, DetectorSet, Scan, ScanError, Scanner, Stream,
+};
+pub use finding::{Finding, Fingerprint};
+pub use id::{DetectorId, Operation};
+pub use window::{LOOKAHEAD, LOOKBEHIND};
