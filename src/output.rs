@@ -901,7 +901,26 @@ mod tests {
                 }
             })
             .collect();
-        let base = MemDisk::new(init);
+        // A base that, like a real container, allocates only where it has data:
+        // edits into its unallocated ranges must reach the output too.
+        struct Sparse(MemDisk, RangeSet);
+        impl ReadAt for Sparse {
+            fn size(&self) -> u64 {
+                self.0.size()
+            }
+            fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+                self.0.read_exact_at(buf, offset)
+            }
+            fn allocated_ranges(&self) -> io::Result<RangeSet> {
+                Ok(self.1.clone())
+            }
+        }
+        let alloc: RangeSet = (0..size as u64)
+            .step_by(300_000)
+            .filter(|i| (i / 300_000) % 2 == 1)
+            .map(|i| i..(i + 300_000).min(size as u64))
+            .collect();
+        let base = Sparse(MemDisk::new(init), alloc);
         let o = crate::overlay::Overlay::new(&base);
         for _ in 0..50 {
             let a = r() % size as u64;

@@ -385,4 +385,50 @@ mod tests {
         assert!(capacity_sectors(0).is_err());
         assert_eq!(capacity_sectors(513).unwrap(), 2);
     }
+
+    /// `read_descriptor` reads untrusted files: damaged headers and truncations
+    /// give errors, never a panic or an unbounded allocation.
+    #[test]
+    fn read_descriptor_of_hostile_files() {
+        use vmscrub_blockdev::MemDisk;
+        let mut w =
+            crate::StreamWriter::new(Vec::new(), 1 << 20, "x.vmdk", &DiskOptions::default())
+                .unwrap();
+        w.write_data(0, b"data").unwrap();
+        let (good, _) = w.finish().unwrap();
+        let d = read_descriptor(&MemDisk::new(good.clone())).unwrap();
+        assert_eq!(d.create_type(), Some("streamOptimized"));
+        // Field offsets: descriptorOffset at 28, descriptorSize at 36.
+        for (at, val) in [
+            (28usize, u64::MAX),
+            (28, 0),
+            (36, 0),
+            (36, 1 << 40),
+            (28, 1 << 50),
+            (36, 2048),
+        ] {
+            let mut b = good.clone();
+            b[at..at + 8].copy_from_slice(&val.to_le_bytes());
+            let _ = read_descriptor(&MemDisk::new(b)); // must return, Ok or Err
+        }
+        for len in [0usize, 3, 511, 512, 600, 1024] {
+            assert!(
+                read_descriptor(&MemDisk::new(good[..len].to_vec())).is_err(),
+                "{len}"
+            );
+        }
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..500 {
+            let mut b = good[..512 * 21].to_vec();
+            for _ in 0..8 {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                let i = (seed % b.len() as u64) as usize;
+                b[i] = (seed >> 32) as u8;
+            }
+            let _ = read_descriptor(&MemDisk::new(b));
+        }
+        assert!(read_descriptor(&MemDisk::new(b"not a descriptor".to_vec())).is_err());
+    }
 }
