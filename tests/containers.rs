@@ -39,6 +39,14 @@ fn qemu_info(path: &Path) -> Value {
 
 /// (fixture, format, subformat as we name it)
 const VARIANTS: &[(&str, &str, &str)] = &[
+    ("c-qcow2", "qcow2", "v3"),
+    ("c-qcow2-v2", "qcow2", "v2"),
+    ("c-qcow2-zlib", "qcow2", "v3"),
+    ("c-qcow2-zstd", "qcow2", "v3"),
+    ("c-qcow2-4k-clusters", "qcow2", "v3"),
+    ("c-qcow2-2m-clusters", "qcow2", "v3"),
+    ("c-qcow2-zero-clusters", "qcow2", "v3"),
+    ("c-qcow2-dirty", "qcow2", "v3"),
     ("c-vmdk-sparse", "vmdk", "monolithicSparse"),
     ("c-vmdk-stream", "vmdk", "streamOptimized"),
     ("c-vmdk-flat", "vmdk", "monolithicFlat"),
@@ -110,4 +118,62 @@ fn inputs_are_untouched() {
         inspect(&path, &[]);
         assert_eq!(std::fs::read(&path).unwrap(), before, "{name}");
     }
+}
+
+/// A backing file is a host path chosen by the image: refused unless the user
+/// passes --allow-backing; then the overlay reads through to it.
+#[test]
+fn qcow2_backing_needs_permission() {
+    let path = fixture("c-qcow2-backed");
+    let o = vmscrub(&[&"inspect", &path]);
+    assert_eq!(o.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("--allow-backing") && err.contains("c-qcow2-backing-base"),
+        "{err}"
+    );
+
+    let j = inspect(&path, &["--allow-backing"]);
+    let raw = inspect(&fixture("c-raw"), &[]);
+    assert_eq!(j["partitions"], raw["partitions"]);
+    assert!(
+        j["image"]["details"]["backing_chain"][0]
+            .as_str()
+            .unwrap()
+            .ends_with("c-qcow2-backing-base.qcow2")
+    );
+}
+
+/// A backing name that leaves the image's directory is refused even with
+/// --allow-backing, unless external files are allowed anywhere.
+#[test]
+fn qcow2_backing_outside_the_directory_is_refused() {
+    let outer = tempfile::tempdir().unwrap();
+    let inner = outer.path().join("img");
+    std::fs::create_dir(&inner).unwrap();
+    std::fs::copy(fixture("c-qcow2"), outer.path().join("base.qcow2")).unwrap();
+    let top = inner.join("top.qcow2");
+    run(
+        "qemu-img",
+        &[
+            &"create",
+            &"-q",
+            &"-f",
+            &"qcow2",
+            &"-b",
+            &"../base.qcow2",
+            &"-F",
+            &"qcow2",
+            &top,
+        ],
+    );
+    let o = vmscrub(&[&"inspect", &"--allow-backing", &top]);
+    assert_eq!(o.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("..") && err.contains("base.qcow2"), "{err}");
+    let j = inspect(&top, &["--allow-backing", "--allow-external-files"]);
+    assert_eq!(
+        j["partitions"],
+        inspect(&fixture("c-raw"), &[])["partitions"]
+    );
 }

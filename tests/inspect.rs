@@ -705,27 +705,6 @@ fn other_formats_are_refused_by_content() {
     );
 }
 
-/// The qcow2 reader is plugged in by the lead: until then a clear "not built yet",
-/// afterwards the same disk as the raw fixture.
-#[test]
-fn qcow2_is_recognised_by_content() {
-    let path = fixture("c-qcow2");
-    let o = vmscrub(&[&"inspect", &"--format", &"json", &path]);
-    if o.status.success() {
-        let j: Value = serde_json::from_slice(&o.stdout).unwrap();
-        let (raw, _) = inspect_json(&fixture("c-raw"));
-        assert_eq!(j["image"]["format"], "qcow2");
-        assert_eq!(j["partitions"], raw["partitions"]);
-    } else {
-        assert_eq!(o.status.code(), Some(3));
-        assert!(
-            stderr(&o).contains("qcow2 support is not built yet"),
-            "{}",
-            stderr(&o)
-        );
-    }
-}
-
 #[test]
 fn usage_errors_exit_2() {
     assert_eq!(vmscrub(&[&"inspect"]).status.code(), Some(2));

@@ -176,10 +176,10 @@ impl<D: ReadAt> FatFs<D> {
         let in_root = g.root_cluster == 0
             && id >= g.root_dir_offset()
             && id < g.root_dir_offset() + g.root_dir_bytes()
-            && (id - g.root_dir_offset()) % ENTRY as u64 == 0;
+            && (id - g.root_dir_offset()).is_multiple_of(ENTRY as u64);
         let in_data = id >= g.data_offset()
             && id < g.volume_bytes()
-            && (id - g.data_offset()) % ENTRY as u64 == 0;
+            && (id - g.data_offset()).is_multiple_of(ENTRY as u64);
         if !in_root && !in_data {
             return Err(FatError::BadNode { id });
         }

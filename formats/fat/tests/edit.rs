@@ -49,10 +49,10 @@ const NAMES: [&str; 9] = [
 fn lfn_fragments(name: &str) -> Vec<Vec<u8>> {
     let mut units: Vec<u16> = name.encode_utf16().collect();
     let real = units.len();
-    if real % 13 != 0 {
+    if !real.is_multiple_of(13) {
         units.push(0);
     }
-    while units.len() % 13 != 0 {
+    while !units.len().is_multiple_of(13) {
         units.push(0xFFFF);
     }
     let mut out = Vec::new();

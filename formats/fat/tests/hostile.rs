@@ -35,7 +35,7 @@ fn set_fat(d: &CowDisk, g: &Geometry, copy: u32, cluster: u32, value: u32) {
             let mut b = [0u8; 2];
             d.read_exact_at(&mut b, pos).unwrap();
             let old = u16::from_le_bytes(b);
-            let new = if cluster % 2 == 0 {
+            let new = if cluster.is_multiple_of(2) {
                 (old & 0xF000) | (value as u16 & 0xFFF)
             } else {
                 (old & 0x000F) | ((value as u16) << 4)
@@ -483,10 +483,10 @@ fn fuzz(name: &str, iterations: u32, seed: u64) {
         if let Ok(entries) = fs.walk() {
             walked += 1;
             for (i, w) in entries.iter().enumerate() {
-                if !w.entry.node.is_dir {
-                    if let Ok(mut r) = fs.open_file(w.entry.id()) {
-                        let _ = std::io::copy(&mut r, &mut std::io::sink());
-                    }
+                if !w.entry.node.is_dir
+                    && let Ok(mut r) = fs.open_file(w.entry.id())
+                {
+                    let _ = std::io::copy(&mut r, &mut std::io::sink());
                 }
                 if i as u64 == rng.below(entries.len() as u64 + 1) {
                     target = Some(w.path.clone());

@@ -296,12 +296,11 @@ fn extract_inner<R: Read>(
     let plan = plan_commit(root, target, Path::new(""), opts)?;
     for step in &plan {
         if let Step::Move(rel) = step {
-            if opts.force {
-                if let Ok(m) = fs::symlink_metadata(target.join(rel)) {
-                    if !m.is_dir() {
-                        fs::remove_file(target.join(rel))?;
-                    }
-                }
+            if opts.force
+                && let Ok(m) = fs::symlink_metadata(target.join(rel))
+                && !m.is_dir()
+            {
+                fs::remove_file(target.join(rel))?;
             }
             fs::rename(root.join(rel), target.join(rel))?;
         }

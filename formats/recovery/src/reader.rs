@@ -37,11 +37,11 @@ pub fn open<R: Read>(mut input: R, identity: &Identity) -> Result<(Header, Paylo
     order.extend((0..header.recipients.len()).filter(|&i| header.recipients[i].fingerprint != fp));
     let mut key: Option<Zeroizing<Vec<u8>>> = None;
     for i in order {
-        if let Some(k) = identity.unwrap(&header.recipients[i].wrapped) {
-            if k.len() == 32 {
-                key = Some(k);
-                break;
-            }
+        if let Some(k) = identity.unwrap(&header.recipients[i].wrapped)
+            && k.len() == 32
+        {
+            key = Some(k);
+            break;
         }
     }
     let Some(key) = key else {
@@ -215,10 +215,10 @@ impl<R: Read> TarReader<R> {
                 ustar::TYPE_PAX_GLOBAL => {
                     let data = self.read_member_data(h.size, "pax global header")?;
                     let g = Records::decode(&data)?;
-                    if let Some(c) = g.get("comment") {
-                        if c.starts_with(b"{") {
-                            self.manifest = Some(Manifest::from_json(c)?);
-                        }
+                    if let Some(c) = g.get("comment")
+                        && c.starts_with(b"{")
+                    {
+                        self.manifest = Some(Manifest::from_json(c)?);
                     }
                     continue;
                 }
@@ -239,13 +239,13 @@ impl<R: Read> TarReader<R> {
             let entry = self.member(h, &block, pax, long_name, long_link)?;
             // The writer's trailing anchor (see `ArchiveWriter::finish`): a hard
             // link to itself, or a repeated directory header; neither is news.
-            if let EntryKind::HardLink { target } = &entry.kind {
-                if *target == entry.path {
-                    pax = Records::default();
-                    long_name = None;
-                    long_link = None;
-                    continue;
-                }
+            if let EntryKind::HardLink { target } = &entry.kind
+                && *target == entry.path
+            {
+                pax = Records::default();
+                long_name = None;
+                long_link = None;
+                continue;
             }
             if self.manifest.is_some()
                 && entry.kind == EntryKind::Dir
@@ -331,10 +331,8 @@ impl<R: Read> TarReader<R> {
         }
         let sparse =
             pax.get("GNU.sparse.major") == Some(b"1") && pax.get("GNU.sparse.minor") == Some(b"0");
-        if sparse {
-            if let Some(n) = pax.get("GNU.sparse.name") {
-                path = n.to_vec();
-            }
+        if sparse && let Some(n) = pax.get("GNU.sparse.name") {
+            path = n.to_vec();
         }
         while path.len() > 1 && path.ends_with(b"/") {
             path.pop();

@@ -206,7 +206,7 @@ fn payload_of_exactly_n_chunks_round_trips() {
         let a = encrypt_tar(Vec::new(), &recips, &opts, &mut &tar[..]).unwrap();
         let body = a.len() - header_len(&a);
         let chunks = body.div_ceil(528);
-        if (body - 16 * chunks) % 512 == 0 {
+        if (body - 16 * chunks).is_multiple_of(512) {
             exact.push((tar, a));
         }
     }
