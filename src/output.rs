@@ -422,7 +422,13 @@ impl VmdkSubformat {
 }
 
 /// **Hook for the qcow2 writer**: its options (version, cluster size,
-/// compression type, …) go here, and [`create_output`] builds its sink.
+/// compression type, …) go here, and the `Qcow2` arm of [`create_output`] builds
+/// its sink in a [`PendingFile`]. The sink implements [`ImageSink`] with
+/// `unit_size` = the cluster size, an [`EncoderFactory`] whose encoders compress
+/// a cluster (returning [`Unit::Encoded`], or [`Unit::Plain`] when compression
+/// does not pay, [`Unit::Zero`] for zero clusters) on the worker threads, and
+/// `write_run` appending clusters and tables in order; [`write_image`] and
+/// `vmscrub convert` then work unchanged.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Qcow2Options {
     /// Compress clusters (zlib or zstd, per the writer's own options).

@@ -569,3 +569,37 @@ fn ctrl_c_leaves_nothing() {
     no_leftovers(dir.path(), &[], "ctrl-c");
     assert_eq!(crc_of(&input), before, "input changed");
 }
+
+/// A damaged input (a flipped byte inside a compressed grain): the read error
+/// stops the pass, exit 3, nothing left beside the input.
+#[test]
+fn corrupt_input_fails_cleanly() {
+    use std::os::unix::fs::FileExt;
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("in.vmdk");
+    ok(
+        &vmscrub(&[
+            &"convert",
+            &"-q",
+            &"-O",
+            &"vmdk",
+            &fixture("conv-random"),
+            &good,
+        ]),
+        "make a stream",
+    );
+    // Our streams put the first grain marker at sector 128 (overHead).
+    let f = std::fs::OpenOptions::new().write(true).open(&good).unwrap();
+    f.write_all_at(&[0xff; 16], 128 * 512 + 2000).unwrap();
+    drop(f);
+    for out in ["o.raw", "o.vmdk"] {
+        let o = vmscrub(&[&"convert", &"-q", &good, &dir.path().join(out)]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(3), "{err}");
+        assert!(
+            err.contains("grain 0") && err.contains("nothing was written"),
+            "{err}"
+        );
+        no_leftovers(dir.path(), &["in.vmdk"], out);
+    }
+}
