@@ -14,6 +14,7 @@ PKGS=(
   xfsprogs btrfs-progs cryptsetup-bin  # filesystem signatures for identification tests
   python3               # scripts/fixtures.py, the standalone recovery decryptor
   python3-cryptography python3-zstandard  # the decryptor's oracle run in the tests
+  7zip                  # 7zz: an independent VMDK reader (VMware-style streams) judging the VMDK writers
   putty-tools gnupg openssh-client openssl  # puttygen/gpg/ssh-keygen/openssl: real keys for the content-detector tests
   python3-bcrypt        # cryptography needs it to open passphrase-protected OpenSSH keys (vmscrub-recover.py)
   openssh-client openssl  # ssh-keygen / openssl generate the recovery tests' keys at test time

@@ -280,10 +280,6 @@ pub enum ImageError {
         advice: &'static str,
     },
 
-    /// The format is recognised and will be read, but this build has no reader yet.
-    #[error("{path} is a {format} image; {format} support is not built yet")]
-    NotBuilt { path: PathBuf, format: Format },
-
     #[error(
         "{path} needs its backing file {reference:?}; pass --allow-backing to let vmscrub open it"
     )]
@@ -776,11 +772,12 @@ mod tests {
         assert_eq!(img.info.virtual_size, 8192);
         let p = dir.path().join("x.raw");
         std::fs::write(&p, b"QFI\xfb\0\0\0\x03").unwrap();
+        // A truncated qcow2 named .raw is still read as qcow2 — and refused as one.
         let e = open(&p, &OpenOptions::default()).unwrap_err();
         assert!(
             matches!(
                 e,
-                ImageError::NotBuilt {
+                ImageError::Container {
                     format: Format::Qcow2,
                     ..
                 }

@@ -9,6 +9,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod browse;
+pub mod convert;
 pub mod exit;
 pub mod fs;
 pub mod guest;

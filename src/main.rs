@@ -30,6 +30,8 @@ enum Command {
     Ls(vmscrub::browse::LsArgs),
     #[command(about = vmscrub::browse::CAT_ABOUT, long_about = vmscrub::browse::CAT_LONG_ABOUT)]
     Cat(vmscrub::browse::CatArgs),
+    #[command(about = vmscrub::convert::ABOUT, long_about = vmscrub::convert::LONG_ABOUT)]
+    Convert(vmscrub::convert::ConvertArgs),
     /// List the operations catalogue (name, `*` if on by default, heading)
     Operations(OperationsArgs),
     /// Audit an image (or an unpacked root directory): every finding, with why
@@ -253,6 +255,7 @@ fn main() {
         Command::Inspect(args) => vmscrub::inspect::run(&args),
         Command::Ls(args) => vmscrub::browse::ls(&args),
         Command::Cat(args) => vmscrub::browse::cat(&args),
+        Command::Convert(args) => vmscrub::convert::run(&args),
         Command::Operations(a) => operations(a),
         Command::Scan(a) => scan_verb(a),
         Command::Recover(args) => vmscrub::recover::run(&args),

@@ -1,0 +1,192 @@
+//! `vmscrub convert`: the plain-copy path — open, an [`Overlay`] with no changes,
+//! the output pass, commit. It exists to debug the readers and writers on their
+//! own and to change an image's format; `scrub` writes through exactly the same
+//! sinks and pass.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+
+use crate::exit;
+use crate::image::{self, ExternalFiles, Format, OpenOptions};
+use crate::output::{self, OutputFormat, PassOptions, VmdkSubformat};
+use crate::overlay::Overlay;
+
+pub const ABOUT: &str = "Copy an image into another format, unchanged (plain copy / debugging)";
+
+pub const LONG_ABOUT: &str = "Copy an image into another (or the same) container format without \
+changing a byte of the virtual disk: raw, qcow2 or VMDK in; raw or VMDK (streamOptimized, \
+monolithicSparse, monolithicFlat) out. This is the plain-copy path of the pipeline — open, \
+an overlay with no changes, one sequential pass, commit — useful to debug the readers and \
+writers and to change formats; it scrubs nothing (use `scrub` for that).\n\n\
+The output format defaults to the input's; a VMDK is written as streamOptimized (what OVA \
+packages and cloud importers take) unless --subformat says otherwise. Ranges the input does \
+not allocate and all-zero grains are never written: they stay holes or unallocated grains. \
+A new VMDK gets a fresh CID and ddb.uuid; its adapter type, hardware and tools versions are \
+carried over from a VMDK input (default lsilogic, 4, 2147483647).\n\n\
+The output is written under a temporary name beside OUT and renamed into place only when \
+complete; on any error or Ctrl-C nothing is left behind (exit code 3). An existing OUT is \
+never replaced without --force. The input is opened read-only.";
+
+#[derive(clap::Args, Debug)]
+pub struct ConvertArgs {
+    /// The input image (raw, qcow2 or VMDK; decided from the content).
+    pub input: PathBuf,
+    /// The output file (for monolithicFlat, the descriptor; the data goes to
+    /// NAME-flat.vmdk beside it).
+    pub output: PathBuf,
+    /// Output container format (default: the input's).
+    #[arg(long, short = 'O', value_enum)]
+    pub output_format: Option<FormatArg>,
+    /// VMDK variant to write (implies --output-format vmdk).
+    #[arg(long, value_enum)]
+    pub subformat: Option<VmdkSubformat>,
+    /// Replace OUT if it exists.
+    #[arg(long)]
+    pub force: bool,
+    /// No progress bar and no summary.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Let the image make vmscrub open its backing file (qcow2) or parent (VMDK).
+    #[arg(long)]
+    pub allow_backing: bool,
+    /// Let the image name backing or extent files outside its own directory.
+    #[arg(long)]
+    pub allow_external_files: bool,
+    /// Worker threads for reading and compressing (default: all cores).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub threads: Option<u16>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FormatArg {
+    Raw,
+    Vmdk,
+    Qcow2,
+}
+
+/// Ignores SIGXFSZ so that hitting a file-size limit (`ulimit -f`) makes the write
+/// fail with EFBIG — an error we unwind from, removing the temporary file —
+/// instead of killing the process and leaving it behind.
+fn survive_file_size_limit() {
+    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let _ = signal_hook::flag::register(signal_hook::consts::SIGXFSZ, flag);
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
+    }
+}
+
+pub fn run(args: &ConvertArgs) -> anyhow::Result<i32> {
+    output::install_interrupt_handler();
+    survive_file_size_limit();
+    let opts = OpenOptions {
+        allow_backing: args.allow_backing,
+        external_files: if args.allow_external_files {
+            ExternalFiles::Anywhere
+        } else {
+            ExternalFiles::SameDirectory
+        },
+    };
+    let format = match (args.output_format, args.subformat) {
+        (Some(f), Some(_)) if f != FormatArg::Vmdk => {
+            eprintln!("vmscrub: error: --subformat applies to --output-format vmdk only");
+            return Ok(exit::USAGE);
+        }
+        (f, s) => (f, s),
+    };
+    if same_file(&args.input, &args.output) {
+        anyhow::bail!(
+            "{} is the input; the input is never replaced",
+            args.output.display()
+        );
+    }
+    let img = image::open(&args.input, &opts)?;
+    for w in &img.info.warnings {
+        eprintln!("vmscrub: warning: {w}");
+    }
+    let out_format = match format {
+        (Some(FormatArg::Raw), _) => OutputFormat::Raw,
+        (Some(FormatArg::Qcow2), _) => OutputFormat::Qcow2(output::Qcow2Options::default()),
+        (Some(FormatArg::Vmdk), sub) | (None, sub @ Some(_)) => vmdk_format(args, &img, sub)?,
+        (None, None) => match img.info.format {
+            Format::Raw => OutputFormat::Raw,
+            Format::Qcow2 => OutputFormat::Qcow2(output::Qcow2Options::default()),
+            Format::Vmdk => vmdk_format(args, &img, None)?,
+        },
+    };
+    let size = img.info.virtual_size;
+    let mut out = output::create_output(&args.output, &out_format, size, args.force)?;
+    for t in out.targets() {
+        if same_file(&args.input, &t) {
+            anyhow::bail!("{} is the input; the input is never replaced", t.display());
+        }
+    }
+    let overlay = Overlay::new(img.disk.clone());
+    let pass = PassOptions {
+        threads: args
+            .threads
+            .map_or_else(vmscrub_parmap::available_threads, usize::from),
+        progress: !args.quiet,
+        label: "converting".into(),
+    };
+    let stats = output::write_image(&overlay, out.sink(), &pass).with_context(|| {
+        format!(
+            "writing {} failed; nothing was written",
+            args.output.display()
+        )
+    })?;
+    let targets = out.targets();
+    out.commit()?;
+    if !args.quiet {
+        let file_bytes: u64 = targets
+            .iter()
+            .filter_map(|t| std::fs::metadata(t).ok())
+            .map(|m| m.len())
+            .sum();
+        eprintln!(
+            "vmscrub: wrote {} as {}: {} bytes virtual, {} bytes read, {} bytes of file, in {:.2} s",
+            args.output.display(),
+            out_format.describe(),
+            stats.virtual_size,
+            stats.bytes_read,
+            file_bytes,
+            stats.elapsed.as_secs_f64()
+        );
+    }
+    Ok(exit::OK)
+}
+
+/// VMDK output: the subformat asked for (default streamOptimized), with the
+/// descriptor values carried over from a VMDK input.
+fn vmdk_format(
+    args: &ConvertArgs,
+    img: &image::OpenedImage,
+    sub: Option<VmdkSubformat>,
+) -> anyhow::Result<OutputFormat> {
+    let mut disk = vmscrub_vmdk::DiskOptions::default();
+    if img.info.format == Format::Vmdk {
+        let file = vmscrub_blockdev::FileDisk::open(&args.input)
+            .with_context(|| format!("cannot open {}", args.input.display()))?;
+        match vmscrub_vmdk::create::read_descriptor(&file) {
+            Ok(d) => {
+                let (o, warnings) = vmscrub_vmdk::DiskOptions::inherit_descriptor(&d);
+                for w in warnings {
+                    eprintln!("vmscrub: warning: {w}");
+                }
+                disk = o;
+            }
+            Err(e) => eprintln!(
+                "vmscrub: warning: cannot read the input's descriptor again ({e}); using default adapter and versions"
+            ),
+        }
+    }
+    Ok(OutputFormat::Vmdk {
+        subformat: sub.unwrap_or(VmdkSubformat::StreamOptimized),
+        disk,
+    })
+}
