@@ -391,6 +391,31 @@ fn errors_and_help() {
         assert_eq!(o.status.code(), Some(3), "{args:?}: {e}");
         assert!(e.contains(msg), "{args:?}: {e}");
     }
+    // A filesystem vmscrub cannot read is named with the reason.
+    let zoo = vmscrub_fixtures::fixture("gpt-fs-zoo");
+    let o = vmscrub(["ls", "--partition", "6", zoo.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(
+        String::from_utf8_lossy(&o.stderr)
+            .contains("partition 6 (xfsdata, xfs): xfs is not supported"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // A reader that stops early (`| head`) is not an error.
+    for args in [
+        vec!["ls", "-R", img, "/"],
+        vec!["cat", img, "/var/backups/disk.img"],
+    ] {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vmscrub"))
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = [0u8; 16];
+        std::io::Read::read_exact(child.stdout.as_mut().unwrap(), &mut first).unwrap();
+        drop(child.stdout.take());
+        assert_eq!(child.wait().unwrap().code(), Some(0), "{args:?}");
+    }
     // cat goes on after a failure, and still exits 3.
     let o = vmscrub(["cat", img, "/nope", "/etc/hostname"]);
     assert_eq!(o.status.code(), Some(3));

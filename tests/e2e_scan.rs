@@ -489,3 +489,35 @@ fn inputs_are_never_modified() {
         );
     }
 }
+
+/// A journal that needs recovery is not replayed: the scan still reads the
+/// on-disk state, and says so; inspect says so too.
+#[test]
+fn a_journal_needing_recovery_is_read_with_a_warning() {
+    let img = vmscrub_fixtures::fixture("ext4-needs-recovery");
+    let v = scan(&img, &[], 0);
+    assert_eq!(v["guest"]["filesystems"].as_array().unwrap().len(), 1);
+    let says = |msgs: &[&str]| {
+        msgs.iter()
+            .any(|m| m.contains("does not replay the journal") && m.contains("(dirty, ext4)"))
+    };
+    let warnings: Vec<&str> = v["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|w| w["kind"] == "guest-view")
+        .map(|w| w["message"].as_str().unwrap())
+        .collect();
+    assert!(says(&warnings), "{warnings:?}");
+    let o = vmscrub_ok(["inspect", "--format", "json", img.to_str().unwrap()], 0);
+    let j: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let w: Vec<&str> = j["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_str().unwrap())
+        .collect();
+    assert!(says(&w), "{w:?}");
+    assert_eq!(j["partitions"][0]["filesystem"]["needs_recovery"], true);
+    assert_eq!(j["partitions"][0]["filesystem"]["readable"], true);
+}
