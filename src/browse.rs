@@ -157,18 +157,6 @@ fn components(p: &[u8]) -> impl DoubleEndedIterator<Item = &[u8]> {
     p.split(|&b| b == b'/').filter(|c| !c.is_empty())
 }
 
-fn join(parts: &[Vec<u8>]) -> Vec<u8> {
-    if parts.is_empty() {
-        return b"/".to_vec();
-    }
-    let mut out = Vec::new();
-    for p in parts {
-        out.push(b'/');
-        out.extend_from_slice(p);
-    }
-    out
-}
-
 impl View {
     fn open(src: &Source) -> anyhow::Result<View> {
         let opts = guest::OpenOptions {
@@ -271,15 +259,52 @@ impl View {
             .map(|m| m.fs)
     }
 
+    /// Where `/` is: the OS root's (or the chosen filesystem's) root directory.
+    fn top(&self) -> Result<(usize, NodeId), Missing> {
+        let (i, _) = self.locate(b"/").ok_or(Missing::NotFound)?;
+        Ok((i, self.fs(i).root()))
+    }
+
+    /// The entry `name` of directory `dir` on filesystem `fs`; `here` is the
+    /// entry's full (symlink-free) path. An exact byte match in the listing
+    /// costs one directory read; only a miss asks the filesystem to resolve the
+    /// whole path, which is where FAT's case-insensitive names are matched.
+    fn child(
+        &self,
+        fs: usize,
+        dir: NodeId,
+        name: &[u8],
+        here: &[u8],
+    ) -> Result<(usize, NodeId), Missing> {
+        if let Some(m) = self.mounted_at(here) {
+            return Ok((m, self.fs(m).root()));
+        }
+        let f = self.fs(fs);
+        let entries = f.read_dir(dir).map_err(missing)?;
+        if let Some(e) = entries.iter().find(|e| e.name == name) {
+            return Ok((fs, e.id));
+        }
+        let (i, inner) = self.locate(here).ok_or(Missing::NotFound)?;
+        Ok((i, self.fs(i).lookup(&inner).map_err(missing)?))
+    }
+
     /// Resolves `path` component by component, crossing mount points and
-    /// following symlinks (the last one only if `follow_last`), a bounded number
-    /// of times. Returns the resolved path (symlinks expanded), its filesystem and node.
+    /// following symlinks (the last one only if `follow_last`). Bounded: at most
+    /// [`MAX_SYMLINKS`] links, [`MAX_DEPTH`] levels and 64 Ki components in all,
+    /// and each component costs one directory read from where the walk stands
+    /// (a directory that contains itself in a corrupt image cannot make the
+    /// work grow with the square of the depth). Returns the resolved path
+    /// (symlinks expanded), its filesystem and node.
     fn resolve(&self, path: &[u8], follow_last: bool) -> Result<(Vec<u8>, usize, NodeId), Missing> {
-        let mut stack: Vec<Vec<u8>> = vec![];
+        // The resolved components: the length of `here` before each, and
+        // where each lives. `here` is their path, kept up to date in place.
+        let mut stack: Vec<(usize, usize, NodeId)> = vec![];
+        let mut here: Vec<u8> = vec![];
         // Components still to walk, next one last.
         let mut todo: Vec<Vec<u8>> = components(path).rev().map(<[u8]>::to_vec).collect();
         let mut links = 0usize;
         let mut steps = 0usize;
+        let top = self.top()?;
         while let Some(comp) = todo.pop() {
             steps += 1;
             if steps > 64 * 1024 || stack.len() > MAX_DEPTH {
@@ -288,17 +313,20 @@ impl View {
             match comp.as_slice() {
                 b"." => continue,
                 b".." => {
-                    stack.pop();
+                    if let Some((len, _, _)) = stack.pop() {
+                        here.truncate(len);
+                    }
                     continue;
                 }
                 _ => {}
             }
             let last = todo.is_empty();
-            stack.push(comp);
-            let here = join(&stack);
-            let (i, inner) = self.locate(&here).ok_or(Missing::NotFound)?;
+            let (dfs, dir) = stack.last().map_or(top, |s| (s.1, s.2));
+            let before = here.len();
+            here.push(b'/');
+            here.extend_from_slice(&comp);
+            let (i, id) = self.child(dfs, dir, &comp, &here)?;
             let fs = self.fs(i);
-            let id = fs.lookup(&inner).map_err(missing)?;
             let m = fs.metadata(id).map_err(missing)?;
             if m.kind == FileKind::Symlink && (!last || follow_last) {
                 links += 1;
@@ -306,9 +334,10 @@ impl View {
                     return Err(Missing::Loop);
                 }
                 let target = fs.read_link(id).map_err(missing)?;
-                stack.pop();
+                here.truncate(before);
                 if target.starts_with(b"/") {
                     stack.clear();
+                    here.clear();
                 }
                 todo.extend(components(&target).rev().map(<[u8]>::to_vec));
                 continue;
@@ -316,10 +345,12 @@ impl View {
             if !last && m.kind != FileKind::Directory {
                 return Err(Missing::NotADirectory);
             }
+            stack.push((before, i, id));
         }
-        let here = join(&stack);
-        let (i, inner) = self.locate(&here).ok_or(Missing::NotFound)?;
-        let id = self.fs(i).lookup(&inner).map_err(missing)?;
+        let (i, id) = stack.last().map_or(top, |s| (s.1, s.2));
+        if here.is_empty() {
+            here.push(b'/');
+        }
         Ok((here, i, id))
     }
 }
@@ -763,6 +794,102 @@ mod tests {
         assert_eq!(mode_string(FileKind::Directory, 0o1776), "drwxrwxrwT");
         assert_eq!(mode_string(FileKind::CharDevice, 0o600), "crw-------");
         assert_eq!(mode_string(FileKind::Symlink, 0o777), "lrwxrwxrwx");
+    }
+
+    use crate::fs::walk::memfs::MemFs;
+    use crate::guest::{FsIdentity, GuestFs};
+    use std::sync::Arc;
+
+    fn view(fss: Vec<(MemFs, &str)>, single: Option<usize>) -> View {
+        let filesystems = fss
+            .into_iter()
+            .enumerate()
+            .map(|(i, (fs, label))| GuestFs {
+                identity: FsIdentity {
+                    partition: Some(i as u32 + 1),
+                    fs_label: Some(label.into()),
+                    ..Default::default()
+                },
+                fs: Arc::new(fs),
+            })
+            .collect();
+        View {
+            guest: Guest::new(filesystems, vec![]),
+            single,
+        }
+    }
+
+    #[test]
+    fn resolves_through_mounts_and_symlinks() {
+        let mut root = MemFs::new();
+        root.file("/etc/os-release", b"ID=debian\n");
+        root.file("/etc/fstab", b"LABEL=data /srv/data ext4 defaults 0 2\n");
+        root.put(b"/srv/data", FileKind::Directory, b"");
+        root.file("/srv/data/shadowed", b"on the root fs");
+        root.put(b"/link", FileKind::Symlink, b"/srv/data/sub");
+        root.put(b"/etc/rel", FileKind::Symlink, b"../srv/./data");
+        let mut data = MemFs::new();
+        let f = data.file("/sub/file", b"on the data fs");
+        let v = view(vec![(root, "root"), (data, "data")], None);
+        let (p, fs, id) = v.resolve(b"/link/file", true).unwrap();
+        assert_eq!((p.as_slice(), fs, id), (&b"/srv/data/sub/file"[..], 1, f));
+        let (p, fs, _) = v.resolve(b"/etc/rel/sub/../sub/file", false).unwrap();
+        assert_eq!((p.as_slice(), fs), (&b"/srv/data/sub/file"[..], 1));
+        let (_, fs, id) = v.resolve(b"/srv/data", false).unwrap();
+        assert_eq!((fs, id), (1, 1), "a mount point is the mounted root");
+        assert!(matches!(
+            v.resolve(b"/srv/data/shadowed", false),
+            Err(Missing::NotFound)
+        ));
+        let (p, fs, _) = v.resolve(b"/link", false).unwrap();
+        assert_eq!(
+            (p.as_slice(), fs),
+            (&b"/link"[..], 0),
+            "last link not followed"
+        );
+        assert!(matches!(
+            v.resolve(b"/etc/os-release/x", false),
+            Err(Missing::NotADirectory)
+        ));
+        let (p, _, id) = v.resolve(b"/../..", false).unwrap();
+        assert_eq!((p.as_slice(), id), (&b"/"[..], 1));
+        // One filesystem on its own: no mounts.
+        let v1 = View {
+            guest: v.guest,
+            single: Some(0),
+        };
+        assert_eq!(
+            v1.resolve(b"/srv/data/shadowed", false).unwrap().1,
+            0,
+            "--partition sees what the mount hides"
+        );
+    }
+
+    #[test]
+    fn hostile_trees_resolve_in_bounded_time() {
+        let mut fs = MemFs::new();
+        let a = fs.put(b"/a", FileKind::Directory, b"");
+        // A directory that contains itself (only in a corrupt image).
+        fs.link(a, b"a", a, FileKind::Directory);
+        let deep = b"a/".repeat(2000);
+        fs.put(b"/s", FileKind::Symlink, &deep);
+        fs.put(b"/loop1", FileKind::Symlink, b"/loop2/x");
+        fs.put(b"/loop2", FileKind::Symlink, b"/loop1/x");
+        let v = view(vec![(fs, "x")], Some(0));
+        let started = std::time::Instant::now();
+        let mut long = b"/a".to_vec();
+        for _ in 0..5000 {
+            long.extend_from_slice(b"/a");
+        }
+        assert!(matches!(v.resolve(&long, true), Err(Missing::Loop)));
+        let mut via_links = b"/s".to_vec();
+        for _ in 0..30 {
+            via_links.extend_from_slice(b"/../s");
+        }
+        let _ = v.resolve(&via_links, true);
+        assert!(matches!(v.resolve(b"/loop1", true), Err(Missing::Loop)));
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        assert_eq!(v.resolve(&b"/a".repeat(100), true).unwrap().2, a);
     }
 
     #[test]
