@@ -355,14 +355,7 @@ pub(crate) fn protected_blocks<R: ReadAt>(
     special.sort_unstable();
     special.dedup();
     for &ino in &special {
-        // Unused reserved inodes are all zeros (never checksummed): skip them.
-        let (blk, off) = fs.inode_location(ino)?;
-        let mut raw = vec![0u8; usize::from(sb.inode_size)];
-        let at = blk * u64::from(fs.block_size()) + u64::from(off);
-        fs.read_bytes(at, &mut raw, "inode")?;
-        if raw.iter().all(|&c| c == 0) {
-            continue;
-        }
+        // Unused reserved inodes are all zeros.
         let inode = fs.inode(ino)?;
         if inode.mode == 0 && inode.links_count == 0 {
             continue;
