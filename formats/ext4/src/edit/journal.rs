@@ -14,8 +14,10 @@
 //! block with a bad checksum whose transaction never commits, or whose commit is
 //! older than the previous one) end the log, as in jbd2.
 //!
-//! Not replayed (refused with `Unsupported`): journals with v1 checksums
-//! (`COMPAT_CHECKSUM`), asynchronous commits and fast commits.
+//! v1 transaction checksums (`COMPAT_CHECKSUM`: a big-endian CRC-32 over each
+//! transaction's descriptor and data blocks, stored in its commit block) are
+//! verified too. Not replayed (refused with `Unsupported`): asynchronous commits
+//! and fast commits.
 //!
 //! Reset: `s_start = 0` (empty log), `s_sequence` = the next transaction id (one
 //! past the last replayed, or past the old sequence), checksum updated. Every other
@@ -93,6 +95,22 @@ fn be64(b: &[u8], at: usize) -> u64 {
     (u64::from(be32(b, at)) << 32) | u64::from(be32(b, at + 4))
 }
 
+/// The kernel's `crc32_be` (big-endian CRC-32, polynomial 0x04C11DB7, no final
+/// inversion) that v1 journal checksums use.
+fn crc32_be(mut crc: u32, data: &[u8]) -> u32 {
+    for &b in data {
+        crc ^= u32::from(b) << 24;
+        for _ in 0..8 {
+            crc = if crc & 0x8000_0000 != 0 {
+                (crc << 1) ^ 0x04C1_1DB7
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc
+}
+
 /// jbd2's `tid_gt`: sequence numbers wrap.
 fn tid_gt(x: u32, y: u32) -> bool {
     (x.wrapping_sub(y) as i32) > 0
@@ -136,11 +154,6 @@ pub(crate) fn replay<R: ReadAt, D: ReadAt>(
             next_sequence: sb.sequence.wrapping_add(1),
         });
     }
-    if sb.feature_compat & feature::COMPAT_CHECKSUM != 0 {
-        return Err(EditError::unsupported(
-            "journal replay with v1 (crc32) transaction checksums",
-        ));
-    }
     if sb.feature_incompat & feature::INCOMPAT_ASYNC_COMMIT != 0 {
         return Err(EditError::unsupported(
             "journal replay with asynchronous commits",
@@ -170,6 +183,8 @@ pub(crate) fn replay<R: ReadAt, D: ReadAt>(
     };
     let tag_size = tag_bytes(sb);
     let tail = if csum { 4 } else { 0 };
+    let v1 = sb.feature_compat & feature::COMPAT_CHECKSUM != 0;
+    let mut crc_v1: u32 = !0;
 
     // Pass 1: find the committed transactions.
     let mut committed: Vec<Txn> = Vec::new();
@@ -204,6 +219,9 @@ pub(crate) fn replay<R: ReadAt, D: ReadAt>(
                 if csum && !tail_ok(&b) {
                     suspect = true;
                 }
+                if v1 {
+                    crc_v1 = crc32_be(crc_v1, &b);
+                }
                 let mut pos = 12;
                 while pos + tag_size <= bs - tail {
                     let lo = u64::from(be32(&b, pos));
@@ -220,6 +238,9 @@ pub(crate) fn replay<R: ReadAt, D: ReadAt>(
                     } else {
                         0
                     };
+                    if v1 {
+                        crc_v1 = crc32_be(crc_v1, &read(blk)?);
+                    }
                     cur.tags.push(Tag {
                         fs_block: lo | (hi << 32),
                         log_block: blk,
@@ -293,6 +314,25 @@ pub(crate) fn replay<R: ReadAt, D: ReadAt>(
                         }
                         .into());
                     }
+                }
+                if v1 {
+                    let found = be32(&b, 16);
+                    let (kind, size) = (b[12], b[13]);
+                    let ok = (kind == 1 && size == 4 && found == crc_v1)
+                        || (kind == 0 && size == 0 && found == 0);
+                    if !ok {
+                        if commit_time < last_commit_time {
+                            break;
+                        }
+                        return Err(Error::ChecksumMismatch {
+                            structure: "journal transaction (v1 checksum)",
+                            loc: loc.with_block(u64::from(here)),
+                            stored: found,
+                            computed: crc_v1,
+                        }
+                        .into());
+                    }
+                    crc_v1 = !0;
                 }
                 last_commit_time = commit_time;
                 let next = cur.sequence.wrapping_add(1);
@@ -417,6 +457,12 @@ pub(crate) fn reset<R: ReadAt, D: ReadAt>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn crc32_be_matches_the_mpeg2_check_value() {
+        // CRC-32/MPEG-2 is this CRC with seed !0: check value of "123456789".
+        assert_eq!(crc32_be(!0, b"123456789"), 0x0376_E6E7);
+    }
 
     #[test]
     fn sequence_comparisons_wrap() {
