@@ -60,15 +60,6 @@ fn e2fsck_replay(img: &Path) {
     assert!(!open(img).needs_recovery());
 }
 
-fn e2fsck_fix(img: &Path) {
-    let out = Command::new("e2fsck").arg("-fy").arg(img).output().unwrap();
-    assert!(
-        matches!(out.status.code(), Some(0 | 1)),
-        "e2fsck -fy: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-}
-
 fn block_size(img: &Path) -> u64 {
     u64::from(open(img).block_size())
 }
