@@ -46,8 +46,8 @@ pub use dir::{DirBlock, DirBlockKind, ReadDir};
 pub use dir_entry::{DirEntry, DirEntryPlace};
 pub use dir_htree::Htree;
 pub use edit::{
-    EditError, EditReport, Editor, EditorOptions, KeptLink, Refusal, ReplayStats, Shrunk,
-    TreeRemoved, Unlinked,
+    EditError, EditReport, EditResult, Editor, EditorOptions, KeptLink, Refusal, ReplayStats,
+    Shrunk, Staged, TreeRemoved, Unlinked,
 };
 pub use error::{Error, Loc, Result};
 pub use extent::{ExtentNode, ExtentTree};
