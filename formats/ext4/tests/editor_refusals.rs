@@ -164,7 +164,8 @@ fn set_bits(p: &Path, at: usize, bits: u32) {
 
 #[test]
 fn unsupported_features() {
-    let cases: [(&str, usize, u32, fn(&EditError) -> bool); 8] = [
+    type Check = fn(&EditError) -> bool;
+    let cases: [(&str, usize, u32, Check); 8] = [
         (
             "unknown incompat",
             sb::FEATURE_INCOMPAT,
