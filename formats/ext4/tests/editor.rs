@@ -627,3 +627,45 @@ fn failed_operations_change_nothing() {
     zero(&img.path, &report.zero_ranges);
     e2fsck_clean(&img.path);
 }
+
+/// `dir_nlink`: a directory whose link count overflowed is stored with 1. When
+/// one of its subdirectories goes, the editor recounts and stores the real count
+/// if it fits again — which is what e2fsck then expects (here the fixture's
+/// /scrub is set to 1 by hand, which e2fsck reports before the edit).
+#[test]
+fn dir_nlink_one_is_recounted() {
+    let img = scratch("ed-ext4");
+    let out = std::process::Command::new("debugfs")
+        .args(["-w", "-R", "sif /scrub links_count 1"])
+        .arg(&img.path)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let fsck = std::process::Command::new("e2fsck")
+        .arg("-fn")
+        .arg(&img.path)
+        .output()
+        .unwrap();
+    assert!(
+        !fsck.status.success(),
+        "e2fsck objects to the hand-set count before the edit"
+    );
+    let fs = open(&img.path);
+    let subdirs = walk_ours(&fs)
+        .nodes
+        .iter()
+        .filter(|(p, n)| {
+            n.ftype == FileType::Directory
+                && p.starts_with(b"/scrub/")
+                && !p[b"/scrub/".len()..].contains(&b'/')
+        })
+        .count() as u16;
+    drop(fs);
+    edit(&img.path, caller_zeroes(), |ed| {
+        ed.remove_tree(b"/scrub/tree").unwrap();
+    });
+    e2fsck_clean(&img.path);
+    let fs = open(&img.path);
+    let scrub = fs.inode(fs.lookup(b"/scrub", false).unwrap()).unwrap();
+    assert_eq!(scrub.links_count, subdirs - 1 + 2);
+}
