@@ -224,15 +224,19 @@ impl<D: ReadAt> Ext4<D> {
     }
 
     /// Reads inode `ino` (verifying its checksum under metadata_csum). Free inodes
-    /// are returned as stored; see [`Ext4::inode_in_use`].
+    /// are returned as stored; see [`Ext4::inode_in_use`]. An all-zero slot (never
+    /// used, or wiped by the editor) carries no checksum and is accepted as e2fsck
+    /// accepts it.
     pub fn inode(&self, ino: u32) -> Result<Inode> {
         let (block, offset) = self.inode_location(ino)?;
         let mut raw = vec![0u8; usize::from(self.sb.inode_size)];
         let byte = block * u64::from(self.block_size()) + u64::from(offset);
         self.read_bytes(byte, &mut raw, "inode")?;
+        let zeroed = raw.iter().all(|&b| b == 0);
         let inode = Inode::parse(ino, raw, (block, offset))?;
         if self.sb.has_metadata_csum()
             && self.opts.verify_checksums
+            && !zeroed
             && !self.inode_never_written(ino)?
         {
             inode.verify_checksum(self.csum_seed)?;

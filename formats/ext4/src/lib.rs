@@ -26,6 +26,7 @@ pub mod checksum;
 pub mod dir;
 pub mod dir_entry;
 pub mod dir_htree;
+pub mod edit;
 pub mod error;
 pub mod extent;
 pub mod features;
@@ -44,6 +45,10 @@ pub use block_group::{GroupDesc, GroupLayout};
 pub use dir::{DirBlock, DirBlockKind, ReadDir};
 pub use dir_entry::{DirEntry, DirEntryPlace};
 pub use dir_htree::Htree;
+pub use edit::{
+    EditError, EditReport, EditResult, Editor, EditorOptions, KeptLink, Refusal, ReplayStats,
+    Shrunk, Staged, TreeRemoved, Unlinked,
+};
 pub use error::{Error, Loc, Result};
 pub use extent::{ExtentNode, ExtentTree};
 pub use file::FileReader;
