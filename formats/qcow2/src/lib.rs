@@ -1,5 +1,6 @@
-//! A read-only qcow2 reader that presents the virtual disk as a
-//! [`vmscrub_blockdev::ReadAt`] device.
+//! A qcow2 reader that presents the virtual disk as a
+//! [`vmscrub_blockdev::ReadAt`] device, and a sequential writer ([`Writer`]) that
+//! appends a disk given front to back, optionally with compressed clusters.
 //!
 //! Format: qemu's `docs/interop/qcow2.txt`. Supported: versions 2 and 3
 //! (`compat=0.10` / `1.1`), cluster sizes 512 B .. 2 MiB, standard, zero and
@@ -71,6 +72,7 @@ mod error;
 mod header;
 mod image;
 mod l2;
+mod writer;
 
 pub use chain::{
     ChainLink, DEFAULT_MAX_DEPTH, DynQcow2, LinkFormat, open_chain, resolve_backing_path,
@@ -81,6 +83,10 @@ pub use header::{
     incompatible,
 };
 pub use image::{MissingBacking, OpenOptions, Qcow2};
+pub use writer::{
+    ClusterCompressor, DEFAULT_CLUSTER_BITS, DEFAULT_L2_MEMORY, DEFAULT_ZLIB_LEVEL,
+    DEFAULT_ZSTD_LEVEL, Summary, Version, WriteError, Writer, WriterOptions, cluster_bits,
+};
 
 use vmscrub_blockdev::ReadAt;
 
