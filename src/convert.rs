@@ -8,22 +8,30 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 
 use crate::exit;
-use crate::image::{self, ExternalFiles, Format, OpenOptions};
-use crate::output::{self, OutputFormat, PassOptions, VmdkSubformat};
+use crate::image::{self, ExternalFiles, OpenOptions};
+use crate::output::{self, OutputArgs, PassOptions};
 use crate::overlay::Overlay;
+
+/// Moved to [`crate::output`] with the other output options.
+pub use crate::output::FormatArg;
 
 pub const ABOUT: &str = "Copy an image into another format, unchanged (plain copy / debugging)";
 
 pub const LONG_ABOUT: &str = "Copy an image into another (or the same) container format without \
-changing a byte of the virtual disk: raw, qcow2 or VMDK in; raw or VMDK (streamOptimized, \
-monolithicSparse, monolithicFlat) out. This is the plain-copy path of the pipeline — open, \
-an overlay with no changes, one sequential pass, commit — useful to debug the readers and \
-writers and to change formats; it scrubs nothing (use `scrub` for that).\n\n\
+changing a byte of the virtual disk: raw, qcow2 or VMDK in; raw, qcow2 or VMDK \
+(streamOptimized, monolithicSparse, monolithicFlat) out. This is the plain-copy path of the \
+pipeline — open, an overlay with no changes, one sequential pass, commit — useful to debug \
+the readers and writers and to change formats; it scrubs nothing (use `scrub` for that).\n\n\
 The output format defaults to the input's; a VMDK is written as streamOptimized (what OVA \
 packages and cloud importers take) unless --subformat says otherwise. Ranges the input does \
-not allocate and all-zero grains are never written: they stay holes or unallocated grains. \
-A new VMDK gets a fresh CID and ddb.uuid; its adapter type, hardware and tools versions are \
-carried over from a VMDK input (default lsilogic, 4, 2147483647).\n\n\
+not allocate and all-zero grains or clusters are never written: they stay holes or \
+unallocated grains/clusters. A new VMDK gets a fresh CID and ddb.uuid; its adapter type, \
+hardware and tools versions are carried over from a VMDK input (default lsilogic, 4, \
+2147483647).\n\n\
+A qcow2 output is version 3 (--compat 1.1; 0.10 for version 2) with 64 KiB clusters \
+(--cluster-size 512 to 2M) and no backing file, whatever the input was. --compress stores \
+clusters compressed (zlib, or --compress=zstd), on all cores, each one that does not shrink \
+stored as is; the options apply to qcow2 output only.\n\n\
 The output is written under a temporary name beside OUT and renamed into place only when \
 complete; on any error or Ctrl-C nothing is left behind (exit code 3). An existing OUT is \
 never replaced without --force. The input is opened read-only.";
@@ -35,12 +43,8 @@ pub struct ConvertArgs {
     /// The output file (for monolithicFlat, the descriptor; the data goes to
     /// NAME-flat.vmdk beside it).
     pub output: PathBuf,
-    /// Output container format (default: the input's).
-    #[arg(long, short = 'O', value_enum)]
-    pub output_format: Option<FormatArg>,
-    /// VMDK variant to write (implies --output-format vmdk).
-    #[arg(long, value_enum)]
-    pub subformat: Option<VmdkSubformat>,
+    #[command(flatten)]
+    pub output_args: OutputArgs,
     /// Replace OUT if it exists.
     #[arg(long)]
     pub force: bool,
@@ -56,13 +60,6 @@ pub struct ConvertArgs {
     /// Worker threads for reading and compressing (default: all cores).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub threads: Option<u16>,
-}
-
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FormatArg {
-    Raw,
-    Vmdk,
-    Qcow2,
 }
 
 /// Ignores SIGXFSZ so that hitting a file-size limit (`ulimit -f`) makes the write
@@ -92,13 +89,10 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<i32> {
             ExternalFiles::SameDirectory
         },
     };
-    let format = match (args.output_format, args.subformat) {
-        (Some(f), Some(_)) if f != FormatArg::Vmdk => {
-            eprintln!("vmscrub: error: --subformat applies to --output-format vmdk only");
-            return Ok(exit::USAGE);
-        }
-        (f, s) => (f, s),
-    };
+    if let Err(e) = args.output_args.check() {
+        eprintln!("vmscrub: error: {e}");
+        return Ok(exit::USAGE);
+    }
     if same_file(&args.input, &args.output) {
         anyhow::bail!(
             "{} is the input; the input is never replaced",
@@ -109,15 +103,17 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<i32> {
     for w in &img.info.warnings {
         eprintln!("vmscrub: warning: {w}");
     }
-    let out_format = match format {
-        (Some(FormatArg::Raw), _) => OutputFormat::Raw,
-        (Some(FormatArg::Qcow2), _) => OutputFormat::Qcow2(output::Qcow2Options::default()),
-        (Some(FormatArg::Vmdk), sub) | (None, sub @ Some(_)) => vmdk_format(args, &img, sub)?,
-        (None, None) => match img.info.format {
-            Format::Raw => OutputFormat::Raw,
-            Format::Qcow2 => OutputFormat::Qcow2(output::Qcow2Options::default()),
-            Format::Vmdk => vmdk_format(args, &img, None)?,
-        },
+    let out_format = match args.output_args.resolve(&args.input, &img) {
+        Ok(r) => {
+            for w in &r.warnings {
+                eprintln!("vmscrub: warning: {w}");
+            }
+            r.format
+        }
+        Err(e) => {
+            eprintln!("vmscrub: error: {e}");
+            return Ok(exit::USAGE);
+        }
     };
     let size = img.info.virtual_size;
     let mut out = output::create_output(&args.output, &out_format, size, args.force)?;
@@ -159,34 +155,4 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<i32> {
         );
     }
     Ok(exit::OK)
-}
-
-/// VMDK output: the subformat asked for (default streamOptimized), with the
-/// descriptor values carried over from a VMDK input.
-fn vmdk_format(
-    args: &ConvertArgs,
-    img: &image::OpenedImage,
-    sub: Option<VmdkSubformat>,
-) -> anyhow::Result<OutputFormat> {
-    let mut disk = vmscrub_vmdk::DiskOptions::default();
-    if img.info.format == Format::Vmdk {
-        let file = vmscrub_blockdev::FileDisk::open(&args.input)
-            .with_context(|| format!("cannot open {}", args.input.display()))?;
-        match vmscrub_vmdk::create::read_descriptor(&file) {
-            Ok(d) => {
-                let (o, warnings) = vmscrub_vmdk::DiskOptions::inherit_descriptor(&d);
-                for w in warnings {
-                    eprintln!("vmscrub: warning: {w}");
-                }
-                disk = o;
-            }
-            Err(e) => eprintln!(
-                "vmscrub: warning: cannot read the input's descriptor again ({e}); using default adapter and versions"
-            ),
-        }
-    }
-    Ok(OutputFormat::Vmdk {
-        subformat: sub.unwrap_or(VmdkSubformat::StreamOptimized),
-        disk,
-    })
 }

@@ -1,7 +1,10 @@
 //! `vmscrub convert` through the binary, judged by independent tools: for every
-//! input fixture and every output format, `qemu-img check` finds no error,
+//! input fixture and every output format and option, `qemu-img check` finds no
+//! error (and for qcow2 no leak, with the image ending where the file does),
 //! `qemu-img compare` says the output is identical to the input, `qemu-img info`
-//! names the expected format / create-type / compression, 7-Zip (a second,
+//! names the expected format / create-type / compat / cluster size /
+//! compression, `qemu-img map` shows compressed clusters where compression was
+//! asked for and pays (none for random data), 7-Zip (a second,
 //! independent VMDK reader) extracts streamOptimized outputs byte for byte, and
 //! our own readers read back the oracle's bytes. Then the failure paths: no
 //! writable directory, a full disk (tmpfs) and a file-size limit (EFBIG), Ctrl-C —
@@ -67,33 +70,149 @@ const QCOW2_INPUTS: &[&str] = &[
     "c-qcow2-zero-clusters",
 ];
 
-/// (output args, qemu format, VMDK create-type)
-const OUTPUTS: &[(&[&str], &str, Option<&str>)] = &[
-    (&["-O", "raw"], "raw", None),
-    (
-        &["--subformat", "streamOptimized"],
-        "vmdk",
-        Some("streamOptimized"),
+/// What a qcow2 output must show in `qemu-img info`.
+struct Qcow2Expect {
+    compat: &'static str,
+    cluster_size: u64,
+    compression_type: &'static str,
+    /// Clusters stored compressed (where compression pays).
+    compressed: bool,
+}
+
+/// One output of the matrix: the arguments, the qemu format, and what the
+/// output must look like (VMDK create-type, qcow2 header).
+struct Out {
+    args: &'static [&'static str],
+    format: &'static str,
+    vmdk: Option<&'static str>,
+    qcow2: Option<Qcow2Expect>,
+}
+
+const fn vmdk(args: &'static [&'static str], ct: &'static str) -> Out {
+    Out {
+        args,
+        format: "vmdk",
+        vmdk: Some(ct),
+        qcow2: None,
+    }
+}
+
+const fn qcow2(
+    args: &'static [&'static str],
+    compat: &'static str,
+    cluster_size: u64,
+    compression_type: &'static str,
+    compressed: bool,
+) -> Out {
+    Out {
+        args,
+        format: "qcow2",
+        vmdk: None,
+        qcow2: Some(Qcow2Expect {
+            compat,
+            cluster_size,
+            compression_type,
+            compressed,
+        }),
+    }
+}
+
+const OUTPUTS: &[Out] = &[
+    Out {
+        args: &["-O", "raw"],
+        format: "raw",
+        vmdk: None,
+        qcow2: None,
+    },
+    vmdk(&["--subformat", "streamOptimized"], "streamOptimized"),
+    vmdk(&["--subformat", "monolithicSparse"], "monolithicSparse"),
+    vmdk(&["--subformat", "monolithicFlat"], "monolithicFlat"),
+    qcow2(&["-O", "qcow2"], "1.1", 65536, "zlib", false),
+    qcow2(
+        &["-O", "qcow2", "--compat", "0.10"],
+        "0.10",
+        65536,
+        "zlib",
+        false,
     ),
-    (
-        &["--subformat", "monolithicSparse"],
-        "vmdk",
-        Some("monolithicSparse"),
+    qcow2(&["-O", "qcow2", "--compress"], "1.1", 65536, "zlib", true),
+    qcow2(
+        &["-O", "qcow2", "--compress=zstd"],
+        "1.1",
+        65536,
+        "zstd",
+        true,
     ),
-    (
-        &["--subformat", "monolithicFlat"],
-        "vmdk",
-        Some("monolithicFlat"),
+    qcow2(
+        &["-O", "qcow2", "--cluster-size", "4K"],
+        "1.1",
+        4096,
+        "zlib",
+        false,
+    ),
+    qcow2(
+        &["-O", "qcow2", "--cluster-size", "2M", "--compress"],
+        "1.1",
+        2 << 20,
+        "zlib",
+        true,
     ),
 ];
+
+/// `qemu-img check --output=json` of a qcow2 output: exit 0, no errors, no
+/// leaks, no corruptions, and the image ends where the file does (compact).
+fn qcow2_check(out: &Path, what: &str) -> Value {
+    let o = Command::new("qemu-img")
+        .args(["check", "--output=json", "-f", "qcow2"])
+        .arg(out)
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|_| {
+        panic!(
+            "{what}: qemu-img check: {}",
+            String::from_utf8_lossy(&o.stderr)
+        )
+    });
+    assert!(o.status.success(), "{what}: qemu-img check: {v}");
+    for k in ["check-errors", "leaks", "corruptions"] {
+        assert_eq!(v[k].as_u64().unwrap_or(0), 0, "{what}: {k}: {v}");
+    }
+    assert_eq!(
+        v["image-end-offset"].as_u64(),
+        Some(std::fs::metadata(out).unwrap().len()),
+        "{what}: {v}"
+    );
+    v
+}
+
+/// Bytes of guest disk that `qemu-img map` reports as stored compressed.
+fn compressed_bytes(out: &Path) -> u64 {
+    let map: Value = serde_json::from_slice(&run(
+        "qemu-img",
+        &[&"map", &"--output=json", &"-f", &"qcow2", &out],
+    ))
+    .unwrap();
+    map.as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["compressed"].as_bool() == Some(true))
+        .map(|e| e["length"].as_u64().unwrap())
+        .sum()
+}
 
 /// Compares a device with the oracle raw file. Sizes may differ by less than a
 /// sector (a VMDK rounds its capacity up to whole sectors, and so does qemu's raw
 /// output; our raw output keeps the exact size); the extra bytes must be zeros.
+/// Every byte of the device is read; where the oracle file is a hole (the host
+/// filesystem's map), it is compared with zeros instead of reading the hole.
 fn same_bytes(dev: &dyn ReadAt, oracle: &Path, what: &str) {
     use std::os::unix::fs::FileExt;
     let o = std::fs::File::open(oracle).unwrap();
     let olen = o.metadata().unwrap().len();
+    let odata = vmscrub_blockdev::FileDisk::open(oracle)
+        .unwrap()
+        .allocated_ranges()
+        .unwrap();
     assert!(
         dev.size().abs_diff(olen) < 512,
         "{what}: size {} vs {olen}",
@@ -101,6 +220,7 @@ fn same_bytes(dev: &dyn ReadAt, oracle: &Path, what: &str) {
     );
     let chunk = 4 << 20;
     let (mut a, mut b) = (vec![0u8; chunk], vec![0u8; chunk]);
+    let zeros = vec![0u8; chunk];
     let mut pos = 0u64;
     let total = dev.size().max(olen);
     while pos < total {
@@ -108,15 +228,21 @@ fn same_bytes(dev: &dyn ReadAt, oracle: &Path, what: &str) {
         a[..n].fill(0);
         let d = dev.size().saturating_sub(pos).min(n as u64) as usize;
         dev.read_exact_at(&mut a[..d], pos).unwrap();
-        b[..n].fill(0);
-        let m = olen.saturating_sub(pos).min(n as u64) as usize;
-        o.read_exact_at(&mut b[..m], pos).unwrap();
-        assert!(a[..n] == b[..n], "{what}: bytes differ in [{pos}, +{n})");
+        let want = if odata.intersects(pos..pos + n as u64) {
+            b[..n].fill(0);
+            let m = olen.saturating_sub(pos).min(n as u64) as usize;
+            o.read_exact_at(&mut b[..m], pos).unwrap();
+            &b[..n]
+        } else {
+            &zeros[..n]
+        };
+        assert!(a[..n] == *want, "{what}: bytes differ in [{pos}, +{n})");
         pos += n as u64;
     }
 }
 
-fn judge(input: &Path, oracle: &Path, out: &Path, format: &str, ct: Option<&str>, what: &str) {
+fn judge(input: &Path, oracle: &Path, out: &Path, o: &Out, what: &str) {
+    let (format, ct) = (o.format, o.vmdk);
     if format == "vmdk" {
         let check = run("qemu-img", &[&"check", &"-f", &"vmdk", &out]);
         assert!(
@@ -149,6 +275,36 @@ fn judge(input: &Path, oracle: &Path, out: &Path, format: &str, ct: Option<&str>
                 compressed,
                 "{what}: {e}"
             );
+        }
+    }
+    if let Some(q) = &o.qcow2 {
+        let check = qcow2_check(out, what);
+        let data = &info["format-specific"]["data"];
+        assert_eq!(
+            info["cluster-size"].as_u64(),
+            Some(q.cluster_size),
+            "{what}"
+        );
+        assert_eq!(data["compat"], q.compat, "{what}");
+        if q.compat == "1.1" {
+            assert_eq!(data["compression-type"], q.compression_type, "{what}");
+        }
+        assert!(info.get("backing-filename").is_none(), "{what}");
+        let compressed = compressed_bytes(out);
+        let stored = check["allocated-clusters"].as_u64().unwrap_or(0);
+        let random = what.starts_with("conv-random ");
+        if !q.compressed || random {
+            // Random data does not shrink: every cluster is stored as it is.
+            assert_eq!(compressed, 0, "{what}");
+        } else if stored > 0 {
+            assert!(compressed > 0, "{what}: nothing compressed");
+        }
+        if random {
+            let file = std::fs::metadata(out).unwrap().len();
+            let virt = info["virtual-size"].as_u64().unwrap();
+            // The data as it is, plus header, L2, L1 and refcount clusters.
+            let meta = virt / 100 + 5 * q.cluster_size;
+            assert!(file <= virt + meta, "{what}: {file} bytes");
         }
     }
     let img = image::open(out, &OpenOptions::default()).unwrap();
@@ -198,20 +354,17 @@ fn convert_all(inputs: &[&str]) {
     for name in inputs {
         let input = fixture(name);
         let oracle = qemu_raw(&input, dir.path());
-        for (args, format, ct) in OUTPUTS {
-            let what = format!("{name} → {}", args.join(" "));
-            let ext = if *format == "raw" { "raw" } else { "vmdk" };
-            let out = dir
-                .path()
-                .join(format!("out-{name}-{}.{ext}", ct.unwrap_or("raw")));
+        for (k, o) in OUTPUTS.iter().enumerate() {
+            let what = format!("{name} → {}", o.args.join(" "));
+            let out = dir.path().join(format!("out-{name}-{k}.{}", o.format));
             let mut a: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&"convert", &"--quiet"];
-            for x in *args {
+            for x in o.args {
                 a.push(x);
             }
             a.push(&input);
             a.push(&out);
             ok(&vmscrub(&a), &what);
-            judge(&input, &oracle, &out, format, *ct, &what);
+            judge(&input, &oracle, &out, o, &what);
             for e in std::fs::read_dir(dir.path()).unwrap() {
                 let n = e.unwrap().file_name();
                 assert!(
@@ -220,9 +373,7 @@ fn convert_all(inputs: &[&str]) {
                 );
             }
             std::fs::remove_file(&out).unwrap();
-            let _ = std::fs::remove_file(
-                out.with_file_name(format!("out-{name}-{}-flat.vmdk", ct.unwrap_or("raw"))),
-            );
+            let _ = std::fs::remove_file(out.with_file_name(format!("out-{name}-{k}-flat.vmdk")));
         }
         std::fs::remove_file(&oracle).unwrap();
     }
@@ -246,25 +397,107 @@ fn qcow2_inputs_to_every_output() {
     convert_all(QCOW2_INPUTS);
 }
 
-/// A qcow2 input defaults to qcow2 output, whose writer is not built yet: a clear
-/// error, exit 3, nothing written.
+/// A qcow2 input defaults to qcow2 output (this was "not built yet": exit 3,
+/// nothing written). Now: written, with qemu-img's defaults whatever the input
+/// was, nothing else left in the directory; and qcow2 options that make no
+/// sense are usage errors (exit 2) that write nothing.
 #[test]
-fn qcow2_output_says_not_built_yet() {
+fn qcow2_output_defaults_and_refusals() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("o.qcow2");
-    for extra in [&[][..], &["-O", "qcow2"][..]] {
-        let mut a: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&"convert"];
+    // The zstd, 2 MiB-cluster, v2 inputs: their layout is not inherited.
+    for (input, extra) in [
+        ("c-qcow2-zstd", &[][..]),
+        ("c-qcow2-2m-clusters", &["-O", "qcow2"][..]),
+        ("c-qcow2-v2", &[][..]),
+    ] {
+        let mut a: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&"convert", &"-q"];
         for x in extra {
             a.push(x);
         }
-        let input = fixture("c-qcow2");
+        let input = fixture(input);
         a.push(&input);
         a.push(&out);
         let o = vmscrub(&a);
-        assert_eq!(o.status.code(), Some(3), "{extra:?}");
-        assert!(String::from_utf8_lossy(&o.stderr).contains("not built yet"));
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        ok(&o, &format!("{input:?} {extra:?}"));
+        let info = qemu_info(&out);
+        assert_eq!(info["format"], "qcow2");
+        assert_eq!(info["cluster-size"].as_u64(), Some(65536));
+        assert_eq!(info["format-specific"]["data"]["compat"], "1.1");
+        assert_eq!(info["format-specific"]["data"]["compression-type"], "zlib");
+        assert_eq!(compressed_bytes(&out), 0, "uncompressed unless asked");
+        qcow2_check(&out, "default");
+        no_leftovers(dir.path(), &["o.qcow2"], "default qcow2");
+        std::fs::remove_file(&out).unwrap();
     }
+
+    // > 128 GiB of virtual disk: 512-byte clusters would need an L1 table over
+    // qemu's 32 MiB limit.
+    let huge = dir.path().join("huge.qcow2");
+    run(
+        "qemu-img",
+        &[&"create", &"-q", &"-f", &"qcow2", &huge, &"200G"],
+    );
+    let raw = fixture("c-raw");
+    let vmdk = fixture("c-vmdk-sparse");
+    let qcow = fixture("c-qcow2");
+    let cases: &[(&[&str], &Path, &str)] = &[
+        (&["--compress"], &raw, "the output format is raw"),
+        (
+            &["--cluster-size", "4K"],
+            &vmdk,
+            "the output format is vmdk",
+        ),
+        (
+            &["-O", "raw", "--compress"],
+            &qcow,
+            "--output-format is raw",
+        ),
+        (
+            &["--subformat", "streamOptimized", "--compat", "1.1"],
+            &qcow,
+            "--subformat makes a VMDK",
+        ),
+        (
+            &["-O", "qcow2", "--compress=zstd", "--compat", "0.10"],
+            &qcow,
+            "needs --compat 1.1",
+        ),
+        (
+            &["-O", "qcow2", "--cluster-size", "512"],
+            &huge,
+            "32 MiB limit",
+        ),
+    ];
+    for (args, input, want) in cases {
+        let mut a: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&"convert", &"-q"];
+        for x in *args {
+            a.push(x);
+        }
+        a.push(input);
+        a.push(&out);
+        let o = vmscrub(&a);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+        no_leftovers(dir.path(), &["huge.qcow2"], &format!("{args:?}"));
+    }
+    // clap's own refusals.
+    for args in [
+        &["--cluster-size", "1000"][..],
+        &["--cluster-size", "4M"],
+        &["--compress=lz4"],
+        &["--compat", "2"],
+    ] {
+        let mut a: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&"convert", &"-q", &"-O", &"qcow2"];
+        for x in args {
+            a.push(x);
+        }
+        a.push(&qcow);
+        a.push(&out);
+        assert_eq!(vmscrub(&a).status.code(), Some(2), "{args:?}");
+    }
+    no_leftovers(dir.path(), &["huge.qcow2"], "clap");
 }
 
 fn descriptor_of(path: &Path) -> vmscrub_vmdk::Descriptor {
@@ -357,6 +590,9 @@ fn defaults_and_descriptor_decisions() {
         help.contains("plain-copy") && help.contains("debug"),
         "{help}"
     );
+    for flag in ["--compress", "--cluster-size", "--compat", "qcow2 output"] {
+        assert!(help.contains(flag), "{flag}: {help}");
+    }
 }
 
 fn no_leftovers(dir: &Path, keep: &[&str], what: &str) {
@@ -452,12 +688,26 @@ fn unwritable_directory_fails_cleanly() {
 #[test]
 fn file_size_limit_fails_cleanly() {
     let input = fixture("c-raw");
-    for sub in ["streamOptimized", "monolithicSparse", "monolithicFlat"] {
+    for sub in [
+        "streamOptimized",
+        "monolithicSparse",
+        "monolithicFlat",
+        "qcow2",
+        "qcow2 --compress",
+    ] {
         let dir = tempfile::tempdir().unwrap();
+        let fmt: Vec<&str> = match sub.strip_prefix("qcow2") {
+            Some(rest) => ["-O", "qcow2"]
+                .into_iter()
+                .chain(rest.split_whitespace())
+                .collect(),
+            None => vec!["--subformat", sub],
+        };
         let o = Command::new("prlimit")
             .arg("--fsize=1500000")
             .arg(env!("CARGO_BIN_EXE_vmscrub"))
-            .args(["convert", "-q", "--subformat", sub])
+            .args(["convert", "-q"])
+            .args(&fmt)
             .arg(&input)
             .arg(dir.path().join("o.vmdk"))
             .output()
@@ -480,9 +730,11 @@ fn disk_full_fails_cleanly() {
         "monolithicSparse",
         "monolithicFlat",
         "raw",
+        "qcow2",
+        "qcow2 --compress",
     ] {
-        let fmt = if sub == "raw" {
-            "-O raw".to_string()
+        let fmt = if sub == "raw" || sub.starts_with("qcow2") {
+            format!("-O {sub}")
         } else {
             format!("--subformat {sub}")
         };
