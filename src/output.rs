@@ -22,6 +22,7 @@
 
 mod args;
 mod qcow2;
+mod writeback;
 
 pub use args::{FormatArg, OutputArgs, ResolvedOutput, UsageError, parse_cluster_size};
 pub use qcow2::{Qcow2Compat, Qcow2Compression, Qcow2Options, Qcow2Sink};
@@ -604,12 +605,8 @@ pub fn create_output(
         }
         OutputFormat::Qcow2(opts) => {
             let p = PendingFile::create(target, force)?;
-            let sink = Qcow2Sink::new(
-                io::BufWriter::with_capacity(1 << 20, handle(&p)?),
-                size,
-                opts,
-            )
-            .context("cannot start the qcow2 image")?;
+            let sink =
+                Qcow2Sink::new(p.file(), size, opts).context("cannot start the qcow2 image")?;
             Ok(OutputImage {
                 files: vec![p],
                 sink: Box::new(sink),

@@ -12,9 +12,8 @@ use vmscrub_qcow2::{
     ClusterCompressor, CompressionType, Version, WriteError, Writer, WriterOptions,
 };
 
-use super::{
-    EncoderFactory, ImageSink, Run, Unit, UnitEncoder, ZeroCheck, finished, flush_buffered,
-};
+use super::writeback::{STEP, SyncingFile};
+use super::{EncoderFactory, ImageSink, Run, Unit, UnitEncoder, ZeroCheck, finished};
 
 /// How qcow2 clusters are compressed (`--compress[=zlib|zstd]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -133,22 +132,19 @@ impl UnitEncoder for Qcow2Encoder {
     }
 }
 
-/// A qcow2 image written front to back.
+/// A qcow2 image written front to back, flushed to disk as it grows.
 pub struct Qcow2Sink {
-    writer: Option<Writer<io::BufWriter<File>>>,
+    writer: Option<Writer<io::BufWriter<SyncingFile>>>,
     cluster_size: u64,
     compression: Option<CompressionType>,
 }
 
 impl Qcow2Sink {
-    /// Starts the image in `out` (empty, at its start).
-    pub fn new(
-        out: io::BufWriter<File>,
-        size: u64,
-        opts: &Qcow2Options,
-    ) -> Result<Self, WriteError> {
+    /// Starts the image in `file` (empty); writes through a clone of it.
+    pub fn new(file: &File, size: u64, opts: &Qcow2Options) -> io::Result<Self> {
         let wopts = opts.writer_options()?;
-        let writer = Writer::new(out, size, &wopts)?;
+        let out = SyncingFile::new(file.try_clone()?, STEP)?;
+        let writer = Writer::new(io::BufWriter::with_capacity(1 << 20, out), size, &wopts)?;
         Ok(Qcow2Sink {
             cluster_size: writer.cluster_size(),
             writer: Some(writer),
@@ -216,6 +212,6 @@ impl ImageSink for Qcow2Sink {
     fn finish(&mut self) -> io::Result<()> {
         let w = self.writer.take().ok_or_else(finished)?;
         let (buf, _) = w.finish()?;
-        flush_buffered(buf)
+        buf.into_inner().map_err(|e| e.into_error())?.finish()
     }
 }
