@@ -68,7 +68,7 @@ pub enum FormatArg {
 /// Ignores SIGXFSZ so that hitting a file-size limit (`ulimit -f`) makes the write
 /// fail with EFBIG — an error we unwind from, removing the temporary file —
 /// instead of killing the process and leaving it behind.
-fn survive_file_size_limit() {
+pub fn survive_file_size_limit() {
     let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let _ = signal_hook::flag::register(signal_hook::consts::SIGXFSZ, flag);
 }
@@ -112,11 +112,13 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<i32> {
     let out_format = match format {
         (Some(FormatArg::Raw), _) => OutputFormat::Raw,
         (Some(FormatArg::Qcow2), _) => OutputFormat::Qcow2(output::Qcow2Options::default()),
-        (Some(FormatArg::Vmdk), sub) | (None, sub @ Some(_)) => vmdk_format(args, &img, sub)?,
+        (Some(FormatArg::Vmdk), sub) | (None, sub @ Some(_)) => {
+            vmdk_format(&args.input, &img, sub)?
+        }
         (None, None) => match img.info.format {
             Format::Raw => OutputFormat::Raw,
             Format::Qcow2 => OutputFormat::Qcow2(output::Qcow2Options::default()),
-            Format::Vmdk => vmdk_format(args, &img, None)?,
+            Format::Vmdk => vmdk_format(&args.input, &img, None)?,
         },
     };
     let size = img.info.virtual_size;
@@ -163,15 +165,15 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<i32> {
 
 /// VMDK output: the subformat asked for (default streamOptimized), with the
 /// descriptor values carried over from a VMDK input.
-fn vmdk_format(
-    args: &ConvertArgs,
+pub fn vmdk_format(
+    input: &Path,
     img: &image::OpenedImage,
     sub: Option<VmdkSubformat>,
 ) -> anyhow::Result<OutputFormat> {
     let mut disk = vmscrub_vmdk::DiskOptions::default();
     if img.info.format == Format::Vmdk {
-        let file = vmscrub_blockdev::FileDisk::open(&args.input)
-            .with_context(|| format!("cannot open {}", args.input.display()))?;
+        let file = vmscrub_blockdev::FileDisk::open(input)
+            .with_context(|| format!("cannot open {}", input.display()))?;
         match vmscrub_vmdk::create::read_descriptor(&file) {
             Ok(d) => {
                 let (o, warnings) = vmscrub_vmdk::DiskOptions::inherit_descriptor(&d);

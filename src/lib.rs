@@ -9,6 +9,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod browse;
+pub mod cli;
 pub mod convert;
 pub mod exit;
 pub mod fs;
@@ -21,3 +22,4 @@ pub mod overlay;
 pub mod recover;
 pub mod report;
 pub mod scan;
+pub mod scrub;

@@ -463,6 +463,7 @@ pub struct OutputImage {
     /// In commit order: a flat VMDK's extent before its descriptor.
     files: Vec<PendingFile>,
     sink: Box<dyn ImageSink>,
+    finished: bool,
 }
 
 impl OutputImage {
@@ -478,13 +479,44 @@ impl OutputImage {
             .collect()
     }
 
+    /// Completes the image (tables, footers) under its temporary name(s), so it
+    /// can be read back ([`reopen`](Self::reopen)) before it is committed.
+    /// Idempotent.
+    pub fn finish(&mut self) -> anyhow::Result<()> {
+        if !self.finished {
+            self.sink
+                .finish()
+                .context("cannot complete the output image")?;
+            self.finished = true;
+        }
+        Ok(())
+    }
+
+    /// The finished output's virtual disk, read back from its temporary file(s)
+    /// through vmscrub's own readers (sniffed by content, like any input). A
+    /// monolithicFlat VMDK is read through its extent, which is the raw disk
+    /// (the descriptor names the extent's final name, which does not exist yet).
+    pub fn reopen(&self) -> anyhow::Result<Arc<dyn ReadAt>> {
+        anyhow::ensure!(self.finished, "the output is not finished");
+        match self.files.as_slice() {
+            [extent, _descriptor] => Ok(Arc::new(
+                vmscrub_blockdev::FileDisk::open(extent.temp_path())
+                    .context("cannot reopen the output")?,
+            )),
+            [one] => Ok(
+                crate::image::open(one.temp_path(), &crate::image::OpenOptions::default())
+                    .context("cannot reopen the output")?
+                    .disk,
+            ),
+            _ => bail!("the output has no file"),
+        }
+    }
+
     /// Finishes the sink, then commits every file: all are flushed to disk first,
     /// then renamed into place one by one; if a rename fails, the ones already
     /// renamed are removed again, so the user gets both files or neither.
     pub fn commit(mut self) -> anyhow::Result<()> {
-        self.sink
-            .finish()
-            .context("cannot complete the output image")?;
+        self.finish()?;
         drop(self.sink);
         for f in &self.files {
             f.file()
@@ -538,6 +570,7 @@ pub fn create_output(
             Ok(OutputImage {
                 files: vec![p],
                 sink: Box::new(sink),
+                finished: false,
             })
         }
         OutputFormat::Vmdk { subformat, disk } => {
@@ -558,6 +591,7 @@ pub fn create_output(
                             writer: Some(w),
                             level: vmscrub_vmdk::grain::DEFAULT_LEVEL,
                         }),
+                        finished: false,
                     })
                 }
                 VmdkSubformat::MonolithicSparse => {
@@ -572,6 +606,7 @@ pub fn create_output(
                     Ok(OutputImage {
                         files: vec![p],
                         sink: Box::new(VmdkSparseSink { writer: Some(w) }),
+                        finished: false,
                     })
                 }
                 VmdkSubformat::MonolithicFlat => {
@@ -597,6 +632,7 @@ pub fn create_output(
                     Ok(OutputImage {
                         files: vec![extent, desc],
                         sink: Box::new(sink),
+                        finished: false,
                     })
                 }
             }

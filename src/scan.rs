@@ -456,6 +456,18 @@ fn strip_eol(l: &[u8]) -> &[u8] {
     l.strip_suffix(b"\r").unwrap_or(l)
 }
 
+/// `text` without the lines any of `drop` matches (matched without their line
+/// end, as the scan decides). The scrub writes exactly what the scan predicted.
+pub fn drop_lines(text: &[u8], drop: &[Regex]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len());
+    for l in lines(text) {
+        if !drop.iter().any(|re| re.is_match(strip_eol(l))) {
+            out.extend_from_slice(l);
+        }
+    }
+    out
+}
+
 struct Walker<'a, 'c> {
     c: &'a Compiled<'c>,
     guest: &'a Guest,
@@ -1319,6 +1331,10 @@ pub struct PlannedAction {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub replace: Option<String>,
     pub drop_lines: Vec<String>,
+    /// A file of the root filesystem hidden under another filesystem's mount
+    /// point (its guest path names the other filesystem's file).
+    #[serde(skip)]
+    pub shadowed: bool,
 }
 
 impl ScanResult {
@@ -1358,6 +1374,7 @@ impl ScanResult {
                     operations: vec![],
                     replace: None,
                     drop_lines: vec![],
+                    shadowed: f.shadowed,
                 });
             if !e.operations.contains(&f.operation) {
                 e.operations.push(f.operation.clone());
