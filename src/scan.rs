@@ -1272,12 +1272,28 @@ fn guest_warnings(
             }
         }
     }
+    let removes = |f: &&Finding| {
+        matches!(f.action, ActionKind::Delete | ActionKind::DeleteTree)
+            && f.kind == FileKind::Regular
+            && !f.skipped
+    };
+    // Names of each inode that something removes: when every name of an inode
+    // goes, its content goes too, and there is nothing to warn about.
+    let mut names: HashMap<(usize, NodeId), HashSet<&[u8]>> = HashMap::new();
+    for f in findings.iter().filter(removes) {
+        names
+            .entry((f.filesystem, f.node))
+            .or_default()
+            .insert(&f.fs_path);
+    }
     let hard: Vec<&Finding> = findings
         .iter()
+        .filter(removes)
         .filter(|f| {
-            matches!(f.action, ActionKind::Delete | ActionKind::DeleteTree)
-                && f.kind == FileKind::Regular
-                && f.nlink > 1
+            f.nlink > 1
+                && names
+                    .get(&(f.filesystem, f.node))
+                    .is_none_or(|n| (n.len() as u64) < u64::from(f.nlink))
         })
         .collect();
     for f in hard.iter().take(20) {

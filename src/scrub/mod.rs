@@ -26,6 +26,7 @@
 
 pub mod apply;
 pub mod capture;
+pub mod free;
 pub mod report;
 pub mod residue;
 pub mod verify;
@@ -116,6 +117,12 @@ pub struct ScrubArgs {
     /// Skip verifying the written output.
     #[arg(long)]
     pub no_verify: bool,
+
+    /// Leave free space as it is. By default every block no file owns is zeroed
+    /// (it becomes a hole), so data deleted before the image was taken — an
+    /// `rm`'d key, an old log — does not ship either; the output gets smaller too.
+    #[arg(long)]
+    pub keep_free_space: bool,
 
     /// Output container format (default: the input's).
     #[arg(long, short = 'O', value_enum)]
@@ -261,6 +268,8 @@ pub struct Done {
     pub outcomes: Vec<Outcome>,
     pub captured: Captured,
     pub zeroed: u64,
+    /// Free space made to read as zeros (`free`).
+    pub free_zeroed: u64,
     pub notes: Vec<String>,
     pub archive_entries: u64,
     pub recipients: Vec<String>,
@@ -352,8 +361,11 @@ pub fn run(args: &ScrubArgs) -> Result<i32> {
     };
 
     let overlay = Arc::new(Overlay::new(img.disk.clone()));
-    let layout = image::discover(overlay.clone())
-        .map_err(|e| anyhow::anyhow!("{}: {e:#}", args.image.display()))?;
+    let discover = || {
+        image::discover(overlay.clone())
+            .map_err(|e| anyhow::anyhow!("{}: {e:#}", args.image.display()))
+    };
+    let mut layout = discover()?;
     let mut done = Done {
         output_format: args.output.as_ref().map(|_| out_format.describe()),
         recipients: recipients
@@ -362,6 +374,7 @@ pub fn run(args: &ScrubArgs) -> Result<i32> {
             .collect(),
         ..Done::default()
     };
+    let mut replayed = false;
     for v in &layout.volumes {
         use vmscrub_fsprobe::Kind;
         if !matches!(v.filesystem.kind, Kind::Ext3 | Kind::Ext4 | Kind::Ext2) {
@@ -372,14 +385,21 @@ pub fn run(args: &ScrubArgs) -> Result<i32> {
             .map_or("whole disk".to_string(), |i| format!("partition {i}"));
         match apply::recover_journal(v.device.clone()) {
             Ok(Some(note)) => {
-                eprintln!("vmscrub: {name}: {note}");
+                if !args.quiet {
+                    eprintln!("vmscrub: {name}: {note}");
+                }
                 done.notes.push(format!("{name}: {note}"));
+                replayed = true;
             }
             Ok(None) => {}
             Err(e) => eprintln!(
                 "vmscrub: warning: {name}: the journal could not be replayed ({e:#}); scanning the on-disk state"
             ),
         }
+    }
+    if replayed {
+        // The probe's view (flags, the "needs recovery" warning) predates the replay.
+        layout = discover()?;
     }
     let guest = crate::guest::guest_from_layout(&layout);
     if !guest.readable() {
@@ -556,6 +576,25 @@ pub fn run(args: &ScrubArgs) -> Result<i32> {
                 unit,
                 prints: r.target_set(&applied.survivors),
             });
+        }
+    }
+    if !args.keep_free_space {
+        for gfs in &guest.filesystems {
+            let Some(vol) = layout
+                .volumes
+                .iter()
+                .find(|v| v.index == gfs.identity.partition)
+            else {
+                continue;
+            };
+            match free::zero_free_space(vol.device.clone(), gfs.fs.fs_type()) {
+                Ok(n) => done.free_zeroed += n,
+                Err(e) => {
+                    let msg = format!("{}: free space not zeroed: {e:#}", gfs.identity.describe());
+                    eprintln!("vmscrub: warning: {msg}");
+                    done.notes.push(msg);
+                }
+            }
         }
     }
     let archive_out = match archive.take() {

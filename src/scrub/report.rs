@@ -91,6 +91,13 @@ pub fn summary(done: &Done, args: &ScrubArgs, dry_run: bool) -> String {
         human_size(bytes),
         human_size(done.zeroed),
     );
+    if done.free_zeroed > 0 {
+        let _ = writeln!(
+            s,
+            "  free space zeroed: {} (blocks no file owns)",
+            human_size(done.free_zeroed)
+        );
+    }
     for (op, (n, b)) in per_operation(&done.outcomes) {
         let _ = writeln!(s, "  {op:<24} {n:>6} file(s) {:>12}", human_size(b));
     }
@@ -159,6 +166,7 @@ struct ScrubSection<'a> {
     removed_files: u64,
     removed_bytes: u64,
     zeroed_bytes: u64,
+    free_space_zeroed_bytes: u64,
     notes: &'a [String],
     #[serde(skip_serializing_if = "Option::is_none")]
     recovery: Option<Recovery<'a>>,
@@ -206,6 +214,7 @@ pub fn json(input: &ReportInput<'_>, done: &Done, args: &ScrubArgs) -> String {
                 .sum(),
             removed_bytes: done.outcomes.iter().map(|o| o.bytes).sum(),
             zeroed_bytes: done.zeroed,
+            free_space_zeroed_bytes: done.free_zeroed,
             notes: &done.notes,
             recovery: args.recovery.as_ref().map(|p| Recovery {
                 path: p.display().to_string(),
