@@ -145,23 +145,8 @@ fn scan_verb(args: ScanArgs) -> anyhow::Result<i32> {
     let (cat, selection) = args.select.resolve()?;
     let fail_on = FailOn::parse(&cat, &args.fail_on).map_err(usage)?;
     let guest = vmscrub::guest::guest_from_path(&args.image, &Default::default())?;
-    if !guest.readable() {
-        // Never call an image clean that we could not read.
-        let why: Vec<String> = guest
-            .unreadable
-            .iter()
-            .map(|u| format!("{}: {}", u.identity.describe(), u.error))
-            .collect();
-        anyhow::bail!(
-            "{}: no filesystem of this image could be read{}",
-            args.image.display(),
-            if why.is_empty() {
-                String::new()
-            } else {
-                format!(" ({})", why.join("; "))
-            }
-        );
-    }
+    guest.require_readable(&args.image)?;
+
     let detectors = scan::content::Detectors::for_selection(&selection)
         .map_err(|e| anyhow::anyhow!("content detectors: {e}"))?;
     let result = scan::scan(

@@ -44,6 +44,13 @@ pub struct Outcome {
     pub filesystem: usize,
     #[serde(serialize_with = "crate::report::ser_path")]
     pub path: Vec<u8>,
+    /// The path inside its filesystem.
+    #[serde(serialize_with = "crate::report::ser_path")]
+    pub fs_path: Vec<u8>,
+    /// `fs_path`'s bytes in hex when they are not UTF-8 (the escaped form is
+    /// then ambiguous).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fs_path_hex: Option<String>,
     pub action: ActionKind,
     pub operations: Vec<String>,
     /// Non-directory entries and directories removed.
@@ -64,6 +71,8 @@ impl Outcome {
         Outcome {
             filesystem: s.filesystem,
             path: s.path.clone(),
+            fs_path: s.fs_path.clone(),
+            fs_path_hex: crate::report::hex_if_not_utf8(&s.fs_path),
             action: s.action,
             operations: s.operations.clone(),
             files: 0,
@@ -101,6 +110,14 @@ pub fn apply<D: WriteAt + Clone>(
     }
 }
 
+/// Fault injection for the tests of verification (debug builds only): with
+/// `VMSCRUB_FAULT=keep-freed`, freed ranges are not zeroed, so removed content
+/// stays in the output and verification must catch it.
+pub fn fault(name: &str) -> bool {
+    cfg!(debug_assertions)
+        && std::env::var("VMSCRUB_FAULT").is_ok_and(|v| v.split(',').any(|x| x == name))
+}
+
 fn failed(s: &Step, e: impl std::fmt::Display) -> anyhow::Error {
     anyhow::anyhow!(
         "cannot {} {} ({}): {e}; nothing was written. Exempt it with --keep, or leave out \
@@ -114,7 +131,11 @@ fn failed(s: &Step, e: impl std::fmt::Display) -> anyhow::Error {
 fn apply_ext4<D: WriteAt + Clone>(dev: D, steps: &[Step]) -> anyhow::Result<Applied> {
     use vmscrub_ext4::{Editor, EditorOptions};
     let mut out = Applied::default();
-    let mut ed = match Editor::open(dev, EditorOptions::default()) {
+    let opts = EditorOptions {
+        zero_freed: !fault("keep-freed"),
+        ..EditorOptions::default()
+    };
+    let mut ed = match Editor::open(dev, opts) {
         Ok(ed) => ed,
         Err(e) => match steps.first() {
             Some(s) => return Err(failed(s, e)),
@@ -132,16 +153,6 @@ fn apply_ext4<D: WriteAt + Clone>(dev: D, steps: &[Step]) -> anyhow::Result<Appl
     for s in steps {
         let mut o = Outcome::new(s);
         match s.action {
-            ActionKind::Delete => {
-                let u = ed.unlink(&s.fs_path).map_err(|e| failed(s, e))?;
-                o.files = 1;
-                o.bytes = if s.kind == FileKind::Regular {
-                    s.size
-                } else {
-                    0
-                };
-                links.insert(u.ino, (out.outcomes.len(), u.links_left));
-            }
             ActionKind::DeleteTree if s.kind == FileKind::Directory => {
                 let t = ed.remove_tree(&s.fs_path).map_err(|e| failed(s, e))?;
                 o.files = t.files;
@@ -163,7 +174,8 @@ fn apply_ext4<D: WriteAt + Clone>(dev: D, steps: &[Step]) -> anyhow::Result<Appl
                     ));
                 }
             }
-            ActionKind::DeleteTree => {
+            // A delete-tree that matched a file is a plain unlink.
+            ActionKind::Delete | ActionKind::DeleteTree => {
                 let u = ed.unlink(&s.fs_path).map_err(|e| failed(s, e))?;
                 o.files = 1;
                 o.bytes = if s.kind == FileKind::Regular {
@@ -255,7 +267,9 @@ fn apply_fat<D: WriteAt + Clone>(dev: D, steps: &[Step]) -> anyhow::Result<Appli
             ActionKind::Report => continue,
         };
         for r in removal.zero_ranges.iter() {
-            dev.zero_range(r.clone()).map_err(|e| failed(s, e))?;
+            if !fault("keep-freed") {
+                dev.zero_range(r.clone()).map_err(|e| failed(s, e))?;
+            }
         }
         out.zeroed += removal.zero_ranges.total();
         out.outcomes.push(o);

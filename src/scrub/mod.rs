@@ -124,6 +124,11 @@ pub struct ScrubArgs {
     #[arg(long)]
     pub keep_free_space: bool,
 
+    /// Scrub even if a file, directory or filesystem vmscrub should read cannot be
+    /// read (it is left as it is, unexamined). Without it that is an error.
+    #[arg(long)]
+    pub allow_unreadable: bool,
+
     /// Output container format (default: the input's).
     #[arg(long, short = 'O', value_enum)]
     pub output_format: Option<FormatArg>,
@@ -402,27 +407,35 @@ pub fn run(args: &ScrubArgs) -> Result<i32> {
         layout = discover()?;
     }
     let guest = crate::guest::guest_from_layout(&layout);
-    if !guest.readable() {
-        let why: Vec<String> = guest
-            .unreadable
-            .iter()
-            .map(|u| format!("{}: {}", u.identity.describe(), u.error))
-            .collect();
-        bail!(
-            "{}: no filesystem of this image could be read{}",
-            args.image.display(),
-            if why.is_empty() {
-                String::new()
-            } else {
-                format!(" ({})", why.join("; "))
-            }
-        );
-    }
+    guest.require_readable(&args.image)?;
+
+    // A filesystem vmscrub reads but could not open is damaged: its secrets would
+    // ship unexamined. One it does not read at all (swap, LVM, xfs, LUKS) is said.
+    let mut damaged: Vec<String> = Vec::new();
     for u in &guest.unreadable {
-        eprintln!(
-            "vmscrub: warning: {} is not scrubbed: {}",
-            u.identity.describe(),
-            u.error
+        let ours = matches!(
+            u.identity.fs_type.as_deref(),
+            Some("ext2" | "ext3" | "ext4" | "vfat")
+        );
+        if ours && !args.allow_unreadable {
+            damaged.push(format!("{}: {}", u.identity.describe(), u.error));
+        } else {
+            eprintln!(
+                "vmscrub: warning: {} is not scrubbed: {}",
+                u.identity.describe(),
+                u.error
+            );
+        }
+    }
+    if !damaged.is_empty() {
+        bail!(
+            "{} could not be read, so it cannot be scrubbed; nothing was written              (repair a copy with e2fsck/fsck.fat, or pass --allow-unreadable to scrub the rest): {}",
+            if damaged.len() == 1 {
+                "a filesystem"
+            } else {
+                "filesystems"
+            },
+            damaged.join("; ")
         );
     }
 
@@ -440,6 +453,29 @@ pub fn run(args: &ScrubArgs) -> Result<i32> {
     let result = scan::scan(&guest, &scan_opts).map_err(usage)?;
     let plan = result.plan();
     done.timings.scan = secs(t_scan.elapsed());
+    let unread: Vec<&scan::Warning> = result
+        .warnings
+        .iter()
+        .filter(|w| {
+            matches!(
+                w.kind,
+                scan::WarningKind::UnreadableFile | scan::WarningKind::UnreadableFilesystem
+            )
+        })
+        .collect();
+    if !unread.is_empty() && !args.allow_unreadable {
+        let shown: Vec<String> = unread
+            .iter()
+            .take(10)
+            .map(|w| crate::report::safe_text(&w.message))
+            .collect();
+        bail!(
+            "{} part(s) of the image could not be read, so what they hold is unknown; nothing was              written (repair a copy, or pass --allow-unreadable to scrub the rest): {}{}",
+            unread.len(),
+            shown.join("; "),
+            if unread.len() > 10 { "; …" } else { "" }
+        );
+    }
     for w in &result.warnings {
         eprintln!("vmscrub: warning: {}", crate::report::safe_text(&w.message));
     }
@@ -578,7 +614,7 @@ pub fn run(args: &ScrubArgs) -> Result<i32> {
             });
         }
     }
-    if !args.keep_free_space {
+    if !args.keep_free_space && !apply::fault("keep-freed") {
         for gfs in &guest.filesystems {
             let Some(vol) = layout
                 .volumes
