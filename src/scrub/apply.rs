@@ -101,11 +101,12 @@ pub struct Applied {
 pub fn apply<D: WriteAt + Clone>(
     dev: D,
     fs_type: FsType,
+    label: &str,
     steps: &[Step],
 ) -> anyhow::Result<Applied> {
     match fs_type {
-        FsType::Ext2 | FsType::Ext3 | FsType::Ext4 => apply_ext4(dev, steps),
-        FsType::Vfat => apply_fat(dev, steps),
+        FsType::Ext2 | FsType::Ext3 | FsType::Ext4 => apply_ext4(dev, label, steps),
+        FsType::Vfat => apply_fat(dev, label, steps),
         FsType::Directory => anyhow::bail!("a host directory is never edited"),
     }
 }
@@ -118,6 +119,19 @@ pub fn fault(name: &str) -> bool {
         && std::env::var("VMSCRUB_FAULT").is_ok_and(|v| v.split(',').any(|x| x == name))
 }
 
+/// The editor refused the whole filesystem.
+fn refused(label: &str, steps: &[Step], e: impl std::fmt::Display) -> anyhow::Error {
+    anyhow::anyhow!(
+        "cannot edit {label}, where {} action(s) are planned (first: {} {}): {e}; nothing was \
+         written. Leave them out with --operations or --keep to scrub the rest",
+        steps.len(),
+        steps.first().map_or("", |s| s.action.as_str()),
+        steps
+            .first()
+            .map_or(String::new(), |s| display_path(&s.path)),
+    )
+}
+
 fn failed(s: &Step, e: impl std::fmt::Display) -> anyhow::Error {
     anyhow::anyhow!(
         "cannot {} {} ({}): {e}; nothing was written. Exempt it with --keep, or leave out \
@@ -128,20 +142,14 @@ fn failed(s: &Step, e: impl std::fmt::Display) -> anyhow::Error {
     )
 }
 
-fn apply_ext4<D: WriteAt + Clone>(dev: D, steps: &[Step]) -> anyhow::Result<Applied> {
+fn apply_ext4<D: WriteAt + Clone>(dev: D, label: &str, steps: &[Step]) -> anyhow::Result<Applied> {
     use vmscrub_ext4::{Editor, EditorOptions};
     let mut out = Applied::default();
     let opts = EditorOptions {
         zero_freed: !fault("keep-freed"),
         ..EditorOptions::default()
     };
-    let mut ed = match Editor::open(dev, opts) {
-        Ok(ed) => ed,
-        Err(e) => match steps.first() {
-            Some(s) => return Err(failed(s, e)),
-            None => return Ok(out),
-        },
-    };
+    let mut ed = Editor::open(dev, opts).map_err(|e| refused(label, steps, e))?;
     if let Some(r) = ed.replay_stats() {
         out.notes.push(format!(
             "journal replayed first: {} transaction(s), {} block(s)",
@@ -223,16 +231,10 @@ fn apply_ext4<D: WriteAt + Clone>(dev: D, steps: &[Step]) -> anyhow::Result<Appl
     Ok(out)
 }
 
-fn apply_fat<D: WriteAt + Clone>(dev: D, steps: &[Step]) -> anyhow::Result<Applied> {
+fn apply_fat<D: WriteAt + Clone>(dev: D, label: &str, steps: &[Step]) -> anyhow::Result<Applied> {
     use vmscrub_fat::FatFs;
     let mut out = Applied::default();
-    let mut fs = match FatFs::open(dev.clone()) {
-        Ok(f) => f,
-        Err(e) => match steps.first() {
-            Some(s) => return Err(failed(s, e)),
-            None => return Ok(out),
-        },
-    };
+    let mut fs = FatFs::open(dev.clone()).map_err(|e| refused(label, steps, e))?;
     for s in steps {
         let mut o = Outcome::new(s);
         let removal = match s.action {

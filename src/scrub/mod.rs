@@ -582,7 +582,12 @@ pub fn run(args: &ScrubArgs) -> Result<i32> {
                 }
             }
         }
-        let applied = apply::apply(vol.device.clone(), gfs.fs.fs_type(), steps)?;
+        let applied = apply::apply(
+            vol.device.clone(),
+            gfs.fs.fs_type(),
+            &gfs.identity.describe(),
+            steps,
+        )?;
         let mut outcomes = applied.outcomes;
         for (o, c) in outcomes.iter_mut().zip(&per_step) {
             if o.action == ActionKind::DeleteTree {
