@@ -16,6 +16,7 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -495,6 +496,7 @@ fn scrub_removes_exactly_the_plan_and_keeps_everything_else() {
     no_markers(&input, &s.out);
     no_removed_content(&s.out, &before, &after, &acts);
     check_archive(&s, &before);
+    check_extract(&s, &before);
 }
 
 /// The same image in every container scrubs to the same bytes, and every
@@ -646,4 +648,167 @@ fn journal_needing_recovery_is_replayed_first() {
     let a = dump_ext(&ours, work);
     let b = dump_ext(&fixed, work);
     assert_trees_eq(&a.tree, &b.tree, "ours vs e2fsck's replay");
+}
+
+/// The archive restores: `vmscrub recover --extract` puts every removed regular
+/// file back with the bytes, mode and mtime debugfs/mtools read from the input.
+fn check_extract(s: &Scrubbed, before: &BTreeMap<u32, (PathBuf, Dump)>) {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let target = s.dir.path().join("restore");
+    let o = vmscrub(&[
+        "recover".as_ref(),
+        s.archive.as_os_str(),
+        "-i".as_ref(),
+        keys().private().as_os_str(),
+        "--extract".as_ref(),
+        target.as_os_str(),
+    ]);
+    assert!(o.status.success(), "recover --extract: {}", stderr(&o));
+    let mut checked = 0;
+    for (part, fs_path, guest, _) in actions(&s.report) {
+        let shadowed = part == 2 && guest.starts_with("/home/");
+        let d = &before[&part].1;
+        for (p, n) in d
+            .tree
+            .iter()
+            .filter(|(p, n)| n.kind == 'f' && under(p, &fs_path))
+        {
+            let name = archive_name(part, p, shadowed);
+            let host = target.join(std::ffi::OsStr::from_bytes(&name));
+            let what = String::from_utf8_lossy(&name);
+            assert_eq!(file_sha(&host), n.sha, "{what}: restored content");
+            let m = std::fs::metadata(&host).unwrap();
+            assert_eq!(m.mtime(), n.mtime, "{what}: restored mtime");
+            if part != 1 {
+                assert_eq!(
+                    m.permissions().mode() & 0o7777,
+                    n.mode,
+                    "{what}: restored mode"
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 100, "only {checked} files restored");
+}
+
+/// Two recipients (an OpenSSH `ssh-rsa` line and a PEM SPKI key made by
+/// openssl): each alone opens the archive. And no plaintext touches the disk:
+/// under strace, the only files the scrub opens for writing are its three
+/// outputs' temporary files; TMPDIR stays empty; the archive's bytes hold no
+/// marker.
+#[test]
+fn recovery_for_two_recipients_and_no_plaintext_on_disk() {
+    let input = image("scrub-disk");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let pem_key = d.join("escrow.pem");
+    let pem_pub = d.join("escrow.pub.pem");
+    run(
+        "openssl",
+        &[
+            &"genpkey",
+            &"-algorithm",
+            &"RSA",
+            &"-pkeyopt",
+            &"rsa_keygen_bits:2048",
+            &"-out",
+            &pem_key,
+        ],
+    );
+    run(
+        "openssl",
+        &[&"pkey", &"-in", &pem_key, &"-pubout", &"-out", &pem_pub],
+    );
+    let tmp = d.join("tmp");
+    let outdir = d.join("out");
+    std::fs::create_dir(&tmp).unwrap();
+    std::fs::create_dir(&outdir).unwrap();
+    let trace = d.join("trace.txt");
+    let out = outdir.join("clean.img");
+    let vsr = outdir.join("removed.vsr");
+    let report = outdir.join("report.json");
+    let o = Command::new("strace")
+        .args(["-f", "-qq", "-e", "trace=open,openat,creat", "-o"])
+        .arg(&trace)
+        .arg(env!("CARGO_BIN_EXE_vmscrub"))
+        .env("TMPDIR", &tmp)
+        .args(["scrub", "-q"])
+        .arg(&input)
+        .arg("-o")
+        .arg(&out)
+        .arg("--rules")
+        .arg(rules())
+        .arg("--recovery")
+        .arg(&vsr)
+        .arg("--recipient")
+        .arg(keys().public())
+        .arg("--recipient")
+        .arg(&pem_pub)
+        .arg("--report")
+        .arg(&report)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let trace = std::fs::read_to_string(&trace).unwrap();
+    let mut written: Vec<String> = Vec::new();
+    for line in trace.lines() {
+        let writes = ["O_WRONLY", "O_RDWR", "O_CREAT"]
+            .iter()
+            .any(|f| line.contains(f))
+            || line.contains("creat(");
+        if !writes || line.contains("= -1") {
+            continue;
+        }
+        let path = line.split('"').nth(1).unwrap_or_default().to_string();
+        written.push(path);
+    }
+    let outdir_s = outdir.display().to_string();
+    for p in &written {
+        let name = p.strip_prefix(&format!("{outdir_s}/")).unwrap_or("");
+        let ok = p == "/dev/null"
+            || (name.ends_with(".vmscrub-tmp")
+                && [".clean.img.", ".removed.vsr.", ".report.json."]
+                    .iter()
+                    .any(|pre| name.starts_with(pre)));
+        assert!(ok, "the scrub wrote to {p}");
+    }
+    assert!(written.len() >= 3, "strace saw no writes: {trace}");
+    assert!(
+        std::fs::read_dir(&tmp).unwrap().next().is_none(),
+        "TMPDIR not empty"
+    );
+    let mut left: Vec<String> = std::fs::read_dir(&outdir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["clean.img", "removed.vsr", "report.json"]);
+    let archive = std::fs::read(&vsr).unwrap();
+    for m in MARKERS {
+        assert!(
+            !archive.windows(m.len()).any(|w| w == m.as_bytes()),
+            "{m} in the archive's bytes"
+        );
+    }
+    // Each recipient alone opens it.
+    for key in [keys().private(), pem_key] {
+        let o = vmscrub(&[
+            "recover".as_ref(),
+            vsr.as_os_str(),
+            "-i".as_ref(),
+            key.as_os_str(),
+            "--list".as_ref(),
+        ]);
+        assert!(o.status.success(), "{}: {}", key.display(), stderr(&o));
+        assert!(String::from_utf8_lossy(&o.stdout).contains("scrub/tree/SECRETNAME_20_d1"));
+    }
+    let r: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(
+        r["scrub"]["recovery"]["recipients"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
 }
