@@ -464,6 +464,8 @@ pub struct OutputImage {
     files: Vec<PendingFile>,
     sink: Box<dyn ImageSink>,
     finished: bool,
+    /// A background flush started by [`OutputImage::sync_in_background`].
+    syncing: Option<std::thread::JoinHandle<io::Result<()>>>,
 }
 
 impl OutputImage {
@@ -512,11 +514,37 @@ impl OutputImage {
         }
     }
 
+    /// Starts flushing the finished output to stable storage on another thread,
+    /// so the flush (often the longest part of writing an image) overlaps with
+    /// whatever the caller does next — verification reads the output back from
+    /// the page cache meanwhile. [`commit`](Self::commit) waits for it.
+    pub fn sync_in_background(&mut self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.finished, "the output is not finished");
+        if self.syncing.is_some() {
+            return Ok(());
+        }
+        let files = self
+            .files
+            .iter()
+            .map(|f| f.file().try_clone())
+            .collect::<io::Result<Vec<File>>>()
+            .context("cannot reopen the output to flush it")?;
+        self.syncing = Some(std::thread::spawn(move || {
+            files.iter().try_for_each(File::sync_all)
+        }));
+        Ok(())
+    }
+
     /// Finishes the sink, then commits every file: all are flushed to disk first,
     /// then renamed into place one by one; if a rename fails, the ones already
     /// renamed are removed again, so the user gets both files or neither.
     pub fn commit(mut self) -> anyhow::Result<()> {
         self.finish()?;
+        if let Some(h) = self.syncing.take() {
+            h.join()
+                .map_err(|_| anyhow::anyhow!("the flush thread panicked"))?
+                .context("cannot flush the output")?;
+        }
         drop(self.sink);
         for f in &self.files {
             f.file()
@@ -571,6 +599,7 @@ pub fn create_output(
                 files: vec![p],
                 sink: Box::new(sink),
                 finished: false,
+                syncing: None,
             })
         }
         OutputFormat::Vmdk { subformat, disk } => {
@@ -592,6 +621,7 @@ pub fn create_output(
                             level: vmscrub_vmdk::grain::DEFAULT_LEVEL,
                         }),
                         finished: false,
+                        syncing: None,
                     })
                 }
                 VmdkSubformat::MonolithicSparse => {
@@ -607,6 +637,7 @@ pub fn create_output(
                         files: vec![p],
                         sink: Box::new(VmdkSparseSink { writer: Some(w) }),
                         finished: false,
+                        syncing: None,
                     })
                 }
                 VmdkSubformat::MonolithicFlat => {
@@ -633,6 +664,7 @@ pub fn create_output(
                         files: vec![extent, desc],
                         sink: Box::new(sink),
                         finished: false,
+                        syncing: None,
                     })
                 }
             }

@@ -675,6 +675,7 @@ pub fn run(args: &ScrubArgs) -> Result<i32> {
     output::write_image(&*overlay, out_img.sink(), &pass)
         .with_context(|| format!("writing {} failed; nothing was written", target.display()))?;
     out_img.finish()?;
+    out_img.sync_in_background()?;
     done.timings.write = secs(t_write.elapsed());
 
     // ---------------------------------------------------------- verify
