@@ -149,6 +149,11 @@ fn scan_verb(args: ScanArgs) -> anyhow::Result<i32> {
 
     let detectors = scan::content::Detectors::for_selection(&selection)
         .map_err(|e| anyhow::anyhow!("content detectors: {e}"))?;
+    let progress = std::sync::Arc::new(scan::ScanProgress::default());
+    let spinner = {
+        let p = progress.clone();
+        vmscrub::progress::Spinner::start(true, "scanning", move || p.describe())
+    };
     let result = scan::scan(
         &guest,
         &ScanOptions {
@@ -157,9 +162,11 @@ fn scan_verb(args: ScanArgs) -> anyhow::Result<i32> {
             keep: args.select.keep.clone(),
             content: detectors.as_ref().map(|d| d as &dyn scan::ContentScanner),
             threads: args.threads,
+            progress: Some(&progress),
         },
     )
     .map_err(usage)?;
+    drop(spinner);
     let image = args.image.display().to_string();
     let text = report::render(
         args.format,

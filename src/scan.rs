@@ -250,6 +250,30 @@ pub struct ScanOptions<'a> {
     pub content: Option<&'a dyn ContentScanner>,
     /// Content worker threads; 0 = one per core.
     pub threads: usize,
+    /// Counters the scan advances as it goes, for a progress display.
+    pub progress: Option<&'a ScanProgress>,
+}
+
+/// How far a scan is: entries walked, files and bytes content-scanned. Updated
+/// from every thread; read by whoever draws a progress display.
+#[derive(Debug, Default)]
+pub struct ScanProgress {
+    pub entries: std::sync::atomic::AtomicU64,
+    pub files: std::sync::atomic::AtomicU64,
+    pub bytes: std::sync::atomic::AtomicU64,
+}
+
+impl ScanProgress {
+    /// `1234 entries, 56 files (78.9 MiB) scanned`.
+    pub fn describe(&self) -> String {
+        use std::sync::atomic::Ordering::Relaxed;
+        format!(
+            "{} entries, {} files ({}) read",
+            self.entries.load(Relaxed),
+            self.files.load(Relaxed),
+            crate::report::human_size(self.bytes.load(Relaxed))
+        )
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -483,6 +507,7 @@ struct Walker<'a, 'c> {
     /// delete-tree directory path → finding indexes.
     trees: HashMap<Vec<u8>, Vec<usize>>,
     matches: Vec<usize>,
+    progress: Option<&'a ScanProgress>,
 }
 
 impl Walker<'_, '_> {
@@ -522,6 +547,9 @@ impl Walker<'_, '_> {
 
     fn visit(&mut self, path: &[u8], id: NodeId, kind: FileKind) -> bool {
         self.out.entries += 1;
+        if let Some(p) = self.progress {
+            p.entries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         let cand = candidate(path);
         let kept = self.c.keep.is_match_candidate(&cand);
         let covering: Vec<usize> = if self.trees.is_empty() {
@@ -883,6 +911,11 @@ pub fn scan(guest: &Guest, opts: &ScanOptions<'_>) -> Result<ScanResult, ScanErr
                                     s.0 += 1;
                                     s.1 += job.meta.size;
                                 }
+                                if let Some(p) = opts.progress {
+                                    use std::sync::atomic::Ordering::Relaxed;
+                                    p.files.fetch_add(1, Relaxed);
+                                    p.bytes.fetch_add(job.meta.size, Relaxed);
+                                }
                                 if !hits.is_empty()
                                     && let Ok(mut v) = results.lock()
                                 {
@@ -940,6 +973,7 @@ pub fn scan(guest: &Guest, opts: &ScanOptions<'_>) -> Result<ScanResult, ScanErr
                     out: FsOutcome::default(),
                     trees: HashMap::new(),
                     matches: vec![],
+                    progress: opts.progress,
                 };
                 let fs = w.fs;
                 let root = fs.root();

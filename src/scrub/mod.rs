@@ -443,14 +443,21 @@ pub fn run(args: &ScrubArgs) -> Result<i32> {
     let t_scan = Instant::now();
     let detectors = scan::content::Detectors::for_selection(&selection)
         .map_err(|e| anyhow::anyhow!("content detectors: {e}"))?;
+    let scan_progress = Arc::new(scan::ScanProgress::default());
     let scan_opts = ScanOptions {
         catalogue: &cat,
         selection: &selection,
         keep: args.select.keep.clone(),
         content: detectors.as_ref().map(|d| d as &dyn scan::ContentScanner),
         threads,
+        progress: Some(&scan_progress),
+    };
+    let spinner = {
+        let p = scan_progress.clone();
+        crate::progress::Spinner::start(!args.quiet, "scanning", move || p.describe())
     };
     let result = scan::scan(&guest, &scan_opts).map_err(usage)?;
+    drop(spinner);
     let plan = result.plan();
     done.timings.scan = secs(t_scan.elapsed());
     let unread: Vec<&scan::Warning> = result
@@ -684,7 +691,18 @@ pub fn run(args: &ScrubArgs) -> Result<i32> {
         say.phase("verifying the output");
         let disk = out_img.reopen()?;
         let expected = verify::expected_filesystems(&guest);
-        let v = verify::verify(disk, &expected, &scan_opts, &targets, &|_| {})?;
+        let rescan_progress = Arc::new(scan::ScanProgress::default());
+        let rescan_opts = ScanOptions {
+            progress: Some(&rescan_progress),
+            keep: scan_opts.keep.clone(),
+            ..scan_opts
+        };
+        let spinner = {
+            let p = rescan_progress.clone();
+            crate::progress::Spinner::start(!args.quiet, "verifying", move || p.describe())
+        };
+        let v = verify::verify(disk, &expected, &rescan_opts, &targets, &|_| {})?;
+        drop(spinner);
         done.timings.verify = secs(t_verify.elapsed());
         let ok = v.ok();
         done.verification = Some(v);

@@ -133,11 +133,18 @@ impl UnitHasher {
     /// Ends the stream; returns the fingerprints and the number of non-zero units.
     pub fn finish(mut self) -> (Vec<Fingerprint>, u64) {
         self.flush();
-        (self.prints, self.units)
+        (std::mem::take(&mut self.prints), self.units)
     }
 
     pub fn budget_left(&self) -> usize {
         self.budget_left
+    }
+}
+
+impl Drop for UnitHasher {
+    // `buf` holds the tail of a removed file: don't leave it in freed memory.
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.buf);
     }
 }
 

@@ -163,7 +163,7 @@ fn live_prints(
     let wanted: HashSet<Fingerprint> = hits.iter().map(|h| h.print).collect();
     let mut found = HashSet::new();
     let unit = usize::try_from(unit).unwrap_or(4096);
-    let mut buf = vec![0u8; unit];
+    let mut buf = zeroize::Zeroizing::new(vec![0u8; unit]);
     let mut errors: HashMap<String, String> = HashMap::new();
     crate::fs::walk::walk(fs, fs.root(), b"", |e| {
         if e.entry.kind != FileKind::Regular || found.len() == wanted.len() {
