@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # vmscrub benchmarks, each beside its floor (the cheapest tool doing the same I/O).
 #
-# usage: scripts/bench.sh [SECTION...]      sections: scan (default: all)
+# usage: scripts/bench.sh [SECTION...]      sections: scan scrub archive (default: all)
 #        RUNS=5 WARMUP=1 THREADS=2 scripts/bench.sh scan
 #
 # Builds the release binary and the bench images (python3 scripts/fixtures.py build
@@ -16,7 +16,7 @@ cd "$ROOT"
 RUNS="${RUNS:-5}"
 WARMUP="${WARMUP:-1}"
 THREADS="${THREADS:-2}"
-SECTIONS=(scan)
+SECTIONS=(scan scrub archive)
 OUT="${VMSCRUB_FIXTURE_DIR:-$ROOT/fixtures/build}"
 VMSCRUB="$ROOT/target/release/vmscrub"
 CLEANUP=()
@@ -75,6 +75,71 @@ import json, sys
 s = json.load(sys.stdin)["stats"]
 print("  scanned: %d entries, %d files, %.0f MB of content" % (
     s["entries_walked"], s["files_content_scanned"], s["bytes_content_scanned"] / 1e6))'
+}
+
+# `vmscrub scrub` of the bench disk (raw in, raw out; default operations, which
+# remove ~200 MB of logs; free space zeroed; verification on, and off) beside the
+# copy floor: `cp --sparse=always` and `qemu-img convert -O raw` of the same image.
+# vmscrub fsyncs its output before renaming it, so the floors are also timed
+# followed by `sync` of their output (same durability). Then the same scrub with a
+# recovery archive, and from the qcow2 image.
+section_scrub() {
+    need hyperfine
+    need qemu-img
+    need ssh-keygen
+    python3 scripts/fixtures.py build bench-qcow2 bench-disk >&2
+    local tmp img q
+    tmp="$(mktemp -d "$OUT/bench-scrub.XXXXXX")"
+    CLEANUP+=("$tmp")
+    img="$OUT/bench-disk.img"
+    q="$OUT/bench-qcow2.qcow2"
+    ssh-keygen -q -t rsa -b 3072 -N '' -f "$tmp/key" >/dev/null
+    echo "scrub, raw input: $img ($(du -m --apparent-size "$img" | cut -f1) MiB, $(du -m "$img" | cut -f1) MiB allocated), $THREADS threads"
+    hyperfine --style basic -w "$WARMUP" -r "$RUNS" --export-json "$tmp/scrub.json" \
+        --prepare "rm -f $tmp/out.img $tmp/r.vsr" \
+        -n "cp --sparse=always" "cp --sparse=always $img $tmp/out.img" \
+        -n "cp --sparse=always && sync" "cp --sparse=always $img $tmp/out.img && sync $tmp/out.img" \
+        -n "qemu-img convert -O raw" "qemu-img convert -f raw -O raw $img $tmp/out.img" \
+        -n "qemu-img convert -O raw && sync" "qemu-img convert -f raw -O raw $img $tmp/out.img && sync $tmp/out.img" \
+        -n "vmscrub scrub --no-verify" "$VMSCRUB scrub -q --threads $THREADS --no-verify $img -o $tmp/out.img" \
+        -n "vmscrub scrub" "$VMSCRUB scrub -q --threads $THREADS $img -o $tmp/out.img" \
+        -n "vmscrub scrub --recovery" "$VMSCRUB scrub -q --threads $THREADS $img -o $tmp/out.img --recovery $tmp/r.vsr --recipient $tmp/key.pub" \
+        -n "vmscrub scrub (qcow2 in, raw out)" "$VMSCRUB scrub -q --threads $THREADS $q -O raw -o $tmp/out.img" >&2
+    median_ratio "$tmp/scrub.json"
+    rm -f "$tmp/out.img"
+    "$VMSCRUB" scrub --threads "$THREADS" "$img" -o "$tmp/out.img" --recovery "$tmp/r.vsr" \
+        --recipient "$tmp/key.pub" --report "$tmp/report.json" 2>&1 | grep -E 'removed|time|verified|archive' | sed 's/^/  /'
+    echo "  output: $(du -m "$tmp/out.img" | cut -f1) MiB allocated (input $(du -m "$img" | cut -f1) MiB); archive $(du -m "$tmp/r.vsr" | cut -f1) MiB"
+}
+
+# The recovery archive inside a scrub: the bench-logs disk, where `logfiles`
+# removes 1 GiB of log-like text (1024 files) and ~300 MB stays. The same scrub
+# with and without --recovery; the difference is what the archive costs, and
+# 1 GiB over that difference its throughput.
+section_archive() {
+    need hyperfine
+    need ssh-keygen
+    python3 scripts/fixtures.py build bench-logs-disk >&2
+    local tmp img
+    tmp="$(mktemp -d "$OUT/bench-archive.XXXXXX")"
+    CLEANUP+=("$tmp")
+    img="$OUT/bench-logs-disk.img"
+    ssh-keygen -q -t rsa -b 3072 -N '' -f "$tmp/key" >/dev/null
+    echo "archive: $img (1 GiB of logs removed), $THREADS threads"
+    hyperfine --style basic -w "$WARMUP" -r "$RUNS" --export-json "$tmp/archive.json" \
+        --prepare "rm -f $tmp/out.img $tmp/r.vsr" \
+        -n "vmscrub scrub --no-verify" "$VMSCRUB scrub -q --threads $THREADS --no-verify $img -o $tmp/out.img" \
+        -n "vmscrub scrub --no-verify --recovery" "$VMSCRUB scrub -q --threads $THREADS --no-verify $img -o $tmp/out.img --recovery $tmp/r.vsr --recipient $tmp/key.pub" \
+        -n "vmscrub scrub" "$VMSCRUB scrub -q --threads $THREADS $img -o $tmp/out.img" \
+        -n "vmscrub scrub --recovery" "$VMSCRUB scrub -q --threads $THREADS $img -o $tmp/out.img --recovery $tmp/r.vsr --recipient $tmp/key.pub" >&2
+    median_ratio "$tmp/archive.json"
+    python3 - "$tmp/archive.json" <<'EOF2'
+import json, sys
+r = {x["command"]: x["median"] for x in json.load(open(sys.argv[1]))["results"]}
+d = r["vmscrub scrub --no-verify --recovery"] - r["vmscrub scrub --no-verify"]
+print(f"  archive cost: {d*1000:.0f} ms for 1 GiB removed = {1024/d if d > 0 else float('inf'):.0f} MiB/s of removed data")
+EOF2
+    echo "  archive size: $(du -m "$tmp/r.vsr" | cut -f1) MiB for 1024 MiB of logs"
 }
 
 main() {

@@ -18,6 +18,7 @@ PKGS=(
   putty-tools gnupg openssh-client openssl  # puttygen/gpg/ssh-keygen/openssl: real keys for the content-detector tests
   python3-bcrypt        # cryptography needs it to open passphrase-protected OpenSSH keys (vmscrub-recover.py)
   openssh-client openssl  # ssh-keygen / openssl generate the recovery tests' keys at test time
+  strace                # the scrub test that proves no plaintext is written anywhere but the archive
 )
 missing=()
 for p in "${PKGS[@]}"; do

@@ -65,7 +65,7 @@ pub struct ConvertArgs {
 /// Ignores SIGXFSZ so that hitting a file-size limit (`ulimit -f`) makes the write
 /// fail with EFBIG — an error we unwind from, removing the temporary file —
 /// instead of killing the process and leaving it behind.
-fn survive_file_size_limit() {
+pub fn survive_file_size_limit() {
     let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let _ = signal_hook::flag::register(signal_hook::consts::SIGXFSZ, flag);
 }
@@ -155,4 +155,25 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<i32> {
         );
     }
     Ok(exit::OK)
+}
+
+/// VMDK output for `input` (the subformat asked for, default streamOptimized,
+/// with a VMDK input's descriptor values carried over), warnings printed. Kept
+/// for `scrub`'s own `--output-format`/`--subformat` until it flattens
+/// [`OutputArgs`], which does all of this and qcow2's options too.
+pub fn vmdk_format(
+    input: &Path,
+    img: &image::OpenedImage,
+    sub: Option<crate::output::VmdkSubformat>,
+) -> anyhow::Result<crate::output::OutputFormat> {
+    let args = OutputArgs {
+        output_format: Some(FormatArg::Vmdk),
+        subformat: sub,
+        ..OutputArgs::default()
+    };
+    let r = args.resolve(input, img).map_err(anyhow::Error::new)?;
+    for w in &r.warnings {
+        eprintln!("vmscrub: warning: {w}");
+    }
+    Ok(r.format)
 }

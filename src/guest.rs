@@ -798,4 +798,26 @@ impl Guest {
     pub fn readable(&self) -> bool {
         !self.filesystems.is_empty()
     }
+
+    /// An error naming every reason when no filesystem could be read: an image
+    /// vmscrub could not read must never be called clean (or be "scrubbed").
+    pub fn require_readable(&self, image: &std::path::Path) -> anyhow::Result<()> {
+        if self.readable() {
+            return Ok(());
+        }
+        let why: Vec<String> = self
+            .unreadable
+            .iter()
+            .map(|u| format!("{}: {}", u.identity.describe(), u.error))
+            .collect();
+        anyhow::bail!(
+            "{}: no filesystem of this image could be read{}",
+            image.display(),
+            if why.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", why.join("; "))
+            }
+        )
+    }
 }

@@ -9,6 +9,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod browse;
+pub mod cli;
 pub mod convert;
 pub mod exit;
 pub mod fs;
@@ -18,6 +19,8 @@ pub mod inspect;
 pub mod ops;
 pub mod output;
 pub mod overlay;
+pub mod progress;
 pub mod recover;
 pub mod report;
 pub mod scan;
+pub mod scrub;

@@ -4,11 +4,10 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use vmscrub::cli::{SelectArgs, Usage, catalogue, usage};
 use vmscrub::exit;
-use vmscrub::ops::{Catalogue, Selection};
 use vmscrub::report::{self, Format, ReportInput, policy::FailOn};
 use vmscrub::scan::{self, ScanOptions};
 
@@ -36,27 +35,10 @@ enum Command {
     Operations(OperationsArgs),
     /// Audit an image (or an unpacked root directory): every finding, with why
     Scan(ScanArgs),
+    #[command(about = vmscrub::scrub::ABOUT, long_about = vmscrub::scrub::LONG_ABOUT)]
+    Scrub(vmscrub::scrub::ScrubArgs),
     /// Decrypt a recovery archive back to a plain tar, a directory, or a listing.
     Recover(vmscrub::recover::RecoverArgs),
-}
-
-/// Choosing operations, like virt-sysprep.
-#[derive(Args, Debug, Default)]
-struct SelectArgs {
-    /// Operation set algebra, applied left to right to an empty set:
-    /// `defaults`, `all`, `NAME`/`+NAME`, `-NAME` (comma-separated; repeatable)
-    #[arg(long = "operations", visible_alias = "operation", value_name = "LIST")]
-    operations: Vec<String>,
-    /// Run exactly these operations (comma-separated)
-    #[arg(long, value_name = "LIST", conflicts_with = "operations")]
-    enable: Vec<String>,
-    /// Exempt paths matching GLOB from every operation (repeatable; a kept
-    /// directory keeps everything below it)
-    #[arg(long, value_name = "GLOB")]
-    keep: Vec<String>,
-    /// Add operations, keep and allow entries from a rule file (catalogue form)
-    #[arg(long, value_name = "FILE")]
-    rules: Vec<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -95,31 +77,6 @@ struct ScanArgs {
     /// Content-scanning threads (default: one per core)
     #[arg(long, default_value_t = 0)]
     threads: usize,
-}
-
-/// A usage error detected after clap (bad operation name, bad rule file):
-/// exits with [`exit::USAGE`].
-#[derive(Debug)]
-struct Usage(String);
-
-impl std::fmt::Display for Usage {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Usage {}
-
-fn usage(e: impl std::fmt::Display) -> anyhow::Error {
-    anyhow::Error::new(Usage(e.to_string()))
-}
-
-fn catalogue(rules: &[PathBuf]) -> anyhow::Result<Catalogue> {
-    let mut cat = Catalogue::builtin().context("the built-in catalogue")?;
-    for r in rules {
-        cat.add_file(r).map_err(usage)?;
-    }
-    Ok(cat)
 }
 
 fn operations(args: OperationsArgs) -> anyhow::Result<i32> {
@@ -185,33 +142,18 @@ fn operations(args: OperationsArgs) -> anyhow::Result<i32> {
 }
 
 fn scan_verb(args: ScanArgs) -> anyhow::Result<i32> {
-    let cat = catalogue(&args.select.rules)?;
-    let selection =
-        Selection::resolve(&cat, &args.select.operations, &args.select.enable).map_err(usage)?;
+    let (cat, selection) = args.select.resolve()?;
     let fail_on = FailOn::parse(&cat, &args.fail_on).map_err(usage)?;
-    for k in &args.select.keep {
-        vmscrub::ops::pattern::check_glob(k).map_err(|e| usage(format!("--keep: {e}")))?;
-    }
     let guest = vmscrub::guest::guest_from_path(&args.image, &Default::default())?;
-    if !guest.readable() {
-        // Never call an image clean that we could not read.
-        let why: Vec<String> = guest
-            .unreadable
-            .iter()
-            .map(|u| format!("{}: {}", u.identity.describe(), u.error))
-            .collect();
-        anyhow::bail!(
-            "{}: no filesystem of this image could be read{}",
-            args.image.display(),
-            if why.is_empty() {
-                String::new()
-            } else {
-                format!(" ({})", why.join("; "))
-            }
-        );
-    }
+    guest.require_readable(&args.image)?;
+
     let detectors = scan::content::Detectors::for_selection(&selection)
         .map_err(|e| anyhow::anyhow!("content detectors: {e}"))?;
+    let progress = std::sync::Arc::new(scan::ScanProgress::default());
+    let spinner = {
+        let p = progress.clone();
+        vmscrub::progress::Spinner::start(true, "scanning", move || p.describe())
+    };
     let result = scan::scan(
         &guest,
         &ScanOptions {
@@ -220,9 +162,11 @@ fn scan_verb(args: ScanArgs) -> anyhow::Result<i32> {
             keep: args.select.keep.clone(),
             content: detectors.as_ref().map(|d| d as &dyn scan::ContentScanner),
             threads: args.threads,
+            progress: Some(&progress),
         },
     )
     .map_err(usage)?;
+    drop(spinner);
     let image = args.image.display().to_string();
     let text = report::render(
         args.format,
@@ -258,6 +202,7 @@ fn main() {
         Command::Convert(args) => vmscrub::convert::run(&args),
         Command::Operations(a) => operations(a),
         Command::Scan(a) => scan_verb(a),
+        Command::Scrub(args) => vmscrub::scrub::run(&args),
         Command::Recover(args) => vmscrub::recover::run(&args),
     };
     match result {

@@ -465,6 +465,9 @@ pub struct OutputImage {
     /// In commit order: a flat VMDK's extent before its descriptor.
     files: Vec<PendingFile>,
     sink: Box<dyn ImageSink>,
+    finished: bool,
+    /// A background flush started by [`OutputImage::sync_in_background`].
+    syncing: Option<std::thread::JoinHandle<io::Result<()>>>,
 }
 
 impl OutputImage {
@@ -480,13 +483,70 @@ impl OutputImage {
             .collect()
     }
 
+    /// Completes the image (tables, footers) under its temporary name(s), so it
+    /// can be read back ([`reopen`](Self::reopen)) before it is committed.
+    /// Idempotent.
+    pub fn finish(&mut self) -> anyhow::Result<()> {
+        if !self.finished {
+            self.sink
+                .finish()
+                .context("cannot complete the output image")?;
+            self.finished = true;
+        }
+        Ok(())
+    }
+
+    /// The finished output's virtual disk, read back from its temporary file(s)
+    /// through vmscrub's own readers (sniffed by content, like any input). A
+    /// monolithicFlat VMDK is read through its extent, which is the raw disk
+    /// (the descriptor names the extent's final name, which does not exist yet).
+    pub fn reopen(&self) -> anyhow::Result<Arc<dyn ReadAt>> {
+        anyhow::ensure!(self.finished, "the output is not finished");
+        match self.files.as_slice() {
+            [extent, _descriptor] => Ok(Arc::new(
+                vmscrub_blockdev::FileDisk::open(extent.temp_path())
+                    .context("cannot reopen the output")?,
+            )),
+            [one] => Ok(
+                crate::image::open(one.temp_path(), &crate::image::OpenOptions::default())
+                    .context("cannot reopen the output")?
+                    .disk,
+            ),
+            _ => bail!("the output has no file"),
+        }
+    }
+
+    /// Starts flushing the finished output to stable storage on another thread,
+    /// so the flush (often the longest part of writing an image) overlaps with
+    /// whatever the caller does next — verification reads the output back from
+    /// the page cache meanwhile. [`commit`](Self::commit) waits for it.
+    pub fn sync_in_background(&mut self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.finished, "the output is not finished");
+        if self.syncing.is_some() {
+            return Ok(());
+        }
+        let files = self
+            .files
+            .iter()
+            .map(|f| f.file().try_clone())
+            .collect::<io::Result<Vec<File>>>()
+            .context("cannot reopen the output to flush it")?;
+        self.syncing = Some(std::thread::spawn(move || {
+            files.iter().try_for_each(File::sync_all)
+        }));
+        Ok(())
+    }
+
     /// Finishes the sink, then commits every file: all are flushed to disk first,
     /// then renamed into place one by one; if a rename fails, the ones already
     /// renamed are removed again, so the user gets both files or neither.
     pub fn commit(mut self) -> anyhow::Result<()> {
-        self.sink
-            .finish()
-            .context("cannot complete the output image")?;
+        self.finish()?;
+        if let Some(h) = self.syncing.take() {
+            h.join()
+                .map_err(|_| anyhow::anyhow!("the flush thread panicked"))?
+                .context("cannot flush the output")?;
+        }
         drop(self.sink);
         for f in &self.files {
             f.file()
@@ -540,6 +600,8 @@ pub fn create_output(
             Ok(OutputImage {
                 files: vec![p],
                 sink: Box::new(sink),
+                finished: false,
+                syncing: None,
             })
         }
         OutputFormat::Vmdk { subformat, disk } => {
@@ -560,6 +622,8 @@ pub fn create_output(
                             writer: Some(w),
                             level: vmscrub_vmdk::grain::DEFAULT_LEVEL,
                         }),
+                        finished: false,
+                        syncing: None,
                     })
                 }
                 VmdkSubformat::MonolithicSparse => {
@@ -574,6 +638,8 @@ pub fn create_output(
                     Ok(OutputImage {
                         files: vec![p],
                         sink: Box::new(VmdkSparseSink { writer: Some(w) }),
+                        finished: false,
+                        syncing: None,
                     })
                 }
                 VmdkSubformat::MonolithicFlat => {
@@ -599,6 +665,8 @@ pub fn create_output(
                     Ok(OutputImage {
                         files: vec![extent, desc],
                         sink: Box::new(sink),
+                        finished: false,
+                        syncing: None,
                     })
                 }
             }
@@ -610,6 +678,8 @@ pub fn create_output(
             Ok(OutputImage {
                 files: vec![p],
                 sink: Box::new(sink),
+                finished: false,
+                syncing: None,
             })
         }
     }

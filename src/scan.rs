@@ -250,6 +250,30 @@ pub struct ScanOptions<'a> {
     pub content: Option<&'a dyn ContentScanner>,
     /// Content worker threads; 0 = one per core.
     pub threads: usize,
+    /// Counters the scan advances as it goes, for a progress display.
+    pub progress: Option<&'a ScanProgress>,
+}
+
+/// How far a scan is: entries walked, files and bytes content-scanned. Updated
+/// from every thread; read by whoever draws a progress display.
+#[derive(Debug, Default)]
+pub struct ScanProgress {
+    pub entries: std::sync::atomic::AtomicU64,
+    pub files: std::sync::atomic::AtomicU64,
+    pub bytes: std::sync::atomic::AtomicU64,
+}
+
+impl ScanProgress {
+    /// `1234 entries, 56 files (78.9 MiB) scanned`.
+    pub fn describe(&self) -> String {
+        use std::sync::atomic::Ordering::Relaxed;
+        format!(
+            "{} entries, {} files ({}) read",
+            self.entries.load(Relaxed),
+            self.files.load(Relaxed),
+            crate::report::human_size(self.bytes.load(Relaxed))
+        )
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -456,6 +480,18 @@ fn strip_eol(l: &[u8]) -> &[u8] {
     l.strip_suffix(b"\r").unwrap_or(l)
 }
 
+/// `text` without the lines any of `drop` matches (matched without their line
+/// end, as the scan decides). The scrub writes exactly what the scan predicted.
+pub fn drop_lines(text: &[u8], drop: &[Regex]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len());
+    for l in lines(text) {
+        if !drop.iter().any(|re| re.is_match(strip_eol(l))) {
+            out.extend_from_slice(l);
+        }
+    }
+    out
+}
+
 struct Walker<'a, 'c> {
     c: &'a Compiled<'c>,
     guest: &'a Guest,
@@ -471,6 +507,7 @@ struct Walker<'a, 'c> {
     /// delete-tree directory path → finding indexes.
     trees: HashMap<Vec<u8>, Vec<usize>>,
     matches: Vec<usize>,
+    progress: Option<&'a ScanProgress>,
 }
 
 impl Walker<'_, '_> {
@@ -510,6 +547,9 @@ impl Walker<'_, '_> {
 
     fn visit(&mut self, path: &[u8], id: NodeId, kind: FileKind) -> bool {
         self.out.entries += 1;
+        if let Some(p) = self.progress {
+            p.entries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         let cand = candidate(path);
         let kept = self.c.keep.is_match_candidate(&cand);
         let covering: Vec<usize> = if self.trees.is_empty() {
@@ -871,6 +911,11 @@ pub fn scan(guest: &Guest, opts: &ScanOptions<'_>) -> Result<ScanResult, ScanErr
                                     s.0 += 1;
                                     s.1 += job.meta.size;
                                 }
+                                if let Some(p) = opts.progress {
+                                    use std::sync::atomic::Ordering::Relaxed;
+                                    p.files.fetch_add(1, Relaxed);
+                                    p.bytes.fetch_add(job.meta.size, Relaxed);
+                                }
                                 if !hits.is_empty()
                                     && let Ok(mut v) = results.lock()
                                 {
@@ -928,6 +973,7 @@ pub fn scan(guest: &Guest, opts: &ScanOptions<'_>) -> Result<ScanResult, ScanErr
                     out: FsOutcome::default(),
                     trees: HashMap::new(),
                     matches: vec![],
+                    progress: opts.progress,
                 };
                 let fs = w.fs;
                 let root = fs.root();
@@ -1260,12 +1306,28 @@ fn guest_warnings(
             }
         }
     }
+    let removes = |f: &&Finding| {
+        matches!(f.action, ActionKind::Delete | ActionKind::DeleteTree)
+            && f.kind == FileKind::Regular
+            && !f.skipped
+    };
+    // Names of each inode that something removes: when every name of an inode
+    // goes, its content goes too, and there is nothing to warn about.
+    let mut names: HashMap<(usize, NodeId), HashSet<&[u8]>> = HashMap::new();
+    for f in findings.iter().filter(removes) {
+        names
+            .entry((f.filesystem, f.node))
+            .or_default()
+            .insert(&f.fs_path);
+    }
     let hard: Vec<&Finding> = findings
         .iter()
+        .filter(removes)
         .filter(|f| {
-            matches!(f.action, ActionKind::Delete | ActionKind::DeleteTree)
-                && f.kind == FileKind::Regular
-                && f.nlink > 1
+            f.nlink > 1
+                && names
+                    .get(&(f.filesystem, f.node))
+                    .is_none_or(|n| (n.len() as u64) < u64::from(f.nlink))
         })
         .collect();
     for f in hard.iter().take(20) {
@@ -1319,6 +1381,10 @@ pub struct PlannedAction {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub replace: Option<String>,
     pub drop_lines: Vec<String>,
+    /// A file of the root filesystem hidden under another filesystem's mount
+    /// point (its guest path names the other filesystem's file).
+    #[serde(skip)]
+    pub shadowed: bool,
 }
 
 impl ScanResult {
@@ -1358,6 +1424,7 @@ impl ScanResult {
                     operations: vec![],
                     replace: None,
                     drop_lines: vec![],
+                    shadowed: f.shadowed,
                 });
             if !e.operations.contains(&f.operation) {
                 e.operations.push(f.operation.clone());

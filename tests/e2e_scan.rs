@@ -381,6 +381,26 @@ fn sarif_is_valid_and_human_names_every_path() {
             findings.len(),
             "{fmt}: one SARIF result per finding"
         );
+        // The same findings, not just as many: (rule, filesystem, inode, action).
+        let key = |op: &Value, fs: &Value, node: &Value, action: &Value| {
+            format!("{op} {fs} {node} {action}")
+        };
+        let mut from_sarif: Vec<String> = doc["runs"][0]["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let p = &r["properties"];
+                key(&r["ruleId"], &p["filesystem"], &p["inode"], &p["action"])
+            })
+            .collect();
+        let mut from_json: Vec<String> = findings
+            .iter()
+            .map(|f| key(&f["operation"], &f["filesystem"], &f["node"], &f["action"]))
+            .collect();
+        from_sarif.sort();
+        from_json.sort();
+        assert_eq!(from_sarif, from_json, "{fmt}: SARIF and JSON disagree");
         let o = vmscrub_ok(["scan", img], 0);
         let text = String::from_utf8(o.stdout).unwrap();
         for f in findings {

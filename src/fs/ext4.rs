@@ -175,6 +175,24 @@ impl<D: ReadAt> Filesystem for Ext4Fs<D> {
         Ok(Box::new(r))
     }
 
+    fn open_at(&self, id: NodeId, offset: u64) -> FsResult<Box<dyn Read + Send + '_>> {
+        use std::io::Seek;
+        let i = self.inode(id)?;
+        if i.file_type() != FileType::Regular {
+            return Err(FsError::Unsupported(format!(
+                "inode {id} is a {}, not a regular file",
+                i.file_type().name()
+            )));
+        }
+        let mut r = self.fs.open_inode(i).map_err(|e| map_err(e, id))?;
+        r.seek(std::io::SeekFrom::Start(offset))?;
+        Ok(Box::new(r))
+    }
+
+    fn storage_unit(&self) -> u64 {
+        u64::from(self.fs.block_size())
+    }
+
     fn read_link(&self, id: NodeId) -> FsResult<Vec<u8>> {
         let i = self.inode(id)?;
         self.fs.readlink_of(&i).map_err(|e| map_err(e, id))

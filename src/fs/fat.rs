@@ -179,6 +179,10 @@ impl<D: ReadAt> Filesystem for FatAdapter<D> {
         Ok(Box::new(self.fs.open_file(id).map_err(map_err)?))
     }
 
+    fn storage_unit(&self) -> u64 {
+        u64::from(self.fs.geometry().bytes_per_sector)
+    }
+
     fn read_link(&self, id: NodeId) -> FsResult<Vec<u8>> {
         Err(FsError::Unsupported(format!(
             "node {id:#x}: FAT has no symbolic links"

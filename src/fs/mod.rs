@@ -177,6 +177,23 @@ pub trait Filesystem: Send + Sync {
         Ok(std::iter::once(0..size).filter(|r| !r.is_empty()).collect())
     }
 
+    /// A stream of the file's bytes from `offset` on, so a sparse file's data
+    /// segments can be read without reading through its holes. Default: open
+    /// and skip.
+    fn open_at(&self, id: NodeId, offset: u64) -> FsResult<Box<dyn Read + Send + '_>> {
+        let mut r = self.open(id)?;
+        std::io::copy(&mut (&mut r).take(offset), &mut std::io::sink())?;
+        Ok(r)
+    }
+
+    /// The size of the pieces a file's data is stored in on disk, each starting
+    /// at a multiple of it from the volume's start (ext4: the block size; FAT:
+    /// the sector size, since clusters start on sectors). The scrub's residual
+    /// sweep hashes removed content and the output's raw bytes in these units.
+    fn storage_unit(&self) -> u64 {
+        4096
+    }
+
     /// Finds `path` (absolute within this filesystem, `/`-separated bytes) without
     /// following symlinks in its last component. Intermediate symlinks are
     /// followed, relative to this filesystem's root, a bounded number of times.

@@ -146,7 +146,8 @@ pub fn debian_guest() -> Guest {
 pub fn run(guest: &Guest, ops: &[&str], keep: &[&str], cat: &Catalogue) -> ScanResult {
     let ops: Vec<String> = ops.iter().map(|s| s.to_string()).collect();
     let sel = Selection::resolve(cat, &ops, &[]).unwrap();
-    scan(
+    let progress = ScanProgress::default();
+    let r = scan(
         guest,
         &ScanOptions {
             catalogue: cat,
@@ -154,9 +155,16 @@ pub fn run(guest: &Guest, ops: &[&str], keep: &[&str], cat: &Catalogue) -> ScanR
             keep: keep.iter().map(|s| s.to_string()).collect(),
             content: Some(&FakeDetector),
             threads: 3,
+            progress: Some(&progress),
         },
     )
-    .unwrap()
+    .unwrap();
+    // The progress counters end where the stats do.
+    use std::sync::atomic::Ordering::Relaxed;
+    assert_eq!(progress.entries.load(Relaxed), r.stats.entries_walked);
+    assert_eq!(progress.files.load(Relaxed), r.stats.files_content_scanned);
+    assert_eq!(progress.bytes.load(Relaxed), r.stats.bytes_content_scanned);
+    r
 }
 
 fn summary(r: &ScanResult) -> Vec<String> {
@@ -480,6 +488,7 @@ fn no_os_root_runs_content_only() {
             keep: vec![],
             content: None,
             threads: 1,
+            progress: None,
         },
     )
     .unwrap();

@@ -353,6 +353,7 @@ macro_rules! matrix {
 matrix! {
     edit_ext4 => "ed-ext4",
     edit_ext4_1k => "ed-ext4-1k",
+    edit_ext4_2k => "ed-ext4-2k",
     edit_ext4_nocsum => "ed-ext4-nocsum",
     edit_ext4_32bit => "ed-ext4-32bit",
     edit_ext4_inline => "ed-ext4-inline",

@@ -169,9 +169,9 @@ const FEATURES: &[Features] = &[
         opts: "",
     },
     Features {
-        label: "ext3",
+        label: "ext3-2k",
         kind: "ext3",
-        block_size: 4096,
+        block_size: 2048,
         opts: "",
     },
 ];

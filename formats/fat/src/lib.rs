@@ -391,6 +391,83 @@ impl<D: ReadAt> FatFs<D> {
     pub fn free_clusters(&self) -> Result<u32> {
         self.fat.count_free(&self.dev, &self.geo)
     }
+
+    /// Runs of clusters that **every** FAT copy marks free: space no file owns,
+    /// whatever bytes it still holds (files deleted before the image was taken).
+    /// A cluster any copy calls used is left out, so zeroing these runs can never
+    /// destroy data some repair tool would pick up from another copy.
+    pub fn free_cluster_runs(&self) -> Result<Vec<std::ops::Range<u32>>> {
+        let g = &self.geo;
+        let n = g.cluster_count as usize;
+        // One bit per cluster (2..=max): set when some copy says "used".
+        let mut used = vec![0u8; n.div_ceil(8)];
+        const WINDOW: u64 = 1 << 20;
+        for copy in 0..g.num_fats {
+            let base = g.fat_offset(copy);
+            let len = g.fat_used_bytes();
+            if g.fat_type == FatType::Fat12 {
+                // At most 6 KiB, and its 12-bit entries straddle any window.
+                let mut buf = vec![0u8; len as usize];
+                self.dev
+                    .read_exact_at(&mut buf, base)
+                    .map_err(|source| FatError::Read {
+                        what: "FAT",
+                        offset: base,
+                        source,
+                    })?;
+                for c in 2..=g.max_cluster() {
+                    let (pos, k) = table::entry_position(g.fat_type, c);
+                    let mut b = [0u8; 4];
+                    for (i, slot) in b.iter_mut().take(k).enumerate() {
+                        *slot = buf.get(pos as usize + i).copied().unwrap_or(0);
+                    }
+                    if table::decode_entry(g.fat_type, c, b) != 0 {
+                        let i = (c - 2) as usize;
+                        used[i / 8] |= 1 << (i % 8);
+                    }
+                }
+                continue;
+            }
+            let width: u64 = if g.fat_type == FatType::Fat16 { 2 } else { 4 };
+            let mut start = 0u64;
+            let mut buf = vec![0u8; WINDOW as usize];
+            while start < len {
+                let k = (len - start).min(WINDOW) as usize;
+                self.dev
+                    .read_exact_at(&mut buf[..k], base + start)
+                    .map_err(|source| FatError::Read {
+                        what: "FAT",
+                        offset: base + start,
+                        source,
+                    })?;
+                for (j, e) in buf[..k].chunks_exact(width as usize).enumerate() {
+                    let c = (start / width) + j as u64;
+                    if c < 2 || c > u64::from(g.max_cluster()) {
+                        continue;
+                    }
+                    let mut b = [0u8; 4];
+                    b[..e.len()].copy_from_slice(e);
+                    if table::decode_entry(g.fat_type, c as u32, b) != 0 {
+                        let i = (c - 2) as usize;
+                        used[i / 8] |= 1 << (i % 8);
+                    }
+                }
+                start += k as u64;
+            }
+        }
+        let mut runs: Vec<std::ops::Range<u32>> = Vec::new();
+        for i in 0..n {
+            if used[i / 8] & (1 << (i % 8)) != 0 {
+                continue;
+            }
+            let c = i as u32 + 2;
+            match runs.last_mut() {
+                Some(r) if r.end == c => r.end += 1,
+                _ => runs.push(c..c + 1),
+            }
+        }
+        Ok(runs)
+    }
 }
 
 /// The entry a path component names: byte-exact first, then case-insensitively by

@@ -1,0 +1,310 @@
+//! Carrying out a filesystem's planned actions with its editor, on the overlay.
+//!
+//! ext2/3/4 go through `vmscrub-ext4`'s editor (staged in memory, written at
+//! commit, freed blocks zeroed through the overlay); FAT through `vmscrub-fat`'s
+//! editor, whose returned ranges are zeroed here. Either way the device is a
+//! slice of the overlay, so the source image is never written.
+//!
+//! An action that cannot be carried out (a refused filesystem, a rewrite that
+//! would need new space, a corrupt structure) fails the whole scrub: a tool
+//! that was asked to remove a secret must not quietly publish an image that
+//! still holds it. The message names the path and what to do.
+
+use std::collections::HashSet;
+
+use serde::Serialize;
+use vmscrub_blockdev::WriteAt;
+use zeroize::Zeroizing;
+
+use crate::fs::{FileKind, FsType, NodeId, display_path};
+use crate::ops::ActionKind;
+
+/// One action on one filesystem, ready to run.
+pub struct Step {
+    pub filesystem: usize,
+    /// Guest path (for messages and the report).
+    pub path: Vec<u8>,
+    /// Path inside the filesystem (what the editor resolves).
+    pub fs_path: Vec<u8>,
+    pub node: NodeId,
+    pub kind: FileKind,
+    /// Size before the action (a regular file's content).
+    pub size: u64,
+    pub action: ActionKind,
+    pub operations: Vec<String>,
+    /// For a rewrite: the new content, computed from the current one.
+    pub content: Option<Zeroizing<Vec<u8>>>,
+    /// Where its files go in the recovery archive.
+    pub archive_path: Vec<u8>,
+}
+
+/// What one action did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    pub filesystem: usize,
+    #[serde(serialize_with = "crate::report::ser_path")]
+    pub path: Vec<u8>,
+    /// The path inside its filesystem.
+    #[serde(serialize_with = "crate::report::ser_path")]
+    pub fs_path: Vec<u8>,
+    /// `fs_path`'s bytes in hex when they are not UTF-8 (the escaped form is
+    /// then ambiguous).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fs_path_hex: Option<String>,
+    pub action: ActionKind,
+    pub operations: Vec<String>,
+    /// Non-directory entries and directories removed.
+    pub files: u64,
+    pub dirs: u64,
+    /// Bytes of content removed (a shrunk file: what it lost).
+    pub bytes: u64,
+    /// A truncated or rewritten file's new size.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub new_size: Option<u64>,
+    /// Something the user must know (an inode kept alive by another name).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl Outcome {
+    fn new(s: &Step) -> Outcome {
+        Outcome {
+            filesystem: s.filesystem,
+            path: s.path.clone(),
+            fs_path: s.fs_path.clone(),
+            fs_path_hex: crate::report::hex_if_not_utf8(&s.fs_path),
+            action: s.action,
+            operations: s.operations.clone(),
+            files: 0,
+            dirs: 0,
+            bytes: 0,
+            new_size: None,
+            note: None,
+        }
+    }
+}
+
+/// Everything one filesystem's edit did.
+#[derive(Debug, Default)]
+pub struct Applied {
+    pub outcomes: Vec<Outcome>,
+    /// Bytes of the volume that now read as zeros (freed blocks, slack, the
+    /// journal's log, wiped inode slots are within blocks written).
+    pub zeroed: u64,
+    /// Nodes a step removed a name of, that live on through another name.
+    pub survivors: HashSet<NodeId>,
+    /// What the journal replay did, for ext3/4 needing recovery.
+    pub notes: Vec<String>,
+}
+
+/// Runs `steps` (all on the filesystem on `dev`) with the editor for `fs_type`.
+pub fn apply<D: WriteAt + Clone>(
+    dev: D,
+    fs_type: FsType,
+    label: &str,
+    steps: &[Step],
+) -> anyhow::Result<Applied> {
+    match fs_type {
+        FsType::Ext2 | FsType::Ext3 | FsType::Ext4 => apply_ext4(dev, label, steps),
+        FsType::Vfat => apply_fat(dev, label, steps),
+        FsType::Directory => anyhow::bail!("a host directory is never edited"),
+    }
+}
+
+/// Fault injection for the tests of verification (debug builds only): with
+/// `VMSCRUB_FAULT=keep-freed`, freed ranges are not zeroed, so removed content
+/// stays in the output and verification must catch it.
+pub fn fault(name: &str) -> bool {
+    cfg!(debug_assertions)
+        && std::env::var("VMSCRUB_FAULT").is_ok_and(|v| v.split(',').any(|x| x == name))
+}
+
+/// The editor refused the whole filesystem.
+fn refused(label: &str, steps: &[Step], e: impl std::fmt::Display) -> anyhow::Error {
+    anyhow::anyhow!(
+        "cannot edit {label}, where {} action(s) are planned (first: {} {}): {e}; nothing was \
+         written. Leave them out with --operations or --keep to scrub the rest",
+        steps.len(),
+        steps.first().map_or("", |s| s.action.as_str()),
+        steps
+            .first()
+            .map_or(String::new(), |s| display_path(&s.path)),
+    )
+}
+
+fn failed(s: &Step, e: impl std::fmt::Display) -> anyhow::Error {
+    anyhow::anyhow!(
+        "cannot {} {} ({}): {e}; nothing was written. Exempt it with --keep, or leave out \
+         the operation with --operations",
+        s.action.as_str(),
+        display_path(&s.path),
+        s.operations.join(", ")
+    )
+}
+
+fn apply_ext4<D: WriteAt + Clone>(dev: D, label: &str, steps: &[Step]) -> anyhow::Result<Applied> {
+    use vmscrub_ext4::{Editor, EditorOptions};
+    let mut out = Applied::default();
+    let opts = EditorOptions {
+        zero_freed: !fault("keep-freed"),
+        ..EditorOptions::default()
+    };
+    let mut ed = Editor::open(dev, opts).map_err(|e| refused(label, steps, e))?;
+    if let Some(r) = ed.replay_stats() {
+        out.notes.push(format!(
+            "journal replayed first: {} transaction(s), {} block(s)",
+            r.transactions, r.blocks_replayed
+        ));
+    }
+    // Inode → (its last unlink's outcome, links left after it).
+    let mut links: std::collections::HashMap<u32, (usize, u16)> = Default::default();
+    for s in steps {
+        let mut o = Outcome::new(s);
+        match s.action {
+            ActionKind::DeleteTree if s.kind == FileKind::Directory => {
+                let t = ed.remove_tree(&s.fs_path).map_err(|e| failed(s, e))?;
+                o.files = t.files;
+                o.dirs = t.dirs;
+                o.bytes = t.bytes;
+                if !t.kept.is_empty() {
+                    for k in &t.kept {
+                        out.survivors.insert(NodeId::from(k.ino));
+                    }
+                    o.note = Some(format!(
+                        "{} file(s) keep their content through names outside the tree: {}",
+                        t.kept.len(),
+                        t.kept
+                            .iter()
+                            .take(5)
+                            .map(|k| display_path(&k.path))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ));
+                }
+            }
+            // A delete-tree that matched a file is a plain unlink.
+            ActionKind::Delete | ActionKind::DeleteTree => {
+                let u = ed.unlink(&s.fs_path).map_err(|e| failed(s, e))?;
+                o.files = 1;
+                o.bytes = if s.kind == FileKind::Regular {
+                    s.size
+                } else {
+                    0
+                };
+                links.insert(u.ino, (out.outcomes.len(), u.links_left));
+            }
+            ActionKind::Truncate => {
+                let r = ed.truncate(&s.fs_path).map_err(|e| failed(s, e))?;
+                o.bytes = r.old_size - r.new_size.min(r.old_size);
+                o.new_size = Some(r.new_size);
+            }
+            ActionKind::Rewrite => {
+                let content = s.content.as_deref().map_or(&[][..], |c| c.as_slice());
+                let r = ed.rewrite(&s.fs_path, content).map_err(|e| failed(s, e))?;
+                o.bytes = r.old_size - r.new_size.min(r.old_size);
+                o.new_size = Some(r.new_size);
+            }
+            ActionKind::Report => continue,
+        }
+        out.outcomes.push(o);
+    }
+    // A later step may have removed the inode's other names: only what is
+    // still linked after the last step survives.
+    for (ino, (at, left)) in links {
+        if left > 0 {
+            out.survivors.insert(NodeId::from(ino));
+            if let Some(o) = out.outcomes.get_mut(at) {
+                o.note = Some(format!(
+                    "inode {ino} keeps its content through {left} other name(s)"
+                ));
+            }
+        }
+    }
+    let report = ed.commit().map_err(|e| {
+        anyhow::anyhow!("writing the edits into the overlay failed: {e}; nothing was written")
+    })?;
+    out.zeroed = report.zero_ranges.total();
+    if report.journal_reset {
+        out.notes
+            .push("journal reset to empty (its log was zeroed)".to_string());
+    }
+    Ok(out)
+}
+
+fn apply_fat<D: WriteAt + Clone>(dev: D, label: &str, steps: &[Step]) -> anyhow::Result<Applied> {
+    use vmscrub_fat::FatFs;
+    let mut out = Applied::default();
+    let mut fs = FatFs::open(dev.clone()).map_err(|e| refused(label, steps, e))?;
+    for s in steps {
+        let mut o = Outcome::new(s);
+        let removal = match s.action {
+            ActionKind::Delete => {
+                o.files = 1;
+                o.bytes = s.size;
+                fs.remove_file(&s.fs_path).map_err(|e| failed(s, e))?
+            }
+            ActionKind::DeleteTree => {
+                let r = fs.remove_tree(&s.fs_path).map_err(|e| failed(s, e))?;
+                if s.kind == FileKind::Directory {
+                    // Counted by the capture walk (`Outcome` is completed there).
+                } else {
+                    o.files = 1;
+                    o.bytes = s.size;
+                }
+                r
+            }
+            ActionKind::Truncate => {
+                let r = fs.truncate(&s.fs_path).map_err(|e| failed(s, e))?;
+                o.bytes = s.size;
+                o.new_size = Some(0);
+                r
+            }
+            ActionKind::Rewrite => {
+                let content = s.content.as_deref().map_or(&[][..], |c| c.as_slice());
+                let r = fs.rewrite(&s.fs_path, content).map_err(|e| failed(s, e))?;
+                o.new_size = Some(content.len() as u64);
+                o.bytes = s.size.saturating_sub(content.len() as u64);
+                r
+            }
+            ActionKind::Report => continue,
+        };
+        for r in removal.zero_ranges.iter() {
+            if !fault("keep-freed") {
+                dev.zero_range(r.clone()).map_err(|e| failed(s, e))?;
+            }
+        }
+        out.zeroed += removal.zero_ranges.total();
+        out.outcomes.push(o);
+    }
+    Ok(out)
+}
+
+/// An ext3/4 filesystem whose journal holds unapplied transactions is replayed
+/// (in the overlay) and its journal reset before anything reads it, so the scan
+/// sees the filesystem the guest would have seen after its next mount. Returns
+/// a note for the user; `Ok(None)` when there was nothing to replay.
+pub fn recover_journal<D: WriteAt + Clone>(dev: D) -> anyhow::Result<Option<String>> {
+    use vmscrub_ext4::{Editor, EditorOptions, Ext4};
+    let fs = Ext4::open(dev.clone())?;
+    let pending = fs.needs_recovery()
+        || fs
+            .journal()
+            .ok()
+            .flatten()
+            .is_some_and(|j| j.superblock.start != 0);
+    if !pending {
+        return Ok(None);
+    }
+    drop(fs);
+    let ed = Editor::open(dev, EditorOptions::default())?;
+    let stats = ed.replay_stats();
+    ed.commit()?;
+    Ok(Some(match stats {
+        Some(r) => format!(
+            "the journal needed recovery: {} committed transaction(s) replayed ({} block(s), {} revoked), \
+             then the journal was reset to empty",
+            r.transactions, r.blocks_replayed, r.blocks_revoked
+        ),
+        None => "the journal needed recovery; it was reset to empty".to_string(),
+    }))
+}

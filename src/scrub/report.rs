@@ -1,0 +1,234 @@
+//! What a scrub tells its user: the plan as carried out (one line per action,
+//! printed by `--dry-run`), the summary at the end, and the JSON report
+//! (`--report`), which is the scan report plus a `scrub` section. Like every
+//! report, none of them holds file content: paths, sizes, counts.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use serde::Serialize;
+
+use super::apply::Outcome;
+use super::verify::Verification;
+use super::{Done, ScrubArgs, Timings};
+use crate::ops::ActionKind;
+use crate::report::{ReportInput, human_size, safe_path, safe_text};
+
+/// One line per action, in plan order.
+pub fn plan_text(done: &Done, dry_run: bool) -> String {
+    let mut s = String::new();
+    if dry_run {
+        let _ = writeln!(
+            s,
+            "# dry run: {} action(s); nothing is written",
+            done.outcomes.len()
+        );
+    }
+    for o in &done.outcomes {
+        let what = match o.action {
+            ActionKind::DeleteTree if o.dirs > 0 => format!(
+                "{} file(s), {} dir(s), {}",
+                o.files,
+                o.dirs,
+                human_size(o.bytes)
+            ),
+            ActionKind::Truncate | ActionKind::Rewrite => format!(
+                "{} -> {} bytes",
+                human_size(o.bytes + o.new_size.unwrap_or(0)),
+                o.new_size.unwrap_or(0)
+            ),
+            _ => human_size(o.bytes),
+        };
+        let _ = write!(
+            s,
+            "{:<11} {}  ({what}; {})",
+            o.action.as_str(),
+            safe_path(&o.path),
+            o.operations.join(", ")
+        );
+        if let Some(n) = &o.note {
+            let _ = write!(s, "; {}", safe_text(n));
+        }
+        s.push('\n');
+    }
+    s
+}
+
+/// Per operation: files touched and bytes removed.
+fn per_operation(outcomes: &[Outcome]) -> BTreeMap<&str, (u64, u64)> {
+    let mut m: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+    for o in outcomes {
+        // Attributed to the first operation that asked (the plan lists them in
+        // catalogue order), so totals add up.
+        if let Some(op) = o.operations.first() {
+            let e = m.entry(op.as_str()).or_default();
+            e.0 += o.files.max(1);
+            e.1 += o.bytes;
+        }
+    }
+    m
+}
+
+/// The closing summary on stderr.
+pub fn summary(done: &Done, args: &ScrubArgs, dry_run: bool) -> String {
+    let mut s = String::new();
+    let count = |k: ActionKind| done.outcomes.iter().filter(|o| o.action == k).count();
+    let files: u64 = done
+        .outcomes
+        .iter()
+        .filter(|o| matches!(o.action, ActionKind::Delete | ActionKind::DeleteTree))
+        .map(|o| o.files)
+        .sum();
+    let bytes: u64 = done.outcomes.iter().map(|o| o.bytes).sum();
+    let _ = writeln!(
+        s,
+        "vmscrub: {}{} file(s) removed ({} tree(s)), {} truncated, {} rewritten; {} of content removed, {} zeroed",
+        if dry_run { "dry run: would do: " } else { "" },
+        files,
+        count(ActionKind::DeleteTree),
+        count(ActionKind::Truncate),
+        count(ActionKind::Rewrite),
+        human_size(bytes),
+        human_size(done.zeroed),
+    );
+    if done.free_zeroed > 0 {
+        let _ = writeln!(
+            s,
+            "  free space zeroed: {} (blocks no file owns)",
+            human_size(done.free_zeroed)
+        );
+    }
+    for (op, (n, b)) in per_operation(&done.outcomes) {
+        let _ = writeln!(s, "  {op:<24} {n:>6} file(s) {:>12}", human_size(b));
+    }
+    for n in &done.notes {
+        let _ = writeln!(s, "  note: {}", safe_text(n));
+    }
+    if let Some(r) = &args.recovery {
+        let _ = writeln!(
+            s,
+            "  recovery archive {}{}: {} entries, for {}",
+            r.display(),
+            if dry_run { " (not written)" } else { "" },
+            done.archive_entries,
+            done.recipients.join(", ")
+        );
+    }
+    if done.captured.sockets_skipped > 0 {
+        let _ = writeln!(
+            s,
+            "  {} socket(s) removed but not archived (tar cannot hold sockets)",
+            done.captured.sockets_skipped
+        );
+    }
+    if let Some(v) = &done.verification {
+        let _ = writeln!(
+            s,
+            "  verified: re-scan found nothing left to do; {} swept for {} fingerprint(s) of removed content: none found{}",
+            human_size(v.swept_bytes),
+            v.fingerprints,
+            if v.excused_units > 0 {
+                format!(" ({} unit(s) also held by kept files)", v.excused_units)
+            } else {
+                String::new()
+            }
+        );
+    } else if !dry_run {
+        let _ = writeln!(s, "  not verified (--no-verify)");
+    }
+    if let (Some(o), Some(f), Some(b)) = (&args.output, &done.output_format, done.output_bytes) {
+        let _ = writeln!(
+            s,
+            "  wrote {} ({f}, {} of file)",
+            o.display(),
+            human_size(b)
+        );
+    }
+    let t = &done.timings;
+    let _ = writeln!(
+        s,
+        "  time: scan {:.2} s, edit {:.2} s, write {:.2} s, verify {:.2} s, total {:.2} s",
+        t.scan, t.edit, t.write, t.verify, t.total
+    );
+    s
+}
+
+#[derive(Serialize)]
+struct ScrubSection<'a> {
+    dry_run: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    output: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    output_format: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    output_bytes: Option<u64>,
+    actions: &'a [Outcome],
+    removed_files: u64,
+    removed_bytes: u64,
+    zeroed_bytes: u64,
+    free_space_zeroed_bytes: u64,
+    notes: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    recovery: Option<Recovery<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    verification: Option<&'a Verification>,
+    timings: &'a Timings,
+}
+
+#[derive(Serialize)]
+struct Recovery<'a> {
+    path: String,
+    /// False in a dry run (the archive was encoded into nothing).
+    written: bool,
+    entries: u64,
+    recipients: &'a [String],
+    sockets_skipped: u64,
+}
+
+#[derive(Serialize)]
+struct Document<'a> {
+    #[serde(flatten)]
+    scan: crate::report::json::Document<'a>,
+    scrub: ScrubSection<'a>,
+}
+
+/// The `--report` JSON: the scan report's document plus `scrub`.
+pub fn json(input: &ReportInput<'_>, done: &Done, args: &ScrubArgs) -> String {
+    let doc = Document {
+        scan: crate::report::json::document(input),
+        scrub: ScrubSection {
+            dry_run: args.dry_run,
+            output: if args.dry_run {
+                None
+            } else {
+                args.output.as_ref().map(|o| o.display().to_string())
+            },
+            output_format: done.output_format.as_deref(),
+            output_bytes: done.output_bytes,
+            actions: &done.outcomes,
+            removed_files: done
+                .outcomes
+                .iter()
+                .filter(|o| matches!(o.action, ActionKind::Delete | ActionKind::DeleteTree))
+                .map(|o| o.files)
+                .sum(),
+            removed_bytes: done.outcomes.iter().map(|o| o.bytes).sum(),
+            zeroed_bytes: done.zeroed,
+            free_space_zeroed_bytes: done.free_zeroed,
+            notes: &done.notes,
+            recovery: args.recovery.as_ref().map(|p| Recovery {
+                path: p.display().to_string(),
+                written: !args.dry_run,
+                entries: done.archive_entries,
+                recipients: &done.recipients,
+                sockets_skipped: done.captured.sockets_skipped,
+            }),
+            verification: done.verification.as_ref(),
+            timings: &done.timings,
+        },
+    };
+    let mut s = serde_json::to_string_pretty(&doc)
+        .unwrap_or_else(|e| format!("{{\"error\": \"cannot serialize report: {e}\"}}"));
+    s.push('\n');
+    s
+}
