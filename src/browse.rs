@@ -28,7 +28,6 @@ use crate::exit;
 use crate::fs::walk::{MAX_DEPTH, MAX_SYMLINKS};
 use crate::fs::{FileKind, Filesystem, FsError, Metadata, NodeId};
 use crate::guest::{self, Guest};
-use crate::image::ExternalFiles;
 
 pub const LS_ABOUT: &str = "List files inside an image, like `ls -l` (read-only)";
 
@@ -72,13 +71,8 @@ pub struct Source {
     #[arg(long = "fs", value_name = "LABEL|UUID")]
     pub fs: Option<String>,
 
-    /// Let the image make vmscrub open its backing file (qcow2) or parent (VMDK)
-    #[arg(long)]
-    pub allow_backing: bool,
-
-    /// Let the image name backing or extent files outside its own directory
-    #[arg(long)]
-    pub allow_external_files: bool,
+    #[command(flatten)]
+    pub open: crate::cli::OpenArgs,
 }
 
 #[derive(clap::Args, Debug)]
@@ -160,14 +154,7 @@ fn components(p: &[u8]) -> impl DoubleEndedIterator<Item = &[u8]> {
 impl View {
     fn open(src: &Source) -> anyhow::Result<View> {
         let opts = guest::OpenOptions {
-            image: crate::image::OpenOptions {
-                allow_backing: src.allow_backing,
-                external_files: if src.allow_external_files {
-                    ExternalFiles::Anywhere
-                } else {
-                    ExternalFiles::SameDirectory
-                },
-            },
+            image: src.open.options(),
         };
         let guest = guest::guest_from_path(&src.image, &opts)?;
         let image = src.image.display();

@@ -65,3 +65,29 @@ pub fn catalogue(rules: &[PathBuf]) -> anyhow::Result<Catalogue> {
     }
     Ok(cat)
 }
+
+/// Whether the image may make vmscrub open other host files (a qcow2 backing
+/// file, VMDK extents or parent). Shared by the verbs that open images.
+#[derive(Args, Debug, Default, Clone)]
+pub struct OpenArgs {
+    /// Let the image make vmscrub open its backing file (qcow2) or parent (VMDK).
+    /// Off by default: the path is chosen by whoever made the image.
+    #[arg(long)]
+    pub allow_backing: bool,
+    /// Let the image name backing or extent files outside its own directory.
+    #[arg(long)]
+    pub allow_external_files: bool,
+}
+
+impl OpenArgs {
+    pub fn options(&self) -> crate::image::OpenOptions {
+        crate::image::OpenOptions {
+            allow_backing: self.allow_backing,
+            external_files: if self.allow_external_files {
+                crate::image::ExternalFiles::Anywhere
+            } else {
+                crate::image::ExternalFiles::SameDirectory
+            },
+        }
+    }
+}

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 
 use crate::exit;
-use crate::image::{self, ExternalFiles, OpenOptions};
+use crate::image;
 use crate::output::{self, OutputArgs, PassOptions};
 use crate::overlay::Overlay;
 
@@ -51,12 +51,8 @@ pub struct ConvertArgs {
     /// No progress bar and no summary.
     #[arg(long, short)]
     pub quiet: bool,
-    /// Let the image make vmscrub open its backing file (qcow2) or parent (VMDK).
-    #[arg(long)]
-    pub allow_backing: bool,
-    /// Let the image name backing or extent files outside its own directory.
-    #[arg(long)]
-    pub allow_external_files: bool,
+    #[command(flatten)]
+    pub open: crate::cli::OpenArgs,
     /// Worker threads for reading and compressing (default: all cores).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub threads: Option<u16>,
@@ -81,14 +77,7 @@ fn same_file(a: &Path, b: &Path) -> bool {
 pub fn run(args: &ConvertArgs) -> anyhow::Result<i32> {
     output::install_interrupt_handler();
     survive_file_size_limit();
-    let opts = OpenOptions {
-        allow_backing: args.allow_backing,
-        external_files: if args.allow_external_files {
-            ExternalFiles::Anywhere
-        } else {
-            ExternalFiles::SameDirectory
-        },
-    };
+    let opts = args.open.options();
     if let Err(e) = args.output_args.check() {
         eprintln!("vmscrub: error: {e}");
         return Ok(exit::USAGE);
@@ -155,25 +144,4 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<i32> {
         );
     }
     Ok(exit::OK)
-}
-
-/// VMDK output for `input` (the subformat asked for, default streamOptimized,
-/// with a VMDK input's descriptor values carried over), warnings printed. Kept
-/// for `scrub`'s own `--output-format`/`--subformat` until it flattens
-/// [`OutputArgs`], which does all of this and qcow2's options too.
-pub fn vmdk_format(
-    input: &Path,
-    img: &image::OpenedImage,
-    sub: Option<crate::output::VmdkSubformat>,
-) -> anyhow::Result<crate::output::OutputFormat> {
-    let args = OutputArgs {
-        output_format: Some(FormatArg::Vmdk),
-        subformat: sub,
-        ..OutputArgs::default()
-    };
-    let r = args.resolve(input, img).map_err(anyhow::Error::new)?;
-    for w in &r.warnings {
-        eprintln!("vmscrub: warning: {w}");
-    }
-    Ok(r.format)
 }

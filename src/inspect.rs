@@ -17,7 +17,7 @@ use vmscrub_partition::{HeaderUsed, MbrKind, Table};
 
 use crate::exit;
 use crate::guest::{Guest, MountSource};
-use crate::image::{self, ContainerInfo, ExternalFiles, Layout, OpenOptions};
+use crate::image::{self, ContainerInfo, Layout, OpenOptions};
 
 /// Version of the JSON document's shape; bumped when a field changes meaning or
 /// disappears (adding fields does not bump it).
@@ -49,14 +49,8 @@ pub struct InspectArgs {
     #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
     pub format: OutputFormat,
 
-    /// Let the image make vmscrub open its backing file (qcow2) or parent (VMDK).
-    /// Off by default: the path is chosen by whoever made the image.
-    #[arg(long)]
-    pub allow_backing: bool,
-
-    /// Let the image name backing or extent files outside its own directory.
-    #[arg(long)]
-    pub allow_external_files: bool,
+    #[command(flatten)]
+    pub open: crate::cli::OpenArgs,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -168,14 +162,7 @@ pub struct FsReport {
 
 /// Runs the verb: prints the report and returns the exit code.
 pub fn run(args: &InspectArgs) -> anyhow::Result<i32> {
-    let opts = OpenOptions {
-        allow_backing: args.allow_backing,
-        external_files: if args.allow_external_files {
-            ExternalFiles::Anywhere
-        } else {
-            ExternalFiles::SameDirectory
-        },
-    };
+    let opts = args.open.options();
     let report = build_report(args, &opts)?;
     match args.format {
         OutputFormat::Json => {

@@ -521,20 +521,52 @@ fn containers_and_output_formats_agree() {
         run("qemu-img", &[&"check", &s.out]);
         run("qemu-img", &[&"compare", &s.out, &raw.out]);
     }
-    // qcow2, the default for a qcow2 input: written, read back by the
-    // verification, valid and leak-free, the same disk.
-    let s = scrub(&image("scrub-qcow2"), &[]);
-    let info: Value =
-        serde_json::from_slice(&run("qemu-img", &[&"info", &"--output=json", &s.out])).unwrap();
-    assert_eq!(info["format"], "qcow2");
-    let check: Value =
-        serde_json::from_slice(&run("qemu-img", &[&"check", &"--output=json", &s.out])).unwrap();
-    assert_eq!(check["check-errors"], 0, "{check}");
-    assert!(
-        check.get("leaks").is_none() && check.get("corruptions").is_none(),
-        "{check}"
-    );
-    run("qemu-img", &[&"compare", &s.out, &raw.out]);
+    // qcow2, the default for a qcow2 input (and compressed on request): written,
+    // read back by the verification, valid and leak-free, the same disk.
+    for (input, extra, compression) in [
+        ("scrub-qcow2", &[][..], None),
+        (
+            "scrub-disk",
+            &["-O", "qcow2", "--compress=zstd"][..],
+            Some("zstd"),
+        ),
+        (
+            "scrub-vmdk",
+            &["-O", "qcow2", "--compress"][..],
+            Some("zlib"),
+        ),
+    ] {
+        let s = scrub(&image(input), extra);
+        let info: Value =
+            serde_json::from_slice(&run("qemu-img", &[&"info", &"--output=json", &s.out])).unwrap();
+        assert_eq!(info["format"], "qcow2", "{input} {extra:?}");
+        assert_eq!(
+            info["format-specific"]["data"]["compression-type"].as_str(),
+            Some(compression.unwrap_or("zlib")),
+            "{input} {extra:?}"
+        );
+        let check: Value =
+            serde_json::from_slice(&run("qemu-img", &[&"check", &"--output=json", &s.out]))
+                .unwrap();
+        assert_eq!(check["check-errors"], 0, "{check}");
+        assert!(
+            check.get("leaks").is_none() && check.get("corruptions").is_none(),
+            "{check}"
+        );
+        if compression.is_some() {
+            let map: Value =
+                serde_json::from_slice(&run("qemu-img", &[&"map", &"--output=json", &s.out]))
+                    .unwrap();
+            assert!(
+                map.as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|e| e["compressed"] == true),
+                "{input} {extra:?}: no compressed cluster"
+            );
+        }
+        run("qemu-img", &[&"compare", &s.out, &raw.out]);
+    }
 }
 
 /// A dry run writes nothing, and reports exactly what the real run then does.

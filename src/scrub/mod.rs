@@ -46,14 +46,13 @@ use self::apply::{Outcome, Step};
 use self::capture::{Capture, Captured, Names};
 use self::residue::{MAX_FINGERPRINTS, Removed, UnitHasher};
 use self::verify::{SweepTarget, Verification};
-use crate::cli::{SelectArgs, usage};
-use crate::convert::FormatArg;
+use crate::cli::{OpenArgs, SelectArgs, usage};
 use crate::exit;
 use crate::fs::{FsType, display_path};
 use crate::guest::Guest;
-use crate::image::{self, ExternalFiles, OpenOptions};
+use crate::image;
 use crate::ops::ActionKind;
-use crate::output::{self, OutputFormat, PassOptions, PendingFile, VmdkSubformat};
+use crate::output::{self, OutputArgs, PassOptions, PendingFile};
 use crate::overlay::Overlay;
 use crate::scan::{self, PlannedAction, ScanOptions};
 
@@ -63,7 +62,12 @@ pub const ABOUT: &str =
 pub const LONG_ABOUT: &str = "Write a cleaned copy of IMAGE to OUT: every file the selected \
 operations target is removed (directory entry, name bytes, inode and data blocks — freed \
 blocks are zeroed and become holes), truncated, or rewritten shorter; everything else is \
-left byte-identical. The input is opened read-only and never modified.\n\n\
+left byte-identical. Free space (blocks no file owns, which may still hold files deleted \
+before the image was taken) is zeroed too, unless --keep-free-space. The input is opened \
+read-only and never modified.\n\n\
+The output has the input's format unless -O says otherwise (raw, qcow2, VMDK; --subformat \
+for the VMDK variant, --compress[=zlib|zstd] for compressed qcow2 clusters on every core); \
+zeroed and unallocated ranges become holes.\n\n\
 With --recovery FILE --recipient KEY.pub, everything removed (and the original of every \
 truncated or rewritten file) goes into an archive only the owner's RSA private key opens \
 (`vmscrub recover`). Plaintext of a removed file is never written anywhere else.\n\n\
@@ -129,13 +133,8 @@ pub struct ScrubArgs {
     #[arg(long)]
     pub allow_unreadable: bool,
 
-    /// Output container format (default: the input's).
-    #[arg(long, short = 'O', value_enum)]
-    pub output_format: Option<FormatArg>,
-
-    /// VMDK variant to write (implies --output-format vmdk; default streamOptimized).
-    #[arg(long, value_enum)]
-    pub subformat: Option<VmdkSubformat>,
+    #[command(flatten)]
+    pub output_args: OutputArgs,
 
     /// Replace OUT (and the recovery file) if they exist.
     #[arg(long)]
@@ -145,13 +144,8 @@ pub struct ScrubArgs {
     #[arg(long, short)]
     pub quiet: bool,
 
-    /// Let the image make vmscrub open its backing file (qcow2) or parent (VMDK).
-    #[arg(long)]
-    pub allow_backing: bool,
-
-    /// Let the image name backing or extent files outside its own directory.
-    #[arg(long)]
-    pub allow_external_files: bool,
+    #[command(flatten)]
+    pub open: OpenArgs,
 
     /// Worker threads for scanning, compressing and verifying (default: all cores).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
@@ -300,12 +294,7 @@ pub fn run(args: &ScrubArgs) -> Result<i32> {
     if args.recovery.is_none() && !args.recipient.is_empty() {
         return Err(usage("--recipient is only used with --recovery FILE"));
     }
-    let format_choice = match (args.output_format, args.subformat) {
-        (Some(f), Some(_)) if f != FormatArg::Vmdk => {
-            return Err(usage("--subformat applies to --output-format vmdk only"));
-        }
-        x => x,
-    };
+    args.output_args.check().map_err(usage)?;
     for p in [&args.output, &args.recovery].into_iter().flatten() {
         if same_file(&args.image, p) {
             bail!("{} is the input; the input is never replaced", p.display());
@@ -322,30 +311,15 @@ pub fn run(args: &ScrubArgs) -> Result<i32> {
         .threads
         .map_or_else(vmscrub_parmap::available_threads, usize::from);
 
-    let open_opts = OpenOptions {
-        allow_backing: args.allow_backing,
-        external_files: if args.allow_external_files {
-            ExternalFiles::Anywhere
-        } else {
-            ExternalFiles::SameDirectory
-        },
-    };
-    let img = image::open(&args.image, &open_opts)?;
+    let img = image::open(&args.image, &args.open.options())?;
     for w in &img.info.warnings {
         eprintln!("vmscrub: warning: {w}");
     }
-    let out_format = match format_choice {
-        (Some(FormatArg::Raw), _) => OutputFormat::Raw,
-        (Some(FormatArg::Qcow2), _) => OutputFormat::Qcow2(output::Qcow2Options::default()),
-        (Some(FormatArg::Vmdk), sub) | (None, sub @ Some(_)) => {
-            crate::convert::vmdk_format(&args.image, &img, sub)?
-        }
-        (None, None) => match img.info.format {
-            image::Format::Raw => OutputFormat::Raw,
-            image::Format::Qcow2 => OutputFormat::Qcow2(output::Qcow2Options::default()),
-            image::Format::Vmdk => crate::convert::vmdk_format(&args.image, &img, None)?,
-        },
-    };
+    let resolved = args.output_args.resolve(&args.image, &img).map_err(usage)?;
+    for w in &resolved.warnings {
+        eprintln!("vmscrub: warning: {w}");
+    }
+    let out_format = resolved.format;
     // Create the outputs now, so "already exists" or an unwritable directory is
     // said before minutes of work.
     let mut out = match (&args.output, args.dry_run) {
