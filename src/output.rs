@@ -23,6 +23,7 @@
 mod args;
 mod qcow2;
 mod writeback;
+use writeback::SyncingFile;
 
 pub use args::{FormatArg, OutputArgs, ResolvedOutput, UsageError, parse_cluster_size};
 pub use qcow2::{Qcow2Compat, Qcow2Compression, Qcow2Options, Qcow2Sink};
@@ -237,8 +238,7 @@ pub trait ImageSink {
 
 /// Writes the `Plain` units of `run` in place in `file`, coalescing neighbours
 /// into one write; zero units stay holes.
-fn write_plain_units(file: &File, run: &Run, unit: u64) -> io::Result<()> {
-    use std::os::unix::fs::FileExt;
+fn write_plain_units(file: &mut SyncingFile, run: &Run, unit: u64) -> io::Result<()> {
     let mut i = 0;
     while i < run.units.len() {
         if run.units[i] != Unit::Plain {
@@ -260,7 +260,7 @@ fn write_plain_units(file: &File, run: &Run, unit: u64) -> io::Result<()> {
 /// A raw image: data written in place, zero units left as holes, length set at
 /// the end.
 pub struct RawSink {
-    file: File,
+    file: SyncingFile,
     size: u64,
 }
 
@@ -268,14 +268,17 @@ pub struct RawSink {
 pub const RAW_UNIT: u64 = 4096;
 
 impl RawSink {
-    /// `file` is written through its own handle (a clone is fine).
-    pub fn new(file: File, size: u64) -> Self {
-        Self { file, size }
+    /// `file` is written through its own handle (a clone is fine), and flushed
+    /// to disk in the background as it grows ([`writeback`]).
+    pub fn new(file: File, size: u64) -> io::Result<Self> {
+        Ok(Self {
+            file: SyncingFile::new(file, writeback::STEP)?,
+            size,
+        })
     }
 
     /// Writes `data` at `offset` as is (for callers outside the pass).
     pub fn write_data(&mut self, offset: u64, data: &[u8]) -> io::Result<()> {
-        use std::os::unix::fs::FileExt;
         self.file.write_all_at(data, offset)
     }
 }
@@ -286,17 +289,18 @@ impl ImageSink for RawSink {
     }
 
     fn write_run(&mut self, run: &mut Run) -> io::Result<()> {
-        write_plain_units(&self.file, run, RAW_UNIT)
+        write_plain_units(&mut self.file, run, RAW_UNIT)
     }
 
     fn finish(&mut self) -> io::Result<()> {
-        self.file.set_len(self.size)
+        self.file.finish()?;
+        self.file.file().set_len(self.size)
     }
 }
 
 /// A streamOptimized VMDK: grains compressed by the workers, appended in order.
 pub struct VmdkStreamSink {
-    writer: Option<vmscrub_vmdk::StreamWriter<io::BufWriter<File>>>,
+    writer: Option<vmscrub_vmdk::StreamWriter<io::BufWriter<SyncingFile>>>,
     level: u32,
 }
 
@@ -316,10 +320,10 @@ fn finished() -> io::Error {
 }
 
 /// Flushes a finished writer's buffer, so a late write error (disk full on the
-/// last tables) is reported instead of lost when the buffer drops.
-fn flush_buffered(buf: io::BufWriter<File>) -> io::Result<()> {
-    buf.into_inner().map_err(|e| e.into_error())?;
-    Ok(())
+/// last tables) is reported instead of lost when the buffer drops, and stops
+/// its background flushing (reporting a flush that failed).
+fn flush_buffered(buf: io::BufWriter<SyncingFile>) -> io::Result<()> {
+    buf.into_inner().map_err(|e| e.into_error())?.finish()
 }
 
 impl ImageSink for VmdkStreamSink {
@@ -361,7 +365,7 @@ impl ImageSink for VmdkStreamSink {
 
 /// A monolithicSparse VMDK: uncompressed grains, zero grains unallocated.
 pub struct VmdkSparseSink {
-    writer: Option<vmscrub_vmdk::SparseWriter<io::BufWriter<File>>>,
+    writer: Option<vmscrub_vmdk::SparseWriter<io::BufWriter<SyncingFile>>>,
 }
 
 impl ImageSink for VmdkSparseSink {
@@ -391,7 +395,7 @@ impl ImageSink for VmdkSparseSink {
 /// A monolithicFlat VMDK: the extent written like a raw image, the descriptor
 /// written at the end.
 pub struct VmdkFlatSink {
-    extent: File,
+    extent: SyncingFile,
     descriptor: File,
     size: u64,
     text: String,
@@ -403,12 +407,14 @@ impl ImageSink for VmdkFlatSink {
     }
 
     fn write_run(&mut self, run: &mut Run) -> io::Result<()> {
-        write_plain_units(&self.extent, run, RAW_UNIT)
+        write_plain_units(&mut self.extent, run, RAW_UNIT)
     }
 
     fn finish(&mut self) -> io::Result<()> {
         use std::io::Write;
+        self.extent.finish()?;
         self.extent
+            .file()
             .set_len(self.size.next_multiple_of(vmscrub_vmdk::header::SECTOR))?;
         (&self.descriptor).write_all(self.text.as_bytes())
     }
@@ -576,6 +582,12 @@ fn handle(p: &PendingFile) -> anyhow::Result<File> {
         .with_context(|| format!("cannot reopen {}", p.temp_path().display()))
 }
 
+/// [`handle`], flushed to disk in the background as it is written.
+fn syncing(p: &PendingFile) -> anyhow::Result<SyncingFile> {
+    SyncingFile::new(handle(p)?, writeback::STEP)
+        .with_context(|| format!("cannot start writing {}", p.temp_path().display()))
+}
+
 fn file_name(target: &Path) -> anyhow::Result<String> {
     target
         .file_name()
@@ -596,7 +608,7 @@ pub fn create_output(
     match format {
         OutputFormat::Raw => {
             let p = PendingFile::create(target, force)?;
-            let sink = RawSink::new(handle(&p)?, size);
+            let sink = RawSink::new(handle(&p)?, size).context("cannot start the output")?;
             Ok(OutputImage {
                 files: vec![p],
                 sink: Box::new(sink),
@@ -610,7 +622,7 @@ pub fn create_output(
                 VmdkSubformat::StreamOptimized => {
                     let p = PendingFile::create(target, force)?;
                     let w = vmscrub_vmdk::StreamWriter::new(
-                        io::BufWriter::with_capacity(1 << 20, handle(&p)?),
+                        io::BufWriter::with_capacity(1 << 20, syncing(&p)?),
                         size,
                         &name,
                         disk,
@@ -629,7 +641,7 @@ pub fn create_output(
                 VmdkSubformat::MonolithicSparse => {
                     let p = PendingFile::create(target, force)?;
                     let w = vmscrub_vmdk::SparseWriter::new(
-                        io::BufWriter::with_capacity(1 << 20, handle(&p)?),
+                        io::BufWriter::with_capacity(1 << 20, syncing(&p)?),
                         size,
                         &name,
                         disk,
@@ -657,7 +669,7 @@ pub fn create_output(
                     let desc = PendingFile::create(target, force)?;
                     let extent = PendingFile::create(&extent_target, force)?;
                     let sink = VmdkFlatSink {
-                        extent: handle(&extent)?,
+                        extent: syncing(&extent)?,
                         descriptor: handle(&desc)?,
                         size,
                         text,
@@ -906,7 +918,7 @@ mod tests {
     fn raw_sink_leaves_holes() {
         let dir = tempfile::tempdir().unwrap();
         let f = File::create(dir.path().join("r")).unwrap();
-        let mut s = RawSink::new(f.try_clone().unwrap(), 10 << 20);
+        let mut s = RawSink::new(f.try_clone().unwrap(), 10 << 20).unwrap();
         s.write_data(5 << 20, b"abc").unwrap();
         s.finish().unwrap();
         let meta = f.metadata().unwrap();

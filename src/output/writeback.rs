@@ -81,6 +81,21 @@ impl SyncingFile {
         }
     }
 
+    /// Positional write (raw and flat outputs fill their file out of order
+    /// only where the source had holes, so the step count stays meaningful).
+    pub fn write_all_at(&mut self, buf: &[u8], offset: u64) -> io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        self.file.write_all_at(buf, offset)?;
+        self.written(buf.len());
+        Ok(())
+    }
+
+    /// The file itself (for `set_len` and the like; writes through it are not
+    /// counted towards the next flush).
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
     fn written(&mut self, n: usize) {
         self.since += n as u64;
         if self.since >= self.step {
