@@ -519,6 +519,34 @@ def content_bytes(e: dict, seed_key: str) -> bytes:
 _CORPUS: bytes | None = None
 
 
+LOG_MESSAGES = [
+    "Accepted publickey for admin from 10.0.{a}.{b} port {c} ssh2",
+    "Started Session {c} of user root.",
+    "EXT4-fs (vda1): mounted filesystem with ordered data mode",
+    "(root) CMD (run-parts /etc/cron.hourly) pid={c}",
+    "DHCPACK of 10.0.{a}.{b} from 10.0.0.1 (xid=0x{c:x})",
+    '10.0.{a}.{b} - - "GET /api/v1/items/{c} HTTP/1.1" 200 {a}{b}',
+]
+LOG_PROCS = ["sshd", "systemd", "kernel", "cron", "dhclient", "nginx"]
+
+
+def log_lines(rng: random.Random, size: int) -> bytes:
+    """`size` bytes of syslog-like lines from the file's own RNG: timestamps, addresses
+    and ids vary line to line and file to file, as in real logs (unlike slices of one
+    shared corpus, which a compressor's window finds again in the next file)."""
+    out = []
+    n = 0
+    t = 1_700_000_000 + rng.randrange(10_000_000)
+    while n < size:
+        t += rng.randrange(3)
+        i = rng.randrange(len(LOG_MESSAGES))
+        a, b, c = rng.randrange(256), rng.randrange(256), rng.randrange(65536)
+        line = f"{t} host {LOG_PROCS[i]}[{c % 5000}]: " + LOG_MESSAGES[i].format(a=a, b=b, c=c) + "\n"
+        out.append(line)
+        n += len(line)
+    return "".join(out).encode()[:size]
+
+
 def text_corpus() -> bytes:
     """4 MiB of syslog-like lines from a fixed seed, sliced to make text files."""
     global _CORPUS
@@ -546,13 +574,16 @@ def plant(root: Path, entries: list[dict]) -> None:
             d = rootb + e["dir"].encode()
             os.makedirs(d, exist_ok=True)
             size = parse_size(e.get("size", 0))
-            text = e.get("content", "random") == "text"
+            content = e.get("content", "random")
+            text = content == "text"
             corpus = text_corpus() if text else b""
             for i in range(int(e["count"])):
                 name = f"{e.get('prefix', 'f')}{i:06d}".encode()
                 rng = random.Random(f"{e['dir']}/{i}")
                 with open(d + b"/" + name, "wb") as fh:
-                    if size and text:
+                    if size and content == "log":
+                        fh.write(log_lines(rng, size))
+                    elif size and text:
                         # Log-like text that compresses about as well as real logs do.
                         start = rng.randrange(len(corpus) - size) if len(corpus) > size else 0
                         fh.write((corpus[start:] + corpus)[:size])

@@ -500,6 +500,7 @@ pub fn run(args: &ScrubArgs) -> Result<i32> {
         };
         let opts = WriterOptions {
             zstd_workers: u32::try_from(threads.min(8)).unwrap_or(0),
+            zstd_level: 1,
             ..WriterOptions::default()
         };
         Some(
