@@ -80,10 +80,24 @@ fn ext4_metadata_xattrs_and_sparse_ranges_match_debugfs() {
     // Nanoseconds, creation time (mkfs ran at the fixtures' fixed time).
     let m = fs.metadata(fs.lookup(b"/etc/motd").unwrap()).unwrap();
     assert_eq!((m.mtime.sec, m.mtime.nsec), (1_700_000_000, 123_456_789));
-    let crtime = debugfs(&img, "stat /etc/motd");
-    let hex = crtime.split("crtime: 0x").nth(1).unwrap();
-    let sec = i64::from_str_radix(&hex[..8], 16).unwrap();
-    assert_eq!(m.crtime.map(|t| t.sec), Some(sec));
+    // All four times, seconds and nanoseconds, as debugfs decodes them
+    // (`NAME: 0xSECONDS:EXTRA`, EXTRA = nanoseconds << 2 | epoch bits).
+    let stat = debugfs(&img, "stat /etc/motd");
+    let time = |name: &str| {
+        let v = stat
+            .lines()
+            .find_map(|l| l.trim_start().strip_prefix(&format!("{name}: 0x")))
+            .unwrap();
+        let sec = i64::from(u32::from_str_radix(&v[..8], 16).unwrap());
+        let extra = u32::from_str_radix(&v[9..17], 16).unwrap();
+        let epoch = i64::from(extra & 3) << 32;
+        (sec + epoch, extra >> 2)
+    };
+    let t = |x: vmscrub::fs::Timestamp| (x.sec, x.nsec);
+    assert_eq!(t(m.atime), time("atime"));
+    assert_eq!(t(m.mtime), time("mtime"));
+    assert_eq!(t(m.ctime), time("ctime"));
+    assert_eq!(m.crtime.map(t), Some(time("crtime")));
     // Devices in the new encoding.
     let m = fs.metadata(fs.lookup(b"/dev/big").unwrap()).unwrap();
     assert_eq!(
