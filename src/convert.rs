@@ -3,13 +3,13 @@
 //! own and to change an image's format; `scrub` writes through exactly the same
 //! sinks and pass.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Context as _;
 
 use crate::exit;
 use crate::image;
-use crate::output::{self, OutputArgs, PassOptions};
+use crate::output::{self, OutputArgs, PassOptions, same_file};
 use crate::overlay::Overlay;
 
 /// Moved to [`crate::output`] with the other output options.
@@ -64,14 +64,6 @@ pub struct ConvertArgs {
 pub fn survive_file_size_limit() {
     let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let _ = signal_hook::flag::register(signal_hook::consts::SIGXFSZ, flag);
-}
-
-fn same_file(a: &Path, b: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    match (std::fs::metadata(a), std::fs::metadata(b)) {
-        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
-        _ => false,
-    }
 }
 
 pub fn run(args: &ConvertArgs) -> anyhow::Result<i32> {

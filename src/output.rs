@@ -63,6 +63,16 @@ pub fn check_interrupted() -> io::Result<()> {
     }
 }
 
+/// The same file (device and inode), however it is named: an output must never
+/// be the input.
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
+    }
+}
+
 /// A file being written under a temporary name in the target's directory.
 /// Dropping it without [`PendingFile::commit`] deletes it.
 pub struct PendingFile {

@@ -33,7 +33,7 @@ pub mod verify;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -52,6 +52,7 @@ use crate::fs::{FsType, display_path};
 use crate::guest::Guest;
 use crate::image;
 use crate::ops::ActionKind;
+use crate::output::same_file;
 use crate::output::{self, OutputArgs, PassOptions, PendingFile};
 use crate::overlay::Overlay;
 use crate::scan::{self, PlannedAction, ScanOptions};
@@ -150,14 +151,6 @@ pub struct ScrubArgs {
     /// Worker threads for scanning, compressing and verifying (default: all cores).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub threads: Option<u16>,
-}
-
-fn same_file(a: &Path, b: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    match (std::fs::metadata(a), std::fs::metadata(b)) {
-        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
-        _ => false,
-    }
 }
 
 /// Prints phase messages unless quiet.
