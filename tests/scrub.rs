@@ -858,3 +858,48 @@ fn recovery_for_two_recipients_and_no_plaintext_on_disk() {
         2
     );
 }
+
+/// A removed file whose bytes also sit in a committed journal transaction: the
+/// scrub replays the log (the copy lands in free blocks), removes the file,
+/// resets the journal and zeroes free space, so the marker is nowhere in the
+/// output. With `--keep-free-space` the replayed copy would ship, and the
+/// verification's block fingerprints find it: exit 4, nothing kept.
+#[test]
+fn journaled_copies_of_removed_files_are_gone() {
+    const MARKER: &[u8] = b"JOURNALED-LOG-MARKER";
+    let input = image("scrub-journaled-disk");
+    let raw = std::fs::read(&input).unwrap();
+    assert!(raw.windows(MARKER.len()).any(|w| w == MARKER));
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("o.img");
+    let o = vmscrub(&[
+        "scrub".as_ref(),
+        "-q".as_ref(),
+        input.as_os_str(),
+        "-o".as_ref(),
+        out.as_os_str(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let cleaned = std::fs::read(&out).unwrap();
+    assert!(
+        !cleaned.windows(MARKER.len()).any(|w| w == MARKER),
+        "the journaled copy survived"
+    );
+    fsck_clean(&extract(&out, 1, dir.path()), false);
+    std::fs::remove_file(&out).unwrap();
+    let o = vmscrub(&[
+        "scrub".as_ref(),
+        "-q".as_ref(),
+        "--keep-free-space".as_ref(),
+        input.as_os_str(),
+        "-o".as_ref(),
+        out.as_os_str(),
+    ]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(4), "{err}");
+    assert!(
+        err.contains("of removed content are still in the output"),
+        "{err}"
+    );
+    assert!(!out.exists());
+}
