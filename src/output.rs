@@ -212,7 +212,7 @@ pub struct ZeroCheck;
 
 impl UnitEncoder for ZeroCheck {
     fn encode(&mut self, _index: u64, data: &[u8]) -> io::Result<Unit> {
-        Ok(if vmscrub_vmdk::grain::is_zero(data) {
+        Ok(if vmscrub_blockdev::is_zero(data) {
             Unit::Zero
         } else {
             Unit::Plain

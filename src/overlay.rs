@@ -327,7 +327,7 @@ impl<B: ReadAt> Segments<'_, B> {
                 self.overlay.read_exact_at(&mut data, self.pos)?;
                 let offset = self.pos;
                 self.pos = end;
-                if data.iter().all(|&b| b == 0) {
+                if vmscrub_blockdev::is_zero(&data) {
                     Ok(Some(Segment::Zero {
                         offset,
                         len: end - offset,

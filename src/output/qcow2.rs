@@ -118,7 +118,7 @@ struct Qcow2Encoder {
 
 impl UnitEncoder for Qcow2Encoder {
     fn encode(&mut self, _index: u64, data: &[u8]) -> io::Result<Unit> {
-        if vmscrub_vmdk::grain::is_zero(data) {
+        if vmscrub_blockdev::is_zero(data) {
             return Ok(Unit::Zero);
         }
         let c = self

@@ -40,7 +40,7 @@ pub type Fingerprint = u128;
 
 /// The fingerprint of one unit; `None` for an all-zero unit.
 pub fn fingerprint(unit: &[u8]) -> Option<Fingerprint> {
-    if unit.iter().all(|&b| b == 0) {
+    if vmscrub_blockdev::is_zero(unit) {
         None
     } else {
         Some(xxh3_128(unit))
@@ -75,7 +75,7 @@ impl UnitHasher {
     }
 
     fn emit(&mut self, unit: &[u8]) {
-        if unit.iter().all(|&b| b == 0) {
+        if vmscrub_blockdev::is_zero(unit) {
             return;
         }
         self.units += 1;

@@ -30,6 +30,25 @@ pub use mem::MemDisk;
 pub use ranges::RangeSet;
 pub use slice::Slice;
 
+/// True if every byte of `data` is zero. Word-at-a-time, with an early exit:
+/// every layer that turns zeros into holes (writers, the overlay's output pass,
+/// the scrub's fingerprints) asks this of every block it handles.
+pub fn is_zero(data: &[u8]) -> bool {
+    let mut chunks = data.chunks_exact(64);
+    for c in &mut chunks {
+        let mut acc = 0u64;
+        for w in c.chunks_exact(8) {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(w);
+            acc |= u64::from_ne_bytes(a);
+        }
+        if acc != 0 {
+            return false;
+        }
+    }
+    chunks.remainder().iter().all(|&b| b == 0)
+}
+
 /// A read-only, random-access byte device: a virtual disk, a partition, a file.
 pub trait ReadAt: Send + Sync {
     /// Size of the device in bytes.
@@ -112,3 +131,19 @@ macro_rules! forward_read_at {
     )*};
 }
 forward_read_at!(&T, Box<T>, Arc<T>);
+
+#[cfg(test)]
+mod tests {
+    use super::is_zero;
+
+    #[test]
+    fn zero_check_sees_a_set_byte_anywhere() {
+        assert!(is_zero(&[]));
+        assert!(is_zero(&[0u8; 1000]));
+        for i in [0usize, 7, 63, 64, 999] {
+            let mut v = vec![0u8; 1000];
+            v[i] = 1;
+            assert!(!is_zero(&v), "{i}");
+        }
+    }
+}

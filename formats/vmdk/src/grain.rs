@@ -19,22 +19,7 @@ pub const GRAIN_BYTES: u64 = GRAIN_SECTORS * SECTOR;
 /// Grain-table entries per grain table (fixed by the spec).
 pub const GTES_PER_GT: u32 = 512;
 
-/// True if every byte of `data` is zero. Word-at-a-time, with an early exit.
-pub fn is_zero(data: &[u8]) -> bool {
-    let mut chunks = data.chunks_exact(64);
-    for c in &mut chunks {
-        let mut acc = 0u64;
-        for w in c.chunks_exact(8) {
-            let mut a = [0u8; 8];
-            a.copy_from_slice(w);
-            acc |= u64::from_ne_bytes(a);
-        }
-        if acc != 0 {
-            return false;
-        }
-    }
-    chunks.remainder().iter().all(|&b| b == 0)
-}
+pub use vmscrub_blockdev::is_zero;
 
 /// One grain of a stream, ready to be appended: its index and either nothing (the
 /// grain is all zeros and is not stored) or its record — grain marker, zlib stream,
@@ -264,17 +249,6 @@ impl GrainAssembler {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn zero_check() {
-        assert!(is_zero(&[]));
-        assert!(is_zero(&[0u8; 1000]));
-        for i in [0usize, 63, 64, 999] {
-            let mut v = vec![0u8; 1000];
-            v[i] = 1;
-            assert!(!is_zero(&v), "{i}");
-        }
-    }
 
     #[test]
     fn compressed_grains_inflate_back() {
