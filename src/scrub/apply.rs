@@ -162,10 +162,9 @@ fn apply_ext4<D: WriteAt + Clone>(dev: D, label: &str, steps: &[Step]) -> anyhow
         let mut o = Outcome::new(s);
         match s.action {
             ActionKind::DeleteTree if s.kind == FileKind::Directory => {
+                // Counts come from the capture's walk of the same tree (the
+                // caller fills them in), the same way on every filesystem.
                 let t = ed.remove_tree(&s.fs_path).map_err(|e| failed(s, e))?;
-                o.files = t.files;
-                o.dirs = t.dirs;
-                o.bytes = t.bytes;
                 if !t.kept.is_empty() {
                     for k in &t.kept {
                         out.survivors.insert(NodeId::from(k.ino));
@@ -245,9 +244,8 @@ fn apply_fat<D: WriteAt + Clone>(dev: D, label: &str, steps: &[Step]) -> anyhow:
             }
             ActionKind::DeleteTree => {
                 let r = fs.remove_tree(&s.fs_path).map_err(|e| failed(s, e))?;
-                if s.kind == FileKind::Directory {
-                    // Counted by the capture walk (`Outcome` is completed there).
-                } else {
+                // A directory's counts come from the capture's walk.
+                if s.kind != FileKind::Directory {
                     o.files = 1;
                     o.bytes = s.size;
                 }

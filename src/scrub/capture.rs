@@ -16,13 +16,13 @@
 //! `partition-N/` (or `disk/` for a bare filesystem) instead: restoring them
 //! into the running system's tree would put them somewhere else.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::io::{self, Read, Write};
 
 use anyhow::{Context, Result};
 use vmscrub_recovery::{ArchiveWriter, DeviceKind, Metadata as ArMeta, Segment, Timestamp, Xattr};
 
-use super::residue::{Removed, Tap, UnitHasher};
+use super::residue::{Removed, UnitHasher};
 use crate::fs::{FileKind, Filesystem, Metadata, NodeId, display_path};
 
 /// Owner and group names for the tar headers, from the image's own passwd and
@@ -66,10 +66,12 @@ impl Names {
 pub struct Captured {
     /// Archive entries written (every kind).
     pub entries: u64,
-    /// Regular files and the bytes of their content read.
+    /// Non-directory entries met (sockets included) and the bytes of the regular
+    /// files' content: what a removed tree held, counted the same way on every
+    /// filesystem.
     pub files: u64,
     pub bytes: u64,
-    /// Directories walked (a removed tree's, itself included).
+    /// Directories met (a removed tree's, itself included).
     pub dirs: u64,
     /// Sockets cannot be archived (tar has no type for them): counted here.
     pub sockets_skipped: u64,
@@ -132,7 +134,9 @@ impl<W: Write> Capture<'_, W> {
     }
 
     /// Captures one file, symlink, device, fifo or (with everything below it)
-    /// directory, archived under `arch_path`.
+    /// directory, archived under `arch_path`. A tree is walked with the same
+    /// walker the scan uses, but anything it cannot list is an error here: what
+    /// is removed must be in the archive.
     pub fn node(
         &mut self,
         arch_path: &[u8],
@@ -140,52 +144,71 @@ impl<W: Write> Capture<'_, W> {
         operation: &str,
         with_tree: bool,
     ) -> Result<Captured> {
-        let mut out = Captured::default();
-        let mut stack: Vec<(Vec<u8>, NodeId)> = vec![(arch_path.to_vec(), id)];
-        let mut seen_dirs: HashSet<NodeId> = HashSet::new();
-        while let Some((path, id)) = stack.pop() {
-            let m = self
-                .fs
-                .metadata(id)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", display_path(&path)))?;
-            if m.kind == FileKind::Directory {
-                if !with_tree {
-                    continue;
+        let fs = self.fs;
+        let m = fs
+            .metadata(id)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", display_path(arch_path)))?;
+        if m.kind != FileKind::Directory {
+            return self.leaf(arch_path, id, &m, operation);
+        }
+        if !with_tree {
+            return Ok(Captured::default());
+        }
+        let mut out = self.dir(arch_path, id, &m, operation)?;
+        let mut failed = None;
+        let walked = crate::fs::walk::walk(fs, id, arch_path, |e| {
+            let r = fs
+                .metadata(e.entry.id)
+                .map_err(|err| anyhow::anyhow!("{}: {err}", display_path(&e.path)))
+                .and_then(|m| {
+                    if m.kind == FileKind::Directory {
+                        self.dir(&e.path, e.entry.id, &m, operation)
+                    } else {
+                        self.leaf(&e.path, e.entry.id, &m, operation)
+                    }
+                });
+            match r {
+                Ok(c) => {
+                    out += c;
+                    Ok(true)
                 }
-                if !seen_dirs.insert(id) {
-                    anyhow::bail!(
-                        "{}: directory reached twice (a corrupt directory tree)",
-                        display_path(&path)
-                    );
+                Err(err) => {
+                    failed = Some(err);
+                    Err(crate::fs::FsError::Corrupt("capture stopped".into()))
                 }
-                out.dirs += 1;
-                let meta = self.meta(&m, id)?;
-                if let Some(a) = self.archive.as_deref_mut() {
-                    a.add_dir(&path, &meta, operation)
-                        .with_context(|| format!("archiving {}", display_path(&path)))?;
-                    out.entries += 1;
-                }
-                let mut entries = self
-                    .fs
-                    .read_dir(id)
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", display_path(&path)))?;
-                // Reverse, so the stack hands them out in directory order.
-                entries.reverse();
-                for e in entries {
-                    let mut p = path.clone();
-                    p.push(b'/');
-                    p.extend_from_slice(&e.name);
-                    stack.push((p, e.id));
-                }
-                continue;
             }
-            out += self.leaf(&path, id, &m, operation)?;
+        });
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        let skipped = walked.map_err(|e| anyhow::anyhow!("{}: {e}", display_path(arch_path)))?;
+        if let Some(s) = skipped.first() {
+            anyhow::bail!("{}: {}", display_path(&s.path), s.error);
+        }
+        Ok(out)
+    }
+
+    fn dir(&mut self, path: &[u8], id: NodeId, m: &Metadata, operation: &str) -> Result<Captured> {
+        let mut out = Captured {
+            dirs: 1,
+            ..Captured::default()
+        };
+        if self.archive.is_some() {
+            let meta = self.meta(m, id)?;
+            if let Some(a) = self.archive.as_deref_mut() {
+                a.add_dir(path, &meta, operation)
+                    .with_context(|| format!("archiving {}", display_path(path)))?;
+                out.entries += 1;
+            }
         }
         Ok(out)
     }
 
     fn leaf(&mut self, path: &[u8], id: NodeId, m: &Metadata, operation: &str) -> Result<Captured> {
-        let mut out = Captured::default();
+        let mut out = Captured {
+            files: 1,
+            ..Captured::default()
+        };
         let ctx = || format!("archiving {}", display_path(path));
         if m.kind == FileKind::Socket {
             out.sockets_skipped += 1;
@@ -211,69 +234,53 @@ impl<W: Write> Capture<'_, W> {
         let meta = self.meta(m, id)?;
         match m.kind {
             FileKind::Regular => {
-                out.files += 1;
                 out.bytes += m.size;
                 if !self.needs_content() {
                     return Ok(out);
                 }
-                let unit = self.removed.as_ref().map_or(4096, |r| r.unit);
-                let mut hasher = UnitHasher::new(unit, *self.budget);
+                let mut hasher = self
+                    .removed
+                    .as_ref()
+                    .map(|r| UnitHasher::new(r.unit, *self.budget));
                 let ranges = self
                     .fs
                     .data_ranges(id)
                     .map_err(|e| anyhow::anyhow!("{}: {e}", display_path(path)))?;
-                let dense = ranges.is_empty() && m.size == 0
-                    || (ranges.len() == 1 && ranges[0] == (0..m.size));
-                if dense {
-                    let r = self
-                        .fs
-                        .open(id)
-                        .map_err(|e| anyhow::anyhow!("{}: {e}", display_path(path)))?;
-                    let mut tap = Tap {
-                        inner: r,
-                        hasher: &mut hasher,
-                        pos: 0,
-                    };
-                    match self.archive.as_deref_mut() {
-                        Some(a) => {
-                            a.add_file(path, &meta, operation, m.size, &mut tap)
-                                .with_context(ctx)?;
-                            out.entries += 1;
-                        }
-                        None => {
-                            io::copy(&mut tap.take(m.size), &mut io::sink()).with_context(ctx)?;
-                        }
+                // A file without holes is one segment from offset 0.
+                let dense = ranges.iter().map(|r| r.end - r.start).sum::<u64>() == m.size;
+                let mut rd = Segments {
+                    fs: self.fs,
+                    id,
+                    ranges: ranges.clone(),
+                    next: 0,
+                    cur: None,
+                    hasher: hasher.as_mut(),
+                };
+                match self.archive.as_deref_mut() {
+                    Some(a) if dense => {
+                        a.add_file(path, &meta, operation, m.size, &mut rd)
+                            .with_context(ctx)?;
+                        out.entries += 1;
                     }
-                } else {
-                    let segments: Vec<Segment> = ranges
-                        .iter()
-                        .map(|r| Segment {
-                            offset: r.start,
-                            len: r.end - r.start,
-                        })
-                        .collect();
-                    let mut rd = Segments {
-                        fs: self.fs,
-                        id,
-                        ranges: ranges.clone(),
-                        next: 0,
-                        cur: None,
-                        hasher: &mut hasher,
-                    };
-                    match self.archive.as_deref_mut() {
-                        Some(a) => {
-                            a.add_sparse_file(path, &meta, operation, m.size, &segments, &mut rd)
-                                .with_context(ctx)?;
-                            out.entries += 1;
-                        }
-                        None => {
-                            io::copy(&mut rd, &mut io::sink()).with_context(ctx)?;
-                        }
+                    Some(a) => {
+                        let segments: Vec<Segment> = ranges
+                            .iter()
+                            .map(|r| Segment {
+                                offset: r.start,
+                                len: r.end - r.start,
+                            })
+                            .collect();
+                        a.add_sparse_file(path, &meta, operation, m.size, &segments, &mut rd)
+                            .with_context(ctx)?;
+                        out.entries += 1;
+                    }
+                    None => {
+                        io::copy(&mut rd, &mut io::sink()).with_context(ctx)?;
                     }
                 }
-                *self.budget = hasher.budget_left();
-                let (prints, units) = hasher.finish();
-                if let Some(r) = self.removed.as_deref_mut() {
+                if let (Some(h), Some(r)) = (hasher, self.removed.as_deref_mut()) {
+                    *self.budget = h.budget_left();
+                    let (prints, units) = h.finish();
                     r.add(id, prints, units);
                 }
             }
@@ -313,8 +320,8 @@ impl<W: Write> Capture<'_, W> {
     }
 }
 
-/// The data segments of a sparse file, back to back, fingerprinted at their
-/// file offsets as they pass.
+/// The data segments of a file (all of it when it has no holes), back to back,
+/// fingerprinted at their file offsets as they pass when verification is on.
 struct Segments<'a, 'h> {
     fs: &'a dyn Filesystem,
     id: NodeId,
@@ -322,7 +329,7 @@ struct Segments<'a, 'h> {
     next: usize,
     /// The open segment: its reader, the file offset reached, and its end.
     cur: Option<(Box<dyn Read + Send + 'a>, u64, u64)>,
-    hasher: &'h mut UnitHasher,
+    hasher: Option<&'h mut UnitHasher>,
 }
 
 impl Read for Segments<'_, '_> {
@@ -341,7 +348,9 @@ impl Read for Segments<'_, '_> {
                         "the file ended inside one of its data segments",
                     ));
                 }
-                self.hasher.feed(*pos, &buf[..n]);
+                if let Some(h) = self.hasher.as_deref_mut() {
+                    h.feed(*pos, &buf[..n]);
+                }
                 *pos += n as u64;
                 return Ok(n);
             }

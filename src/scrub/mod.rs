@@ -48,7 +48,7 @@ use self::residue::{MAX_FINGERPRINTS, Removed, UnitHasher};
 use self::verify::{SweepTarget, Verification};
 use crate::cli::{OpenArgs, SelectArgs, usage};
 use crate::exit;
-use crate::fs::{FsType, display_path};
+use crate::fs::{FileKind, display_path};
 use crate::guest::Guest;
 use crate::image;
 use crate::ops::ActionKind;
@@ -266,11 +266,29 @@ pub struct Done {
     pub archive_entries: u64,
     pub recipients: Vec<String>,
     pub verification: Option<Verification>,
+    /// Non-zero storage units of removed content, and how many were
+    /// fingerprinted for the sweep (all, unless past `MAX_FINGERPRINTS`).
     pub fingerprints: u64,
     pub units_removed: u64,
     pub timings: Timings,
     pub output_format: Option<String>,
     pub output_bytes: Option<u64>,
+}
+
+impl Done {
+    /// Non-directory entries the deletes removed.
+    pub fn removed_files(&self) -> u64 {
+        self.outcomes
+            .iter()
+            .filter(|o| matches!(o.action, ActionKind::Delete | ActionKind::DeleteTree))
+            .map(|o| o.files)
+            .sum()
+    }
+
+    /// Bytes of content removed by every action.
+    pub fn removed_bytes(&self) -> u64 {
+        self.outcomes.iter().map(|o| o.bytes).sum()
+    }
 }
 
 pub fn run(args: &ScrubArgs) -> Result<i32> {
@@ -396,7 +414,8 @@ pub fn run(args: &ScrubArgs) -> Result<i32> {
     }
     if !damaged.is_empty() {
         bail!(
-            "{} could not be read, so it cannot be scrubbed; nothing was written              (repair a copy with e2fsck/fsck.fat, or pass --allow-unreadable to scrub the rest): {}",
+            "{} could not be read, so it cannot be scrubbed; nothing was written \
+             (repair a copy with e2fsck/fsck.fat, or pass --allow-unreadable to scrub the rest): {}",
             if damaged.len() == 1 {
                 "a filesystem"
             } else {
@@ -444,7 +463,8 @@ pub fn run(args: &ScrubArgs) -> Result<i32> {
             .map(|w| crate::report::safe_text(&w.message))
             .collect();
         bail!(
-            "{} part(s) of the image could not be read, so what they hold is unknown; nothing was              written (repair a copy, or pass --allow-unreadable to scrub the rest): {}{}",
+            "{} part(s) of the image could not be read, so what they hold is unknown; nothing was \
+             written (repair a copy, or pass --allow-unreadable to scrub the rest): {}{}",
             unread.len(),
             shown.join("; "),
             if unread.len() > 10 { "; …" } else { "" }
@@ -564,15 +584,12 @@ pub fn run(args: &ScrubArgs) -> Result<i32> {
             steps,
         )?;
         let mut outcomes = applied.outcomes;
-        for (o, c) in outcomes.iter_mut().zip(&per_step) {
-            if o.action == ActionKind::DeleteTree {
-                // The walk's counts are the archive's; ext4's editor counts the
-                // same tree (its numbers win where it has them).
-                if gfs.fs.fs_type() == FsType::Vfat || o.files == 0 {
-                    o.files = c.files + c.sockets_skipped;
-                    o.dirs = c.dirs;
-                    o.bytes = c.bytes;
-                }
+        // One outcome per step, in order (the plan holds no report actions).
+        for ((o, c), s) in outcomes.iter_mut().zip(&per_step).zip(steps) {
+            if s.action == ActionKind::DeleteTree && s.kind == FileKind::Directory {
+                o.files = c.files;
+                o.dirs = c.dirs;
+                o.bytes = c.bytes;
             }
         }
         for c in &per_step {
@@ -613,25 +630,22 @@ pub fn run(args: &ScrubArgs) -> Result<i32> {
             }
         }
     }
-    let archive_out = match archive.take() {
-        Some(a) => {
-            done.archive_entries = a.manifest().files.len() as u64;
-            let mut w = a.finish().context("cannot complete the recovery archive")?;
-            w.flush().context("cannot write the recovery archive")?;
-            Some(w)
-        }
-        None => None,
-    };
-    drop(archive_out);
+    if let Some(a) = archive.take() {
+        done.archive_entries = a.manifest().files.len() as u64;
+        a.finish()
+            .context("cannot complete the recovery archive")?
+            .flush()
+            .context("cannot write the recovery archive")?;
+    }
     done.timings.edit = secs(t_edit.elapsed());
 
     if args.dry_run {
         done.timings.total = secs(t0.elapsed());
-        let text = report::plan_text(&done, true);
+        let text = report::plan_text(&done);
         std::io::stdout().write_all(text.as_bytes())?;
         write_report(args, &guest, &result, &selection, &done)?;
         if !args.quiet {
-            eprint!("{}", report::summary(&done, args, true));
+            eprint!("{}", report::summary(&done, args));
         }
         return Ok(exit::OK);
     }
@@ -669,7 +683,7 @@ pub fn run(args: &ScrubArgs) -> Result<i32> {
             let p = rescan_progress.clone();
             crate::progress::Spinner::start(!args.quiet, "verifying", move || p.describe())
         };
-        let v = verify::verify(disk, &expected, &rescan_opts, &targets, &|_| {})?;
+        let v = verify::verify(disk, &expected, &rescan_opts, &targets)?;
         drop(spinner);
         done.timings.verify = secs(t_verify.elapsed());
         let ok = v.ok();
@@ -713,7 +727,7 @@ pub fn run(args: &ScrubArgs) -> Result<i32> {
     done.timings.total = secs(t0.elapsed());
     write_report(args, &guest, &result, &selection, &done)?;
     if !args.quiet {
-        eprint!("{}", report::summary(&done, args, false));
+        eprint!("{}", report::summary(&done, args));
     }
     Ok(exit::OK)
 }

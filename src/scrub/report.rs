@@ -15,15 +15,14 @@ use crate::ops::ActionKind;
 use crate::report::{ReportInput, human_size, safe_path, safe_text};
 
 /// One line per action, in plan order.
-pub fn plan_text(done: &Done, dry_run: bool) -> String {
+/// The plan as carried out, one line per action (what `--dry-run` prints).
+pub fn plan_text(done: &Done) -> String {
     let mut s = String::new();
-    if dry_run {
-        let _ = writeln!(
-            s,
-            "# dry run: {} action(s); nothing is written",
-            done.outcomes.len()
-        );
-    }
+    let _ = writeln!(
+        s,
+        "# dry run: {} action(s); nothing is written",
+        done.outcomes.len()
+    );
     for o in &done.outcomes {
         let what = match o.action {
             ActionKind::DeleteTree if o.dirs > 0 => format!(
@@ -70,16 +69,11 @@ fn per_operation(outcomes: &[Outcome]) -> BTreeMap<&str, (u64, u64)> {
 }
 
 /// The closing summary on stderr.
-pub fn summary(done: &Done, args: &ScrubArgs, dry_run: bool) -> String {
+pub fn summary(done: &Done, args: &ScrubArgs) -> String {
+    let dry_run = args.dry_run;
     let mut s = String::new();
     let count = |k: ActionKind| done.outcomes.iter().filter(|o| o.action == k).count();
-    let files: u64 = done
-        .outcomes
-        .iter()
-        .filter(|o| matches!(o.action, ActionKind::Delete | ActionKind::DeleteTree))
-        .map(|o| o.files)
-        .sum();
-    let bytes: u64 = done.outcomes.iter().map(|o| o.bytes).sum();
+    let (files, bytes) = (done.removed_files(), done.removed_bytes());
     let _ = writeln!(
         s,
         "vmscrub: {}{} file(s) removed ({} tree(s)), {} truncated, {} rewritten; {} of content removed, {} zeroed",
@@ -133,6 +127,13 @@ pub fn summary(done: &Done, args: &ScrubArgs, dry_run: bool) -> String {
                 String::new()
             }
         );
+        if done.fingerprints < done.units_removed {
+            let _ = writeln!(
+                s,
+                "  the sweep looked for {} of the {} removed units (its memory bound)",
+                done.fingerprints, done.units_removed
+            );
+        }
     } else if !dry_run {
         let _ = writeln!(s, "  not verified (--no-verify)");
     }
@@ -165,6 +166,10 @@ struct ScrubSection<'a> {
     actions: &'a [Outcome],
     removed_files: u64,
     removed_bytes: u64,
+    /// Non-zero storage units of removed content, and how many of them the
+    /// verification's sweep looked for (fewer only past its memory bound).
+    removed_units: u64,
+    fingerprinted_units: u64,
     zeroed_bytes: u64,
     free_space_zeroed_bytes: u64,
     notes: &'a [String],
@@ -206,13 +211,10 @@ pub fn json(input: &ReportInput<'_>, done: &Done, args: &ScrubArgs) -> String {
             output_format: done.output_format.as_deref(),
             output_bytes: done.output_bytes,
             actions: &done.outcomes,
-            removed_files: done
-                .outcomes
-                .iter()
-                .filter(|o| matches!(o.action, ActionKind::Delete | ActionKind::DeleteTree))
-                .map(|o| o.files)
-                .sum(),
-            removed_bytes: done.outcomes.iter().map(|o| o.bytes).sum(),
+            removed_files: done.removed_files(),
+            removed_bytes: done.removed_bytes(),
+            removed_units: done.units_removed,
+            fingerprinted_units: done.fingerprints,
             zeroed_bytes: done.zeroed,
             free_space_zeroed_bytes: done.free_zeroed,
             notes: &done.notes,

@@ -27,7 +27,7 @@
 //!   how much the sweep covered.
 
 use std::collections::{HashMap, HashSet};
-use std::io::{self, Read};
+use std::io;
 
 use xxhash_rust::xxh3::xxh3_128;
 
@@ -148,22 +148,6 @@ impl Drop for UnitHasher {
     }
 }
 
-/// A reader that fingerprints what passes through it.
-pub struct Tap<'a, R> {
-    pub inner: R,
-    pub hasher: &'a mut UnitHasher,
-    pub pos: u64,
-}
-
-impl<R: Read> Read for Tap<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.feed(self.pos, &buf[..n]);
-        self.pos += n as u64;
-        Ok(n)
-    }
-}
-
 /// Fingerprints of everything removed from one filesystem, by the node they
 /// came from (so content a surviving hard link keeps can be taken out).
 #[derive(Default)]
@@ -212,14 +196,12 @@ pub struct Hit {
 }
 
 /// Hashes every `unit` of `dev`'s allocated ranges and returns where a
-/// fingerprint of `targets` occurs (at most `max_hits`). `progress` is told
-/// the bytes done.
+/// fingerprint of `targets` occurs (at most `max_hits`), and the bytes swept.
 pub fn sweep(
     dev: &dyn vmscrub_blockdev::ReadAt,
     unit: u64,
     targets: &HashSet<Fingerprint>,
     max_hits: usize,
-    progress: &mut dyn FnMut(u64),
 ) -> io::Result<(Vec<Hit>, u64)> {
     let mut hits = Vec::new();
     if targets.is_empty() {
@@ -254,7 +236,6 @@ pub fn sweep(
             }
             pos += n as u64;
             swept += n as u64;
-            progress(n as u64);
         }
     }
     Ok((hits, swept))
@@ -327,7 +308,7 @@ mod tests {
         // The same bytes off the grid are not a unit of the volume.
         disk.write_all_at(&secret, 9 * 4096 + 512).unwrap();
         let targets: HashSet<Fingerprint> = [xxh3_128(&secret)].into();
-        let (hits, swept) = sweep(&disk, 4096, &targets, 10, &mut |_| {}).unwrap();
+        let (hits, swept) = sweep(&disk, 4096, &targets, 10).unwrap();
         assert_eq!(swept, 64 * 1024);
         assert_eq!(
             hits,
@@ -338,7 +319,7 @@ mod tests {
         );
         // At 512-byte units the shifted copy is found too.
         let t512: HashSet<Fingerprint> = [xxh3_128(&secret[..512])].into();
-        let (hits, _) = sweep(&disk, 512, &t512, 100, &mut |_| {}).unwrap();
+        let (hits, _) = sweep(&disk, 512, &t512, 100).unwrap();
         assert_eq!(hits.len(), 16);
     }
 

@@ -65,7 +65,6 @@ pub fn verify(
     expected: &[(Option<u32>, String)],
     opts: &ScanOptions<'_>,
     targets: &[SweepTarget],
-    progress: &dyn Fn(&str),
 ) -> anyhow::Result<Verification> {
     let mut v = Verification::default();
     let layout = crate::image::discover(disk)
@@ -87,7 +86,6 @@ pub fn verify(
             ));
         }
     }
-    progress("re-scanning the output");
     let result = scan::scan(&guest, opts).map_err(|e| anyhow::anyhow!("{e}"))?;
     v.rescan_warnings = result.warnings.len();
     v.remaining = result.plan();
@@ -113,8 +111,7 @@ pub fn verify(
                 .push(format!("{}: no such volume in the output", t.label));
             continue;
         };
-        progress(&format!("sweeping {} for removed content", t.label));
-        let (hits, swept) = residue::sweep(&vol.device, t.unit, &t.prints, MAX_HITS, &mut |_| {})?;
+        let (hits, swept) = residue::sweep(&vol.device, t.unit, &t.prints, MAX_HITS)?;
         v.swept_bytes += swept;
         if hits.is_empty() {
             continue;
@@ -150,7 +147,6 @@ pub fn verify(
             ));
         }
     }
-    drop(guest);
     Ok(v)
 }
 
