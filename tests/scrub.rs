@@ -277,15 +277,11 @@ fn archive_members(s: &Scrubbed) -> Vec<Value> {
         ],
     );
     let our_tar = s.dir.path().join("our.tar");
-    let o = vmscrub(&[
-        "recover".as_ref(),
-        s.archive.as_os_str(),
-        "--identity".as_ref(),
-        keys().private().as_os_str(),
-        "-o".as_ref(),
-        our_tar.as_os_str(),
-    ]);
-    assert!(o.status.success(), "recover: {}", stderr(&o));
+    recover(
+        &s.archive,
+        &keys().private(),
+        &["-o".as_ref(), our_tar.as_os_str()],
+    );
     assert_eq!(
         file_sha(&py_tar),
         file_sha(&our_tar),
@@ -730,15 +726,11 @@ fn journal_needing_recovery_is_replayed_first() {
 fn check_extract(s: &Scrubbed, before: &BTreeMap<u32, (PathBuf, Dump)>) {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let target = s.dir.path().join("restore");
-    let o = vmscrub(&[
-        "recover".as_ref(),
-        s.archive.as_os_str(),
-        "-i".as_ref(),
-        keys().private().as_os_str(),
-        "--extract".as_ref(),
-        target.as_os_str(),
-    ]);
-    assert!(o.status.success(), "recover --extract: {}", stderr(&o));
+    recover(
+        &s.archive,
+        &keys().private(),
+        &["--extract".as_ref(), target.as_os_str()],
+    );
     let mut checked = 0;
     for (part, fs_path, guest, _) in actions(&s.report) {
         let shadowed = part == 2 && guest.starts_with("/home/");
@@ -868,14 +860,7 @@ fn recovery_for_two_recipients_and_no_plaintext_on_disk() {
     }
     // Each recipient alone opens it.
     for key in [keys().private(), pem_key] {
-        let o = vmscrub(&[
-            "recover".as_ref(),
-            vsr.as_os_str(),
-            "-i".as_ref(),
-            key.as_os_str(),
-            "--list".as_ref(),
-        ]);
-        assert!(o.status.success(), "{}: {}", key.display(), stderr(&o));
+        let o = recover(&vsr, &key, &["--list".as_ref()]);
         assert!(String::from_utf8_lossy(&o.stdout).contains("scrub/tree/SECRETNAME_20_d1"));
     }
     let r: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();

@@ -55,8 +55,8 @@ pub fn os(b: &[u8]) -> &OsStr {
     OsStr::from_bytes(b)
 }
 
-/// Byte offsets of the disk's partitions, from `sfdisk -J` (1-based index → offset).
-pub fn partition_offsets(disk: &Path) -> Vec<(u32, u64)> {
+/// The disk's partitions per `sfdisk -J`: (1-based index, byte offset, byte size).
+pub fn partitions(disk: &Path) -> Vec<(u32, u64, u64)> {
     let out = vmscrub_fixtures::run("sfdisk", &[&"-J", &disk]);
     let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
     let pt = &v["partitiontable"];
@@ -66,7 +66,21 @@ pub fn partition_offsets(disk: &Path) -> Vec<(u32, u64)> {
         .unwrap()
         .iter()
         .enumerate()
-        .map(|(i, p)| (i as u32 + 1, p["start"].as_u64().unwrap() * sector))
+        .map(|(i, p)| {
+            (
+                i as u32 + 1,
+                p["start"].as_u64().unwrap() * sector,
+                p["size"].as_u64().unwrap() * sector,
+            )
+        })
+        .collect()
+}
+
+/// Byte offsets of the disk's partitions (1-based index → offset).
+pub fn partition_offsets(disk: &Path) -> Vec<(u32, u64)> {
+    partitions(disk)
+        .into_iter()
+        .map(|(n, o, _)| (n, o))
         .collect()
 }
 

@@ -15,11 +15,31 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use vmscrub_fixtures::{fixture, repo_root, run};
 
+#[path = "../common/mod.rs"]
+mod common;
+pub use common::partitions;
+
 pub fn vmscrub<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_vmscrub"))
         .args(args)
         .output()
         .unwrap()
+}
+
+/// `vmscrub recover ARCHIVE -i KEY MODE...`, which must succeed.
+pub fn recover(archive: &Path, key: &Path, mode: &[&std::ffi::OsStr]) -> Output {
+    let mut args: Vec<&std::ffi::OsStr> = vec!["recover".as_ref(), archive.as_os_str()];
+    args.extend(["-i".as_ref(), key.as_os_str()]);
+    args.extend(mode);
+    let o = vmscrub(&args);
+    assert!(
+        o.status.success(),
+        "recover {} with {}: {}",
+        archive.display(),
+        key.display(),
+        stderr(&o)
+    );
+    o
 }
 
 pub fn stderr(o: &Output) -> String {
@@ -86,26 +106,6 @@ pub fn file_sha(path: &Path) -> [u8; 32] {
         h.update(&buf[..n]);
     }
     h.finalize().into()
-}
-
-/// Partitions of a raw disk per `sfdisk -J`: (number, byte offset, byte size).
-pub fn partitions(disk: &Path) -> Vec<(u32, u64, u64)> {
-    let v: Value = serde_json::from_slice(&run("sfdisk", &[&"-J", &disk])).unwrap();
-    let pt = &v["partitiontable"];
-    let sector = pt["sectorsize"].as_u64().unwrap_or(512);
-    pt["partitions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            (
-                i as u32 + 1,
-                p["start"].as_u64().unwrap() * sector,
-                p["size"].as_u64().unwrap() * sector,
-            )
-        })
-        .collect()
 }
 
 /// Copies partition `n` of a raw disk into its own file.
