@@ -25,11 +25,15 @@
 //!   removed content.
 
 pub mod apply;
+mod args;
 pub mod capture;
 pub mod free;
 pub mod report;
 pub mod residue;
+mod steps;
 pub mod verify;
+
+pub use self::args::{ABOUT, LONG_ABOUT, ScrubArgs};
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Write};
@@ -38,120 +42,23 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use regex::bytes::Regex;
 use vmscrub_recovery::{ArchiveInfo, ArchiveWriter, ImageInfo, Recipient, WriterOptions};
-use zeroize::Zeroizing;
 
 use self::apply::{Outcome, Step};
 use self::capture::{Capture, Captured, Names};
 use self::residue::{MAX_FINGERPRINTS, Removed, UnitHasher};
+use self::steps::steps_of;
 use self::verify::{SweepTarget, Verification};
-use crate::cli::{OpenArgs, SelectArgs, usage};
+use crate::cli::usage;
 use crate::exit;
 use crate::fs::{FileKind, display_path};
-use crate::guest::Guest;
-use crate::image;
+use crate::guest::{Guest, GuestFs};
+use crate::image::{self, Layout, Volume};
 use crate::ops::ActionKind;
 use crate::output::same_file;
-use crate::output::{self, OutputArgs, PassOptions, PendingFile};
+use crate::output::{self, OutputFormat, OutputImage, PassOptions, PendingFile};
 use crate::overlay::Overlay;
-use crate::scan::{self, PlannedAction, ScanOptions};
-
-pub const ABOUT: &str =
-    "Write a cleaned copy of an image (and an encrypted archive of what was removed)";
-
-pub const LONG_ABOUT: &str = "Write a cleaned copy of IMAGE to OUT: every file the selected \
-operations target is removed (directory entry, name bytes, inode and data blocks — freed \
-blocks are zeroed and become holes), truncated, or rewritten shorter; everything else is \
-left byte-identical. Free space (blocks no file owns, which may still hold files deleted \
-before the image was taken) is zeroed too, unless --keep-free-space. The input is opened \
-read-only and never modified.\n\n\
-The output has the input's format unless -O says otherwise (raw, qcow2, VMDK; --subformat \
-for the VMDK variant, --compress[=zlib|zstd] for compressed qcow2 clusters on every core); \
-zeroed and unallocated ranges become holes.\n\n\
-With --recovery FILE --recipient KEY.pub, everything removed (and the original of every \
-truncated or rewritten file) goes into an archive only the owner's RSA private key opens \
-(`vmscrub recover`). Plaintext of a removed file is never written anywhere else.\n\n\
-The output is verified before it is kept (unless --no-verify): reopened with vmscrub's own \
-readers, scanned again (nothing may be left to do), and swept for the removed content's \
-block fingerprints. Outputs are written under temporary names and renamed at the end; on \
-any error, a failed verification or Ctrl-C, nothing is left behind. An action that cannot \
-be carried out (an ext4 feature the editor refuses, a corrupt structure) fails the scrub \
-with the path named: exempt it with --keep or leave out its operation.\n\n\
---dry-run carries the plan out in memory and prints it, writing nothing.\n\n\
-Exit codes: 0 done; 2 usage; 3 error (nothing written); 4 verification failed (nothing \
-kept).";
-
-#[derive(clap::Args, Debug)]
-pub struct ScrubArgs {
-    /// The input image (raw, qcow2 or VMDK; decided from the content).
-    pub image: PathBuf,
-
-    /// The cleaned copy (for a monolithicFlat VMDK, the descriptor; the data goes
-    /// to NAME-flat.vmdk beside it). Required unless --dry-run.
-    #[arg(
-        long,
-        short = 'o',
-        value_name = "OUT",
-        required_unless_present = "dry_run"
-    )]
-    pub output: Option<PathBuf>,
-
-    #[command(flatten)]
-    pub select: SelectArgs,
-
-    /// Carry out the plan in memory and print it; write nothing.
-    #[arg(long)]
-    pub dry_run: bool,
-
-    /// Write the encrypted recovery archive of everything removed here.
-    #[arg(long, value_name = "FILE")]
-    pub recovery: Option<PathBuf>,
-
-    /// Public key the recovery archive is encrypted to: an OpenSSH `ssh-rsa` line
-    /// (~/.ssh/id_rsa.pub, or several in an authorized_keys-style file) or a PEM/DER
-    /// RSA public key, at least 2048 bits. Repeatable: any one key opens it.
-    #[arg(long, value_name = "KEY.pub")]
-    pub recipient: Vec<PathBuf>,
-
-    /// Also write what was done as JSON (the scan report's schema plus a `scrub`
-    /// section; docs/scan-json.md).
-    #[arg(long, value_name = "FILE")]
-    pub report: Option<PathBuf>,
-
-    /// Skip verifying the written output.
-    #[arg(long)]
-    pub no_verify: bool,
-
-    /// Leave free space as it is. By default every block no file owns is zeroed
-    /// (it becomes a hole), so data deleted before the image was taken — an
-    /// `rm`'d key, an old log — does not ship either; the output gets smaller too.
-    #[arg(long)]
-    pub keep_free_space: bool,
-
-    /// Scrub even if a file, directory or filesystem vmscrub should read cannot be
-    /// read (it is left as it is, unexamined). Without it that is an error.
-    #[arg(long)]
-    pub allow_unreadable: bool,
-
-    #[command(flatten)]
-    pub output_args: OutputArgs,
-
-    /// Replace OUT (and the recovery file) if they exist.
-    #[arg(long)]
-    pub force: bool,
-
-    /// No progress and no summary (errors and warnings still go to stderr).
-    #[arg(long, short)]
-    pub quiet: bool,
-
-    #[command(flatten)]
-    pub open: OpenArgs,
-
-    /// Worker threads for scanning, compressing and verifying (default: all cores).
-    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
-    pub threads: Option<u16>,
-}
+use crate::scan::{self, ScanOptions};
 
 /// Prints phase messages unless quiet.
 struct Say {
@@ -191,69 +98,6 @@ fn load_recipients(paths: &[PathBuf]) -> Result<Vec<Recipient>> {
     Ok(out)
 }
 
-/// Where an action's files go in the archive (see `capture`).
-fn archive_path(guest: &Guest, a: &PlannedAction) -> Vec<u8> {
-    let mounted = guest.mount_point(a.filesystem).is_some() && !a.shadowed;
-    let mut p = Vec::new();
-    if mounted {
-        p.extend_from_slice(a.path.strip_prefix(b"/").unwrap_or(&a.path));
-    } else {
-        match guest.filesystems[a.filesystem].identity.partition {
-            Some(n) => p.extend_from_slice(format!("partition-{n}/").as_bytes()),
-            None => p.extend_from_slice(b"disk/"),
-        }
-        p.extend_from_slice(a.fs_path.strip_prefix(b"/").unwrap_or(&a.fs_path));
-    }
-    p
-}
-
-/// Turns the plan into steps: node kinds and sizes from the filesystem, and
-/// each rewrite's new content computed from the current one exactly as the
-/// scan predicted it.
-fn steps_of(guest: &Guest, plan: &[PlannedAction]) -> Result<Vec<Step>> {
-    let mut steps = Vec::with_capacity(plan.len());
-    for a in plan {
-        let fs = &*guest.filesystems[a.filesystem].fs;
-        let m = fs
-            .metadata(a.node)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", display_path(&a.path)))?;
-        let content = if a.action == ActionKind::Rewrite {
-            let new = match &a.replace {
-                Some(r) => r.as_bytes().to_vec(),
-                None => {
-                    let old = Zeroizing::new(
-                        crate::guest::read_bounded(fs, a.node, scan::MAX_REWRITE_SIZE)
-                            .map_err(|e| anyhow::anyhow!("{}: {e}", display_path(&a.path)))?,
-                    );
-                    let res: Vec<Regex> = a
-                        .drop_lines
-                        .iter()
-                        .map(|d| Regex::new(d))
-                        .collect::<Result<_, _>>()
-                        .context("a drop-lines pattern")?;
-                    scan::drop_lines(&old, &res)
-                }
-            };
-            Some(Zeroizing::new(new))
-        } else {
-            None
-        };
-        steps.push(Step {
-            filesystem: a.filesystem,
-            path: a.path.clone(),
-            fs_path: a.fs_path.clone(),
-            node: a.node,
-            kind: m.kind,
-            size: m.size,
-            action: a.action,
-            operations: a.operations.clone(),
-            content,
-            archive_path: archive_path(guest, a),
-        });
-    }
-    Ok(steps)
-}
-
 /// Everything a scrub did, for the summary and the JSON report.
 #[derive(Debug, Default)]
 pub struct Done {
@@ -291,12 +135,132 @@ impl Done {
     }
 }
 
+/// The scrub, as its stages. Each stage is one function below; what a stage
+/// refuses, it refuses before anything is written.
 pub fn run(args: &ScrubArgs) -> Result<i32> {
     let t0 = Instant::now();
     output::install_interrupt_handler();
     crate::convert::survive_file_size_limit();
     let say = Say { quiet: args.quiet };
     let (cat, selection) = args.select.resolve()?;
+    let recipients = check_args(args)?;
+    let verify_on = !args.no_verify && !args.dry_run;
+    let threads = args
+        .threads
+        .map_or_else(vmscrub_parmap::available_threads, usize::from);
+
+    let img = image::open(&args.image, &args.open.options())?;
+    for w in &img.info.warnings {
+        eprintln!("vmscrub: warning: {w}");
+    }
+    let (mut out, archive_file, out_format) = open_outputs(args, &img)?;
+
+    let overlay = Arc::new(Overlay::new(img.disk.clone()));
+    let mut done = Done {
+        output_format: args.output.as_ref().map(|_| out_format.describe()),
+        recipients: recipients
+            .iter()
+            .map(Recipient::fingerprint_string)
+            .collect(),
+        ..Done::default()
+    };
+    let layout = replay_journals(args, &overlay, &mut done)?;
+    let guest = crate::guest::guest_from_layout(&layout);
+    guest.require_readable(&args.image)?;
+    refuse_damaged(args, &guest)?;
+
+    say.phase("scanning");
+    let t_scan = Instant::now();
+    let detectors = scan::content::Detectors::for_selection(&selection)
+        .map_err(|e| anyhow::anyhow!("content detectors: {e}"))?;
+    let scan_opts = ScanOptions {
+        catalogue: &cat,
+        selection: &selection,
+        keep: args.select.keep.clone(),
+        content: detectors.as_ref().map(|d| d as &dyn scan::ContentScanner),
+        threads,
+        progress: None,
+    };
+    let result = scan_guest(args, &guest, &scan_opts)?;
+    let plan = result.plan();
+    done.timings.scan = secs(t_scan.elapsed());
+
+    let t_edit = Instant::now();
+    let steps = steps_of(&guest, &plan)?;
+    let mut archive = start_archive(args, &img, &selection, &recipients, &archive_file, threads)?;
+    let targets = edit_filesystems(
+        &say,
+        &guest,
+        &layout,
+        steps,
+        archive.as_mut(),
+        verify_on,
+        &mut done,
+    )?;
+    if !args.keep_free_space && !apply::fault("keep-freed") {
+        zero_free_space(&guest, &layout, &mut done);
+    }
+    if let Some(a) = archive.take() {
+        done.archive_entries = a.manifest().files.len() as u64;
+        a.finish()
+            .context("cannot complete the recovery archive")?
+            .flush()
+            .context("cannot write the recovery archive")?;
+    }
+    done.timings.edit = secs(t_edit.elapsed());
+
+    if args.dry_run {
+        done.timings.total = secs(t0.elapsed());
+        let text = report::plan_text(&done);
+        std::io::stdout().write_all(text.as_bytes())?;
+        write_report(args, &guest, &result, &selection, &done)?;
+        if !args.quiet {
+            eprint!("{}", report::summary(&done, args));
+        }
+        return Ok(exit::OK);
+    }
+
+    let Some(out_img) = out.as_mut() else {
+        return Err(usage("--output is required unless --dry-run"));
+    };
+    let t_write = Instant::now();
+    write_output(args, &overlay, out_img, threads)?;
+    done.timings.write = secs(t_write.elapsed());
+
+    if verify_on {
+        let t_verify = Instant::now();
+        say.phase("verifying the output");
+        let v = verify_output(args, &guest, out_img, &scan_opts, &targets)?;
+        done.timings.verify = secs(t_verify.elapsed());
+        let ok = v.ok();
+        done.verification = Some(v);
+        if !ok {
+            done.timings.total = secs(t0.elapsed());
+            if let Some(v) = &done.verification {
+                for p in &v.problems {
+                    eprintln!("vmscrub: verification: {}", crate::report::safe_text(p));
+                }
+            }
+            write_report(args, &guest, &result, &selection, &done)?;
+            eprintln!(
+                "vmscrub: error: the output failed verification; it was not kept (nothing was written)"
+            );
+            return Ok(exit::VERIFY_FAILED);
+        }
+    }
+
+    done.output_bytes = Some(commit_outputs(out, archive_file)?);
+    done.timings.total = secs(t0.elapsed());
+    write_report(args, &guest, &result, &selection, &done)?;
+    if !args.quiet {
+        eprint!("{}", report::summary(&done, args));
+    }
+    Ok(exit::OK)
+}
+
+/// Usage errors said before the image is opened; the recipients' keys loaded
+/// (a bad key is an error before minutes of work).
+fn check_args(args: &ScrubArgs) -> Result<Vec<Recipient>> {
     if args.recovery.is_some() && args.recipient.is_empty() {
         return Err(usage(
             "--recovery needs at least one --recipient (the public key that will open it)",
@@ -316,24 +280,21 @@ pub fn run(args: &ScrubArgs) -> Result<i32> {
     {
         return Err(usage("--output and --recovery name the same file"));
     }
-    let recipients = load_recipients(&args.recipient)?;
-    let verify_on = !args.no_verify && !args.dry_run;
-    let threads = args
-        .threads
-        .map_or_else(vmscrub_parmap::available_threads, usize::from);
+    load_recipients(&args.recipient)
+}
 
-    let img = image::open(&args.image, &args.open.options())?;
-    for w in &img.info.warnings {
-        eprintln!("vmscrub: warning: {w}");
-    }
-    let resolved = args.output_args.resolve(&args.image, &img).map_err(usage)?;
+/// Creates the outputs (under temporary names) now, so "already exists" or an
+/// unwritable directory is said before minutes of work.
+fn open_outputs(
+    args: &ScrubArgs,
+    img: &image::OpenedImage,
+) -> Result<(Option<OutputImage>, Option<PendingFile>, OutputFormat)> {
+    let resolved = args.output_args.resolve(&args.image, img).map_err(usage)?;
     for w in &resolved.warnings {
         eprintln!("vmscrub: warning: {w}");
     }
     let out_format = resolved.format;
-    // Create the outputs now, so "already exists" or an unwritable directory is
-    // said before minutes of work.
-    let mut out = match (&args.output, args.dry_run) {
+    let out = match (&args.output, args.dry_run) {
         (Some(o), false) => {
             let out = output::create_output(o, &out_format, img.info.virtual_size, args.force)?;
             for t in out.targets() {
@@ -349,21 +310,23 @@ pub fn run(args: &ScrubArgs) -> Result<i32> {
         (Some(r), false) => Some(PendingFile::create(r, args.force)?),
         _ => None,
     };
+    Ok((out, archive_file, out_format))
+}
 
-    let overlay = Arc::new(Overlay::new(img.disk.clone()));
+/// The image as the scrub sees and edits it.
+type Disk = Arc<Overlay<Arc<dyn vmscrub_blockdev::ReadAt>>>;
+/// The recovery archive, streaming into its pending file (or nowhere, in a dry run).
+type Archive = ArchiveWriter<Box<dyn Write + Send>>;
+
+/// Discovers the layout and replays, in the overlay, every ext3/4 journal that
+/// needs recovery, so the scan sees what the guest would see after its next
+/// mount and the journal's stale copies are cleared.
+fn replay_journals(args: &ScrubArgs, overlay: &Disk, done: &mut Done) -> Result<Layout<Disk>> {
     let discover = || {
         image::discover(overlay.clone())
             .map_err(|e| anyhow::anyhow!("{}: {e:#}", args.image.display()))
     };
-    let mut layout = discover()?;
-    let mut done = Done {
-        output_format: args.output.as_ref().map(|_| out_format.describe()),
-        recipients: recipients
-            .iter()
-            .map(Recipient::fingerprint_string)
-            .collect(),
-        ..Done::default()
-    };
+    let layout = discover()?;
     let mut replayed = false;
     for v in &layout.volumes {
         use vmscrub_fsprobe::Kind;
@@ -389,13 +352,15 @@ pub fn run(args: &ScrubArgs) -> Result<i32> {
     }
     if replayed {
         // The probe's view (flags, the "needs recovery" warning) predates the replay.
-        layout = discover()?;
+        return discover();
     }
-    let guest = crate::guest::guest_from_layout(&layout);
-    guest.require_readable(&args.image)?;
+    Ok(layout)
+}
 
-    // A filesystem vmscrub reads but could not open is damaged: its secrets would
-    // ship unexamined. One it does not read at all (swap, LVM, xfs, LUKS) is said.
+/// A filesystem vmscrub reads but could not open is damaged: its secrets would
+/// ship unexamined, so that refuses the scrub. One it does not read at all
+/// (swap, LVM, xfs, LUKS) is said.
+fn refuse_damaged(args: &ScrubArgs, guest: &Guest) -> Result<()> {
     let mut damaged: Vec<String> = Vec::new();
     for u in &guest.unreadable {
         let ours = matches!(
@@ -412,40 +377,36 @@ pub fn run(args: &ScrubArgs) -> Result<i32> {
             );
         }
     }
-    if !damaged.is_empty() {
-        bail!(
-            "{} could not be read, so it cannot be scrubbed; nothing was written \
-             (repair a copy with e2fsck/fsck.fat, or pass --allow-unreadable to scrub the rest): {}",
-            if damaged.len() == 1 {
-                "a filesystem"
-            } else {
-                "filesystems"
-            },
-            damaged.join("; ")
-        );
+    if damaged.is_empty() {
+        return Ok(());
     }
+    bail!(
+        "{} could not be read, so it cannot be scrubbed; nothing was written \
+         (repair a copy with e2fsck/fsck.fat, or pass --allow-unreadable to scrub the rest): {}",
+        if damaged.len() == 1 {
+            "a filesystem"
+        } else {
+            "filesystems"
+        },
+        damaged.join("; ")
+    )
+}
 
-    say.phase("scanning");
-    let t_scan = Instant::now();
-    let detectors = scan::content::Detectors::for_selection(&selection)
-        .map_err(|e| anyhow::anyhow!("content detectors: {e}"))?;
-    let scan_progress = Arc::new(scan::ScanProgress::default());
-    let scan_opts = ScanOptions {
-        catalogue: &cat,
-        selection: &selection,
-        keep: args.select.keep.clone(),
-        content: detectors.as_ref().map(|d| d as &dyn scan::ContentScanner),
-        threads,
-        progress: Some(&scan_progress),
+/// Scans with a progress spinner; what could not be read refuses the scrub
+/// (unless --allow-unreadable), since what it holds is unknown.
+fn scan_guest(args: &ScrubArgs, guest: &Guest, opts: &ScanOptions<'_>) -> Result<scan::ScanResult> {
+    let progress = Arc::new(scan::ScanProgress::default());
+    let opts = ScanOptions {
+        progress: Some(&progress),
+        keep: opts.keep.clone(),
+        ..*opts
     };
     let spinner = {
-        let p = scan_progress.clone();
+        let p = progress.clone();
         crate::progress::Spinner::start(!args.quiet, "scanning", move || p.describe())
     };
-    let result = scan::scan(&guest, &scan_opts).map_err(usage)?;
+    let result = scan::scan(guest, &opts).map_err(usage)?;
     drop(spinner);
-    let plan = result.plan();
-    done.timings.scan = secs(t_scan.elapsed());
     let unread: Vec<&scan::Warning> = result
         .warnings
         .iter()
@@ -482,12 +443,23 @@ pub fn run(args: &ScrubArgs) -> Result<i32> {
             crate::report::safe_text(f.note.as_deref().unwrap_or("skipped"))
         );
     }
+    Ok(result)
+}
 
-    // ---------------------------------------------------------- edit
-    let t_edit = Instant::now();
-    let steps = steps_of(&guest, &plan)?;
-    let names = Names::from_guest(&guest);
-    let sink: Box<dyn Write + Send> = match &archive_file {
+/// The archive writer, when --recovery asks for one (a dry run encodes into
+/// nothing, so its refusals and counts are the real run's).
+fn start_archive(
+    args: &ScrubArgs,
+    img: &image::OpenedImage,
+    selection: &crate::ops::Selection,
+    recipients: &[Recipient],
+    archive_file: &Option<PendingFile>,
+    threads: usize,
+) -> Result<Option<Archive>> {
+    if args.recovery.is_none() {
+        return Ok(None);
+    }
+    let sink: Box<dyn Write + Send> = match archive_file {
         Some(f) => Box::new(io::BufWriter::with_capacity(
             1 << 20,
             f.file()
@@ -496,33 +468,43 @@ pub fn run(args: &ScrubArgs) -> Result<i32> {
         )),
         None => Box::new(io::sink()),
     };
-    let mut archive = if args.recovery.is_some() {
-        let info = ArchiveInfo {
-            image: ImageInfo {
-                name: args
-                    .image
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
-                size: img.info.file_size,
-                sha256: None,
-            },
-            vmscrub_version: env!("CARGO_PKG_VERSION").to_string(),
-            operations: selection.names().to_vec(),
-            created: None,
-        };
-        let opts = WriterOptions {
-            zstd_workers: u32::try_from(threads.min(8)).unwrap_or(0),
-            zstd_level: 1,
-            ..WriterOptions::default()
-        };
-        Some(
-            ArchiveWriter::new(sink, &recipients, info, &opts)
-                .context("cannot start the recovery archive")?,
-        )
-    } else {
-        None
+    let info = ArchiveInfo {
+        image: ImageInfo {
+            name: args
+                .image
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            size: img.info.file_size,
+            sha256: None,
+        },
+        vmscrub_version: env!("CARGO_PKG_VERSION").to_string(),
+        operations: selection.names().to_vec(),
+        created: None,
     };
+    let opts = WriterOptions {
+        zstd_workers: u32::try_from(threads.min(8)).unwrap_or(0),
+        zstd_level: 1,
+        ..WriterOptions::default()
+    };
+    Ok(Some(
+        ArchiveWriter::new(sink, recipients, info, &opts)
+            .context("cannot start the recovery archive")?,
+    ))
+}
+
+/// Captures and edits every filesystem the plan touches; returns what the
+/// verification's sweep must not find.
+fn edit_filesystems(
+    say: &Say,
+    guest: &Guest,
+    layout: &Layout<Disk>,
+    steps: Vec<Step>,
+    mut archive: Option<&mut Archive>,
+    verify_on: bool,
+    done: &mut Done,
+) -> Result<Vec<SweepTarget>> {
+    let names = Names::from_guest(guest);
     let mut by_fs: BTreeMap<usize, Vec<Step>> = BTreeMap::new();
     for s in steps {
         by_fs.entry(s.filesystem).or_default().push(s);
@@ -534,49 +516,19 @@ pub fn run(args: &ScrubArgs) -> Result<i32> {
     }
     for (fi, steps) in &by_fs {
         let gfs = &guest.filesystems[*fi];
-        let Some(vol) = layout
-            .volumes
-            .iter()
-            .find(|v| v.index == gfs.identity.partition)
-        else {
+        let Some(vol) = volume_of(layout, gfs) else {
             bail!("{}: its volume disappeared", gfs.identity.describe());
         };
         let unit = gfs.fs.storage_unit();
         let mut removed = verify_on.then(|| Removed::new(unit));
-        let mut per_step: Vec<Captured> = Vec::with_capacity(steps.len());
-        {
-            let mut cap = Capture {
-                fs: &*gfs.fs,
-                archive: archive.as_mut(),
-                names: &names,
-                removed: removed.as_mut(),
-                budget: &mut budget,
-                linked: HashMap::new(),
-            };
-            for s in steps {
-                let ops = s.operations.join(",");
-                let c = cap
-                    .node(
-                        &s.archive_path,
-                        s.node,
-                        &ops,
-                        s.action == ActionKind::DeleteTree,
-                    )
-                    .with_context(|| {
-                        format!("reading {} before removing it", display_path(&s.path))
-                    })?;
-                per_step.push(c);
-            }
-        }
-        if let Some(r) = removed.as_mut() {
-            for s in steps {
-                if let Some(c) = &s.content {
-                    let mut h = UnitHasher::new(unit, usize::MAX);
-                    h.feed(0, c);
-                    r.kept.extend(h.finish().0);
-                }
-            }
-        }
+        let per_step = capture_steps(
+            gfs,
+            &names,
+            steps,
+            archive.as_deref_mut(),
+            removed.as_mut(),
+            &mut budget,
+        )?;
         let applied = apply::apply(
             vol.device.clone(),
             gfs.fs.fs_type(),
@@ -611,105 +563,135 @@ pub fn run(args: &ScrubArgs) -> Result<i32> {
             });
         }
     }
-    if !args.keep_free_space && !apply::fault("keep-freed") {
-        for gfs in &guest.filesystems {
-            let Some(vol) = layout
-                .volumes
-                .iter()
-                .find(|v| v.index == gfs.identity.partition)
-            else {
-                continue;
-            };
-            match free::zero_free_space(vol.device.clone(), gfs.fs.fs_type()) {
-                Ok(n) => done.free_zeroed += n,
-                Err(e) => {
-                    let msg = format!("{}: free space not zeroed: {e:#}", gfs.identity.describe());
-                    eprintln!("vmscrub: warning: {msg}");
-                    done.notes.push(msg);
-                }
+    Ok(targets)
+}
+
+fn volume_of<'a>(layout: &'a Layout<Disk>, gfs: &GuestFs) -> Option<&'a Volume<Disk>> {
+    layout
+        .volumes
+        .iter()
+        .find(|v| v.index == gfs.identity.partition)
+}
+
+/// Reads every file a step removes once, into the archive and into the
+/// fingerprints; a rewrite's new content is fingerprinted as kept, so the sweep
+/// does not flag what stays.
+fn capture_steps(
+    gfs: &GuestFs,
+    names: &Names,
+    steps: &[Step],
+    archive: Option<&mut Archive>,
+    mut removed: Option<&mut Removed>,
+    budget: &mut usize,
+) -> Result<Vec<Captured>> {
+    let mut per_step: Vec<Captured> = Vec::with_capacity(steps.len());
+    {
+        let mut cap = Capture {
+            fs: &*gfs.fs,
+            archive,
+            names,
+            removed: removed.as_deref_mut(),
+            budget,
+            linked: HashMap::new(),
+        };
+        for s in steps {
+            let ops = s.operations.join(",");
+            let c = cap
+                .node(
+                    &s.archive_path,
+                    s.node,
+                    &ops,
+                    s.action == ActionKind::DeleteTree,
+                )
+                .with_context(|| format!("reading {} before removing it", display_path(&s.path)))?;
+            per_step.push(c);
+        }
+    }
+    if let Some(r) = removed {
+        let unit = gfs.fs.storage_unit();
+        for c in steps.iter().filter_map(|s| s.content.as_ref()) {
+            let mut h = UnitHasher::new(unit, usize::MAX);
+            h.feed(0, c);
+            r.kept.extend(h.finish().0);
+        }
+    }
+    Ok(per_step)
+}
+
+/// Zeroes every block no file owns, on every filesystem vmscrub reads.
+fn zero_free_space(guest: &Guest, layout: &Layout<Disk>, done: &mut Done) {
+    for gfs in &guest.filesystems {
+        let Some(vol) = volume_of(layout, gfs) else {
+            continue;
+        };
+        match free::zero_free_space(vol.device.clone(), gfs.fs.fs_type()) {
+            Ok(n) => done.free_zeroed += n,
+            Err(e) => {
+                let msg = format!("{}: free space not zeroed: {e:#}", gfs.identity.describe());
+                eprintln!("vmscrub: warning: {msg}");
+                done.notes.push(msg);
             }
         }
     }
-    if let Some(a) = archive.take() {
-        done.archive_entries = a.manifest().files.len() as u64;
-        a.finish()
-            .context("cannot complete the recovery archive")?
-            .flush()
-            .context("cannot write the recovery archive")?;
-    }
-    done.timings.edit = secs(t_edit.elapsed());
+}
 
-    if args.dry_run {
-        done.timings.total = secs(t0.elapsed());
-        let text = report::plan_text(&done);
-        std::io::stdout().write_all(text.as_bytes())?;
-        write_report(args, &guest, &result, &selection, &done)?;
-        if !args.quiet {
-            eprint!("{}", report::summary(&done, args));
-        }
-        return Ok(exit::OK);
-    }
-
-    // ---------------------------------------------------------- write
-    let Some(out_img) = out.as_mut() else {
-        return Err(usage("--output is required unless --dry-run"));
-    };
-    let t_write = Instant::now();
+/// One sequential pass over base + overlay into the output; the disk flush goes
+/// on in the background while verification reads the output back.
+fn write_output(
+    args: &ScrubArgs,
+    overlay: &Disk,
+    out_img: &mut OutputImage,
+    threads: usize,
+) -> Result<()> {
     let pass = PassOptions {
         threads,
         progress: !args.quiet,
         label: "writing".into(),
     };
     let target = args.output.clone().unwrap_or_default();
-    output::write_image(&*overlay, out_img.sink(), &pass)
+    output::write_image(&**overlay, out_img.sink(), &pass)
         .with_context(|| format!("writing {} failed; nothing was written", target.display()))?;
     out_img.finish()?;
     out_img.sync_in_background()?;
-    done.timings.write = secs(t_write.elapsed());
+    Ok(())
+}
 
-    // ---------------------------------------------------------- verify
-    if verify_on {
-        let t_verify = Instant::now();
-        say.phase("verifying the output");
-        let disk = out_img.reopen()?;
-        let expected = verify::expected_filesystems(&guest);
-        let rescan_progress = Arc::new(scan::ScanProgress::default());
-        let rescan_opts = ScanOptions {
-            progress: Some(&rescan_progress),
-            keep: scan_opts.keep.clone(),
-            ..scan_opts
-        };
-        let spinner = {
-            let p = rescan_progress.clone();
-            crate::progress::Spinner::start(!args.quiet, "verifying", move || p.describe())
-        };
-        let v = verify::verify(disk, &expected, &rescan_opts, &targets)?;
-        drop(spinner);
-        done.timings.verify = secs(t_verify.elapsed());
-        let ok = v.ok();
-        done.verification = Some(v);
-        if !ok {
-            done.timings.total = secs(t0.elapsed());
-            if let Some(v) = &done.verification {
-                for p in &v.problems {
-                    eprintln!("vmscrub: verification: {}", crate::report::safe_text(p));
-                }
-            }
-            write_report(args, &guest, &result, &selection, &done)?;
-            eprintln!(
-                "vmscrub: error: the output failed verification; it was not kept (nothing was written)"
-            );
-            return Ok(exit::VERIFY_FAILED);
-        }
-    }
+/// Reopens the written output with vmscrub's own readers, rescans it and sweeps
+/// it for the removed content's fingerprints.
+fn verify_output(
+    args: &ScrubArgs,
+    guest: &Guest,
+    out_img: &mut OutputImage,
+    scan_opts: &ScanOptions<'_>,
+    targets: &[SweepTarget],
+) -> Result<Verification> {
+    let disk = out_img.reopen()?;
+    let expected = verify::expected_filesystems(guest);
+    let progress = Arc::new(scan::ScanProgress::default());
+    let opts = ScanOptions {
+        progress: Some(&progress),
+        keep: scan_opts.keep.clone(),
+        ..*scan_opts
+    };
+    let spinner = {
+        let p = progress.clone();
+        crate::progress::Spinner::start(!args.quiet, "verifying", move || p.describe())
+    };
+    let v = verify::verify(disk, &expected, &opts, targets)?;
+    drop(spinner);
+    Ok(v)
+}
 
-    // ---------------------------------------------------------- commit
-    let targets_out = out_img.targets();
+/// Renames the archive and the output into place; returns the output's size.
+/// If the output cannot be committed, the archive is taken back too, so a
+/// failed scrub leaves nothing.
+fn commit_outputs(out: Option<OutputImage>, archive_file: Option<PendingFile>) -> Result<u64> {
+    let targets_out = out.as_ref().map(OutputImage::targets).unwrap_or_default();
     let recovery_target = archive_file.as_ref().map(|f| f.target().to_path_buf());
     if let Some(f) = archive_file {
         f.commit()?;
     }
-    if let Some(o) = out.take()
+    if let Some(o) = out
         && let Err(e) = o.commit()
     {
         if let Some(r) = &recovery_target {
@@ -717,19 +699,11 @@ pub fn run(args: &ScrubArgs) -> Result<i32> {
         }
         return Err(e);
     }
-    done.output_bytes = Some(
-        targets_out
-            .iter()
-            .filter_map(|t| std::fs::metadata(t).ok())
-            .map(|m| m.len())
-            .sum(),
-    );
-    done.timings.total = secs(t0.elapsed());
-    write_report(args, &guest, &result, &selection, &done)?;
-    if !args.quiet {
-        eprint!("{}", report::summary(&done, args));
-    }
-    Ok(exit::OK)
+    Ok(targets_out
+        .iter()
+        .filter_map(|t| std::fs::metadata(t).ok())
+        .map(|m| m.len())
+        .sum())
 }
 
 fn write_report(
