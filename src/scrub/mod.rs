@@ -351,10 +351,8 @@ pub fn run(args: &ScrubArgs) -> Result<i32> {
     };
 
     let overlay = Arc::new(Overlay::new(img.disk.clone()));
-    let discover = || {
-        image::discover(overlay.clone())
-            .map_err(|e| anyhow::anyhow!("{}: {e:#}", args.image.display()))
-    };
+    let discover =
+        || image::discover(overlay.clone()).with_context(|| args.image.display().to_string());
     let mut layout = discover()?;
     let mut done = Done {
         output_format: args.output.as_ref().map(|_| out_format.describe()),
@@ -391,8 +389,9 @@ pub fn run(args: &ScrubArgs) -> Result<i32> {
         // The probe's view (flags, the "needs recovery" warning) predates the replay.
         layout = discover()?;
     }
-    let guest = crate::guest::guest_from_layout(&layout);
+    let mut guest = crate::guest::guest_from_layout(&layout);
     guest.require_readable(&args.image)?;
+    guest.require_os(&args.image, args.select.data_volume)?;
 
     // A filesystem vmscrub reads but could not open is damaged: its secrets would
     // ship unexamined. One it does not read at all (swap, LVM, xfs, LUKS) is said.
@@ -623,6 +622,7 @@ pub fn run(args: &ScrubArgs) -> Result<i32> {
             match free::zero_free_space(vol.device.clone(), gfs.fs.fs_type()) {
                 Ok(n) => done.free_zeroed += n,
                 Err(e) => {
+                    crate::output::check_interrupted()?; // Ctrl-C stops; it is not a warning
                     let msg = format!("{}: free space not zeroed: {e:#}", gfs.identity.describe());
                     eprintln!("vmscrub: warning: {msg}");
                     done.notes.push(msg);
