@@ -106,9 +106,9 @@ pub fn temp_beside(
     }
     builder.tempfile_in(&dir).map_err(|e| {
         anyhow::anyhow!(
-            "cannot create {} in {}: {}",
-            target.display(),
+            "cannot create a file in {} (for {}): {}",
             dir.display(),
+            target.display(),
             without_path(&e)
         )
     })
