@@ -308,6 +308,25 @@ fn counts_agree_in_number_and_a_file_is_not_a_tree() {
         .find(|l| l.contains("/var/lib/dhcp/old"))
         .unwrap();
     assert!(line.trim_start().starts_with("delete-tree "), "{line}");
+    // The scrub's plan labels the same way: the e2e lease file (a regular file
+    // under dhcp-client-state's delete-tree rule) reads `delete`, and every
+    // `delete-tree` line removed a directory.
+    let o = vmscrub([
+        OsStr::new("scrub"),
+        fixture("e2e-disk").as_os_str(),
+        OsStr::new("--dry-run"),
+        OsStr::new("-q"),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let plan = String::from_utf8_lossy(&o.stdout).into_owned();
+    let lease = plan
+        .lines()
+        .find(|l| l.contains("/var/lib/dhcp/dhclient.eth0.leases"))
+        .unwrap();
+    assert!(lease.starts_with("delete "), "{lease}");
+    for l in plan.lines().filter(|l| l.starts_with("delete-tree")) {
+        assert!(l.contains(" dir(s)"), "{l}");
+    }
 }
 
 #[test]

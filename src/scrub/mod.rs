@@ -475,7 +475,7 @@ pub fn run(args: &ScrubArgs) -> Result<i32> {
     for f in result.findings.iter().filter(|f| f.skipped) {
         eprintln!(
             "vmscrub: warning: not done: {} {} ({}): {}",
-            f.action.as_str(),
+            f.action.label_for(f.kind),
             crate::report::safe_path(&f.path),
             f.operation,
             crate::report::safe_text(f.note.as_deref().unwrap_or("skipped"))
