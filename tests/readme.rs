@@ -11,7 +11,8 @@
 //! YAML (CI) blocks are run with `$IMAGE` set to the clean and to the dirty
 //! image: 0 and 1, with a SARIF report either way. The judges are the exit
 //! codes, `tar --compare` of the recovered archive against what was restored, and
-//! `qemu-img check` of the cleaned copy.
+//! `qemu-img check` of the cleaned copy. Like CI, the test runs as root (the
+//! README's restore is `sudo tar … -C /`: owners are restored only by root).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
