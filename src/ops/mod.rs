@@ -313,6 +313,15 @@ mod tests {
         for op in cat.operations.iter().filter(|o| o.default) {
             assert!(!op.rules.is_empty(), "{} is on by default", op.name);
         }
+        // `vmscrub operations` says it on each such line, once.
+        for op in cat.operations.iter().filter(|o| o.rules.is_empty()) {
+            assert!(
+                op.heading.ends_with("(not performed offline)"),
+                "{}: {}",
+                op.name,
+                op.heading
+            );
+        }
     }
 
     #[test]
