@@ -12,7 +12,10 @@ use crate::ops::{Catalogue, Selection};
 #[derive(Args, Debug, Default, Clone)]
 pub struct SelectArgs {
     /// Operation set algebra, applied left to right to an empty set:
-    /// `defaults`, `all`, `NAME`/`+NAME`, `-NAME` (comma-separated; repeatable)
+    /// `defaults`, `all`, `NAME`/`+NAME`, `-NAME` (comma-separated; repeatable).
+    /// Operations that can do nothing offline (customize, script, lvm-uuids,
+    /// fs-uuids, flag-reconfiguration: they need the running guest) are off by
+    /// default; selecting one only adds a note to the report
     #[arg(long = "operations", visible_alias = "operation", value_name = "LIST")]
     pub operations: Vec<String>,
     /// Run exactly these operations (comma-separated)
@@ -25,6 +28,11 @@ pub struct SelectArgs {
     /// Add operations, keep and allow entries from a rule file (catalogue form)
     #[arg(long, value_name = "FILE")]
     pub rules: Vec<PathBuf>,
+    /// The input is a data volume, not an operating system: scan it with the
+    /// content detectors only. Without it, an input with no OS (no
+    /// /etc/os-release) is an error (exit 3), so a wrong path cannot pass a CI job
+    #[arg(long)]
+    pub data_volume: bool,
 }
 
 impl SelectArgs {

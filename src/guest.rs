@@ -17,6 +17,7 @@
 //! A guest with no OS root still works: every filesystem is "unmounted" and is
 //! scanned on its own, by partition.
 
+mod expect;
 pub mod fstab;
 pub mod osrelease;
 pub mod passwd;
@@ -24,6 +25,7 @@ pub mod passwd;
 use std::io::Read;
 use std::sync::Arc;
 
+use anyhow::Context;
 use serde::Serialize;
 
 use crate::fs::{FileKind, Filesystem, FsError, FsResult, NodeId, display_path};
@@ -131,6 +133,9 @@ pub struct Guest {
     /// Things the user should know about how the view was built (several OS
     /// roots, fstab lines that name nothing in this image, …).
     pub notes: Vec<String>,
+    /// The user said the input is a data volume (`--data-volume`): no
+    /// operating system is expected, so its absence is not warned about.
+    pub data_volume: bool,
 }
 
 /// Bounds on files read to build the view.
@@ -161,6 +166,7 @@ impl Guest {
             uid_range: (1000, 60000),
             facts: OsFacts::default(),
             notes: vec![],
+            data_volume: false,
         };
         g.pick_root();
         if let Some(root) = g.root {
@@ -677,8 +683,9 @@ fn identity_of<D>(table: &vmscrub_partition::Table, v: &crate::image::Volume<D>)
 pub fn guest_from_image(path: &std::path::Path, opts: &OpenOptions) -> anyhow::Result<Guest> {
     let opened = crate::image::open(path, &opts.image)?;
     let disk: Arc<dyn vmscrub_blockdev::ReadAt> = opened.disk;
-    let layout =
-        crate::image::discover(disk).map_err(|e| anyhow::anyhow!("{}: {e:#}", path.display()))?;
+    // `with_context`, not `{e}` in a new message: the partition table's own
+    // reasons (CRC mismatch, an EBR loop) are the error's sources.
+    let layout = crate::image::discover(disk).with_context(|| path.display().to_string())?;
     Ok(guest_from_layout(&layout))
 }
 
@@ -797,27 +804,5 @@ impl Guest {
     /// At least one filesystem could be read.
     pub fn readable(&self) -> bool {
         !self.filesystems.is_empty()
-    }
-
-    /// An error naming every reason when no filesystem could be read: an image
-    /// vmscrub could not read must never be called clean (or be "scrubbed").
-    pub fn require_readable(&self, image: &std::path::Path) -> anyhow::Result<()> {
-        if self.readable() {
-            return Ok(());
-        }
-        let why: Vec<String> = self
-            .unreadable
-            .iter()
-            .map(|u| format!("{}: {}", u.identity.describe(), u.error))
-            .collect();
-        anyhow::bail!(
-            "{}: no filesystem of this image could be read{}",
-            image.display(),
-            if why.is_empty() {
-                String::new()
-            } else {
-                format!(" ({})", why.join("; "))
-            }
-        )
     }
 }

@@ -32,14 +32,35 @@ enum Command {
     #[command(about = vmscrub::convert::ABOUT, long_about = vmscrub::convert::LONG_ABOUT)]
     Convert(vmscrub::convert::ConvertArgs),
     /// List the operations catalogue (name, `*` if on by default, heading)
+    #[command(long_about = OPERATIONS_LONG_ABOUT)]
     Operations(OperationsArgs),
     /// Audit an image (or an unpacked root directory): every finding, with why
+    #[command(long_about = SCAN_LONG_ABOUT)]
     Scan(ScanArgs),
     #[command(about = vmscrub::scrub::ABOUT, long_about = vmscrub::scrub::LONG_ABOUT)]
     Scrub(vmscrub::scrub::ScrubArgs),
     /// Decrypt a recovery archive back to a plain tar, a directory, or a listing.
     Recover(vmscrub::recover::RecoverArgs),
 }
+
+const SCAN_LONG_ABOUT: &str = "Audit an image (raw, qcow2, VMDK) or a directory holding an \
+unpacked root filesystem: every finding of the selected operations and content detectors, with \
+why, as a human report, JSON (docs/scan-json.md) or SARIF. Nothing is modified.\n\n\
+The input must hold an operating system (an /etc/os-release): an image or directory without \
+one is an error (exit 3), so a wrong path fails a CI job instead of passing it. Scan a bare \
+data volume with --data-volume (content detectors only).\n\n\
+Operations that need the running guest (customize, script, lvm-uuids, fs-uuids, \
+flag-reconfiguration) are off by default: offline they can do nothing, and `vmscrub \
+operations --verbose` says why for each.\n\n\
+Exit codes: 0 nothing matched --fail-on; 1 a finding matched --fail-on; 2 usage; 3 error \
+(unreadable or unexpected input: no filesystem, no operating system).";
+
+/// The catalogue, and which operations cannot be done offline.
+const OPERATIONS_LONG_ABOUT: &str = "List the operations catalogue: name, `*` if on by \
+default, heading. `--verbose` adds each operation's rules (paths, actions, guards).\n\n\
+Operations whose heading says \"(not performed offline)\" need the running guest (they run \
+programs in it or change block devices) and have no rule vmscrub could apply to an image: \
+they are off by default, and selecting one only adds a note to the scan report saying why.";
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum ListFormat {
@@ -77,6 +98,11 @@ struct ScanArgs {
     /// Content-scanning threads (default: one per core)
     #[arg(long, default_value_t = 0)]
     threads: usize,
+    /// No progress display; the human report is printed only when it has a
+    /// finding or a warning, so a clean image prints nothing (JSON and SARIF
+    /// documents, and --output files, are always written whole)
+    #[arg(long, short)]
+    quiet: bool,
 }
 
 fn operations(args: OperationsArgs) -> anyhow::Result<i32> {
@@ -144,15 +170,16 @@ fn operations(args: OperationsArgs) -> anyhow::Result<i32> {
 fn scan_verb(args: ScanArgs) -> anyhow::Result<i32> {
     let (cat, selection) = args.select.resolve()?;
     let fail_on = FailOn::parse(&cat, &args.fail_on).map_err(usage)?;
-    let guest = vmscrub::guest::guest_from_path(&args.image, &Default::default())?;
+    let mut guest = vmscrub::guest::guest_from_path(&args.image, &Default::default())?;
     guest.require_readable(&args.image)?;
+    guest.require_os(&args.image, args.select.data_volume)?;
 
     let detectors = scan::content::Detectors::for_selection(&selection)
         .map_err(|e| anyhow::anyhow!("content detectors: {e}"))?;
     let progress = std::sync::Arc::new(scan::ScanProgress::default());
     let spinner = {
         let p = progress.clone();
-        vmscrub::progress::Spinner::start(true, "scanning", move || p.describe())
+        vmscrub::progress::Spinner::start(!args.quiet, "scanning", move || p.describe())
     };
     let result = scan::scan(
         &guest,
@@ -184,7 +211,12 @@ fn scan_verb(args: ScanArgs) -> anyhow::Result<i32> {
             out.file_mut().write_all(text.as_bytes())?;
             out.commit()?;
         }
-        None => std::io::stdout().write_all(text.as_bytes())?,
+        None => {
+            let nothing = result.findings.is_empty() && result.warnings.is_empty();
+            if !(args.quiet && nothing && matches!(args.format, Format::Human)) {
+                std::io::stdout().write_all(text.as_bytes())?;
+            }
+        }
     }
     if let Some(reason) = fail_on.evaluate(&result) {
         eprintln!("vmscrub: {reason}");

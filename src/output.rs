@@ -51,6 +51,12 @@ pub fn install_interrupt_handler() {
     });
 }
 
+/// What the Ctrl-C handler does, for fault injection in tests (`VMSCRUB_FAULT`,
+/// debug builds): a signal cannot be timed to land inside a millisecond phase.
+pub fn simulate_interrupt() {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
 /// Fails with "interrupted" once Ctrl-C was pressed; long loops call this.
 pub fn check_interrupted() -> io::Result<()> {
     if INTERRUPTED.load(Ordering::Relaxed) {
@@ -73,6 +79,53 @@ pub fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
+/// Creates the temporary file `target` will be renamed from, in its directory.
+/// Errors name `target` and its directory, never the temporary name: the user
+/// did not choose that name and cannot act on it ("no such directory" is what
+/// they need to hear).
+pub fn temp_beside(
+    target: &Path,
+    builder: &tempfile::Builder<'_, '_>,
+) -> anyhow::Result<tempfile::NamedTempFile> {
+    let dir = match target.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    match std::fs::metadata(&dir) {
+        Ok(m) if !m.is_dir() => bail!(
+            "cannot create {}: {} is not a directory",
+            target.display(),
+            dir.display()
+        ),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => bail!(
+            "cannot create {}: the directory {} does not exist",
+            target.display(),
+            dir.display()
+        ),
+        _ => {}
+    }
+    builder.tempfile_in(&dir).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot create a file in {} (for {}): {}",
+            dir.display(),
+            target.display(),
+            without_path(&e)
+        )
+    })
+}
+
+/// The OS error under tempfile's wrapper, which appends the temporary path.
+fn without_path(e: &io::Error) -> io::Error {
+    let inner = e
+        .get_ref()
+        .and_then(|r| r.source())
+        .and_then(|s| s.downcast_ref::<io::Error>());
+    match inner.or(Some(e)).and_then(io::Error::raw_os_error) {
+        Some(code) => io::Error::from_raw_os_error(code),
+        None => io::Error::from(e.kind()),
+    }
+}
+
 /// A file being written under a temporary name in the target's directory.
 /// Dropping it without [`PendingFile::commit`] deletes it.
 pub struct PendingFile {
@@ -91,10 +144,6 @@ impl PendingFile {
                 target.display()
             );
         }
-        let dir = match target.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
         let name = target
             .file_name()
             .with_context(|| format!("{} is not a file name", target.display()))?
@@ -103,12 +152,13 @@ impl PendingFile {
         // 0666 less the umask, like any file a tool creates (qemu-img, cp), rather
         // than tempfile's private 0600: the output is meant to be used.
         use std::os::unix::fs::PermissionsExt;
-        let temp = tempfile::Builder::new()
-            .permissions(std::fs::Permissions::from_mode(0o666))
-            .prefix(&format!(".{name}."))
-            .suffix(".vmscrub-tmp")
-            .tempfile_in(&dir)
-            .with_context(|| format!("cannot create a file in {}", dir.display()))?;
+        let temp = temp_beside(
+            target,
+            tempfile::Builder::new()
+                .permissions(std::fs::Permissions::from_mode(0o666))
+                .prefix(&format!(".{name}."))
+                .suffix(".vmscrub-tmp"),
+        )?;
         Ok(Self {
             temp,
             target: target.to_path_buf(),
@@ -918,10 +968,14 @@ mod tests {
         let err = PendingFile::create(Path::new("/nonexistent-dir/x.img"), false)
             .err()
             .unwrap();
+        let msg = format!("{err:#}");
         assert!(
-            format!("{err:#}").contains("cannot create a file in /nonexistent-dir"),
-            "{err:#}"
+            msg.contains("cannot create /nonexistent-dir/x.img")
+                && msg.contains("the directory /nonexistent-dir does not exist"),
+            "{msg}"
         );
+        // The temporary name is ours, not the user's: never shown.
+        assert!(!msg.contains("vmscrub-tmp"), "{msg}");
     }
 
     #[test]

@@ -118,15 +118,20 @@ fn load_identity(path: &Path, pass_file: Option<&Path>) -> Result<Identity> {
         if let Ok(p) = std::env::var("VMSCRUB_PASSPHRASE") {
             return Ok(Zeroizing::new(p));
         }
-        if !std::io::stdin().is_terminal() && !Path::new("/dev/tty").exists() {
-            return Err(fail(format!(
-                "{} is passphrase-protected and there is no terminal to ask on; use --passphrase-file",
+        // Scripts and CI jobs have no terminal: name the ways that work there.
+        let no_tty = |why: String| {
+            fail(format!(
+                "{} is passphrase-protected and {why}; without a terminal, give the passphrase \
+                 with --passphrase-file FILE or the VMSCRUB_PASSPHRASE environment variable",
                 path.display()
-            )));
+            ))
+        };
+        if !std::io::stdin().is_terminal() && !Path::new("/dev/tty").exists() {
+            return Err(no_tty("there is no terminal to ask on".into()));
         }
         rpassword::prompt_password(format!("Passphrase for {}: ", path.display()))
             .map(Zeroizing::new)
-            .map_err(|e| fail(format!("cannot read the passphrase from the terminal: {e}")))
+            .map_err(|e| no_tty(format!("the terminal could not be read ({e})")))
     };
     Identity::parse(&data, &mut ask).with_context(|| format!("cannot use key {}", path.display()))
 }
@@ -138,15 +143,12 @@ fn write_tar(input: impl Read, identity: &Identity, out: &Path, force: bool) -> 
             out.display()
         );
     }
-    let dir = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let tmp = tempfile::Builder::new()
-        .prefix(".vmscrub-recover-")
-        .suffix(".tmp")
-        .tempfile_in(&dir)
-        .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
+    let tmp = crate::output::temp_beside(
+        out,
+        tempfile::Builder::new()
+            .prefix(".vmscrub-recover-")
+            .suffix(".tmp"),
+    )?;
     let mut w = BufWriter::with_capacity(256 * 1024, tmp.as_file());
     decrypt_to(input, identity, &mut w)?;
     w.flush()?;

@@ -1230,7 +1230,7 @@ fn guest_warnings(
             format!("{}: not scanned: {}", u.identity.describe(), u.error),
         ));
     }
-    if guest.root.is_none() {
+    if guest.root.is_none() && !guest.data_volume {
         w.push(warn(
             WarningKind::GuestView,
             None,

@@ -688,9 +688,11 @@ fn journal_needing_recovery_is_replayed_first() {
     let input = image("scrub-journal-disk");
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("o.img");
+    // The filesystem holds no OS: a data volume, said so.
     let o = vmscrub(&[
         "scrub".as_ref(),
         "-q".as_ref(),
+        "--data-volume".as_ref(),
         input.as_os_str(),
         "-o".as_ref(),
         out.as_os_str(),

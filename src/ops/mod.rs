@@ -88,6 +88,16 @@ impl ActionKind {
         }
     }
 
+    /// What the action does to a node of `kind`, for people: `delete-tree` on a
+    /// file, a symlink or a device removes just that entry, so it reads `delete`
+    /// (a report must not suggest a whole tree went when one file did).
+    pub fn label_for(self, kind: crate::fs::FileKind) -> &'static str {
+        match self {
+            ActionKind::DeleteTree if kind != crate::fs::FileKind::Directory => "delete",
+            a => a.as_str(),
+        }
+    }
+
     /// How much of the file the action destroys; the plan keeps the strongest
     /// action when several operations hit one file.
     pub fn strength(self) -> u8 {
@@ -293,6 +303,27 @@ mod tests {
         ("zsh-history", true),
     ];
 
+    /// virt-sysprep defaults vmscrub turns off: they run programs in the guest
+    /// or edit block devices, so offline they have no rule to apply.
+    const OFFLINE_NOOP_DEFAULTS: &[&str] = &["customize", "lvm-uuids", "script"];
+
+    #[test]
+    fn no_default_operation_is_a_no_op_offline() {
+        let cat = Catalogue::builtin().unwrap();
+        for op in cat.operations.iter().filter(|o| o.default) {
+            assert!(!op.rules.is_empty(), "{} is on by default", op.name);
+        }
+        // `vmscrub operations` says it on each such line, once.
+        for op in cat.operations.iter().filter(|o| o.rules.is_empty()) {
+            assert!(
+                op.heading.ends_with("(not performed offline)"),
+                "{}: {}",
+                op.name,
+                op.heading
+            );
+        }
+    }
+
     #[test]
     fn catalogue_parses_with_unique_names() {
         let cat = Catalogue::builtin().unwrap();
@@ -310,7 +341,13 @@ mod tests {
         assert_eq!(VIRT_SYSPREP.len(), 45);
         for (name, default) in VIRT_SYSPREP {
             let op = cat.get(name).unwrap_or_else(|| panic!("missing {name}"));
-            assert_eq!(op.default, *default, "{name}");
+            // virt-sysprep's defaults, except the ones that can do nothing
+            // offline: on by default they would only warn on every run.
+            let noop = OFFLINE_NOOP_DEFAULTS.contains(name);
+            assert_eq!(op.default, *default && !noop, "{name}");
+            if noop {
+                assert!(op.rules.is_empty() && op.needs_guest.is_some(), "{name}");
+            }
             assert_eq!(op.source, Source::VirtSysprep, "{name}");
         }
         let vs = cat

@@ -261,6 +261,17 @@ impl Catalogue {
                         .into(),
                 ));
             }
+            // An operation with nothing to do offline would only add a warning to
+            // every run; it is there to be named (and explained) when selected.
+            if op.rule.is_empty() && op.default {
+                return Err(invalid(
+                    at,
+                    ctx("default"),
+                    "an operation with no [[operation.rule]] does nothing offline and cannot be \
+                     on by default"
+                        .into(),
+                ));
+            }
             let mut rules = Vec::new();
             for (i, sr) in op.rule.into_iter().enumerate() {
                 let rat = sr.span().start;
@@ -447,6 +458,23 @@ os = ["linux"]
             .unwrap_err()
             .to_string();
         assert!(e.contains("field `os`") && e.contains("linx"), "{e}");
+    }
+
+    #[test]
+    fn a_rule_less_operation_cannot_be_a_default() {
+        let e = parse(
+            "[[operation]]\nname = \"x\"\nheading = \"h\"\ndefault = true\nneeds-guest = \"x\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("field `default`") && e.contains("does nothing offline"),
+            "{e}"
+        );
+        parse(
+            "[[operation]]\nname = \"x\"\nheading = \"h\"\ndefault = false\nneeds-guest = \"x\"\n",
+        )
+        .unwrap();
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::fmt::Write;
 
-use super::{ReportInput, human_size, safe_path, safe_text, utc};
+use super::{ReportInput, human_size, plural, safe_path, safe_text, utc};
 use crate::scan::{Finding, Why};
 
 fn why(f: &Finding) -> String {
@@ -97,10 +97,10 @@ pub fn render(input: &ReportInput<'_>) -> String {
         }
         let _ = writeln!(
             out,
-            "\n{} — {} ({} findings, {})",
+            "\n{} — {} ({}, {})",
             op.name,
             op.heading,
-            mine.len(),
+            plural(mine.len() as u64, "finding"),
             human_size(op.bytes)
         );
         for f in mine {
@@ -112,7 +112,7 @@ pub fn render(input: &ReportInput<'_>) -> String {
             let _ = writeln!(
                 out,
                 "  {:<11} {}{}  {}  {}:{} {:04o}  {}  {}{}",
-                f.action.as_str(),
+                f.action.label_for(f.kind),
                 place,
                 safe_path(&f.path),
                 human_size(f.tree.map_or(f.size, |t| t.bytes)),
@@ -146,14 +146,14 @@ pub fn render(input: &ReportInput<'_>) -> String {
     let planned = r.plan().len();
     let _ = writeln!(
         out,
-        "\nSummary: {} findings in {} operations on {} paths ({} planned actions, {}); {} by content detectors; {} warnings",
-        r.findings.len(),
-        ops,
-        paths.len(),
-        planned,
+        "\nSummary: {} in {} on {} ({}, {}); {} by content detectors; {}",
+        plural(r.findings.len() as u64, "finding"),
+        plural(ops as u64, "operation"),
+        plural(paths.len() as u64, "path"),
+        plural(planned as u64, "planned action"),
         human_size(r.operations.iter().map(|o| o.bytes).sum()),
         secrets,
-        r.warnings.len()
+        plural(r.warnings.len() as u64, "warning")
     );
     out
 }

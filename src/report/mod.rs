@@ -54,6 +54,18 @@ pub fn render(format: Format, input: &ReportInput<'_>) -> String {
     }
 }
 
+/// `1 finding`, `2 findings`: a count with its noun, for every human-facing
+/// line. `noun` is the singular; the plural adds `s`, as every noun counted in
+/// vmscrub's messages does.
+pub fn plural(n: impl Into<u64>, noun: &str) -> String {
+    let n = n.into();
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 /// Escapes control characters (a hostile file name must not drive the
 /// terminal) and non-UTF-8 bytes.
 pub fn safe_text(s: &str) -> String {

@@ -14,7 +14,13 @@ use vmscrub_blockdev::WriteAt;
 use crate::fs::FsType;
 
 /// Bytes of free space now reading as zeros (whatever they held before).
+/// An interruption (Ctrl-C) is an error like any other here; the caller tells
+/// it apart with [`crate::output::check_interrupted`], since it must stop the
+/// scrub rather than be reported as free space left unzeroed.
 pub fn zero_free_space<D: WriteAt + Clone>(dev: D, fs_type: FsType) -> anyhow::Result<u64> {
+    if super::apply::fault("interrupt-free-space") {
+        crate::output::simulate_interrupt();
+    }
     match fs_type {
         FsType::Ext2 | FsType::Ext3 | FsType::Ext4 => ext4(dev),
         FsType::Vfat => fat(dev),
@@ -69,6 +75,7 @@ fn fat<D: WriteAt + Clone>(dev: D) -> anyhow::Result<u64> {
     let g = fs.geometry().clone();
     let mut zeroed = 0u64;
     for r in fs.free_cluster_runs()? {
+        crate::output::check_interrupted()?;
         let a = g.cluster_offset(r.start);
         let b = g.cluster_offset(r.end - 1) + u64::from(g.cluster_size);
         dev.zero_range(a..b)?;

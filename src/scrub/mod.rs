@@ -165,8 +165,9 @@ pub fn run(args: &ScrubArgs) -> Result<i32> {
         ..Done::default()
     };
     let layout = replay_journals(args, &overlay, &mut done)?;
-    let guest = crate::guest::guest_from_layout(&layout);
+    let mut guest = crate::guest::guest_from_layout(&layout);
     guest.require_readable(&args.image)?;
+    guest.require_os(&args.image, args.select.data_volume)?;
     refuse_damaged(args, &guest)?;
 
     say.phase("scanning");
@@ -198,7 +199,7 @@ pub fn run(args: &ScrubArgs) -> Result<i32> {
         &mut done,
     )?;
     if !args.keep_free_space && !apply::fault("keep-freed") {
-        zero_free_space(&guest, &layout, &mut done);
+        zero_free_space(&guest, &layout, &mut done)?;
     }
     if let Some(a) = archive.take() {
         done.archive_entries = a.manifest().files.len() as u64;
@@ -322,10 +323,8 @@ type Archive = ArchiveWriter<Box<dyn Write + Send>>;
 /// needs recovery, so the scan sees what the guest would see after its next
 /// mount and the journal's stale copies are cleared.
 fn replay_journals(args: &ScrubArgs, overlay: &Disk, done: &mut Done) -> Result<Layout<Disk>> {
-    let discover = || {
-        image::discover(overlay.clone())
-            .map_err(|e| anyhow::anyhow!("{}: {e:#}", args.image.display()))
-    };
+    let discover =
+        || image::discover(overlay.clone()).with_context(|| args.image.display().to_string());
     let layout = discover()?;
     let mut replayed = false;
     for v in &layout.volumes {
@@ -437,7 +436,7 @@ fn scan_guest(args: &ScrubArgs, guest: &Guest, opts: &ScanOptions<'_>) -> Result
     for f in result.findings.iter().filter(|f| f.skipped) {
         eprintln!(
             "vmscrub: warning: not done: {} {} ({}): {}",
-            f.action.as_str(),
+            f.action.label_for(f.kind),
             crate::report::safe_path(&f.path),
             f.operation,
             crate::report::safe_text(f.note.as_deref().unwrap_or("skipped"))
@@ -619,7 +618,7 @@ fn capture_steps(
 }
 
 /// Zeroes every block no file owns, on every filesystem vmscrub reads.
-fn zero_free_space(guest: &Guest, layout: &Layout<Disk>, done: &mut Done) {
+fn zero_free_space(guest: &Guest, layout: &Layout<Disk>, done: &mut Done) -> Result<()> {
     for gfs in &guest.filesystems {
         let Some(vol) = volume_of(layout, gfs) else {
             continue;
@@ -627,12 +626,14 @@ fn zero_free_space(guest: &Guest, layout: &Layout<Disk>, done: &mut Done) {
         match free::zero_free_space(vol.device.clone(), gfs.fs.fs_type()) {
             Ok(n) => done.free_zeroed += n,
             Err(e) => {
+                crate::output::check_interrupted()?; // Ctrl-C stops; it is not a warning
                 let msg = format!("{}: free space not zeroed: {e:#}", gfs.identity.describe());
                 eprintln!("vmscrub: warning: {msg}");
                 done.notes.push(msg);
             }
         }
     }
+    Ok(())
 }
 
 /// One sequential pass over base + overlay into the output; the disk flush goes

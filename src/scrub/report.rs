@@ -41,7 +41,7 @@ pub fn plan_text(done: &Done) -> String {
         let _ = write!(
             s,
             "{:<11} {}  ({what}; {})",
-            o.action.as_str(),
+            label(o),
             safe_path(&o.path),
             o.operations.join(", ")
         );
@@ -51,6 +51,15 @@ pub fn plan_text(done: &Done) -> String {
         s.push('\n');
     }
     s
+}
+
+/// The action as it applied: a `delete-tree` rule that matched a file removed
+/// just that file (the capture counted no directory), so it reads `delete`.
+fn label(o: &Outcome) -> &'static str {
+    match o.action {
+        ActionKind::DeleteTree if o.dirs == 0 => "delete",
+        a => a.as_str(),
+    }
 }
 
 /// Per operation: files touched and bytes removed.
@@ -73,13 +82,18 @@ pub fn summary(done: &Done, args: &ScrubArgs) -> String {
     let dry_run = args.dry_run;
     let mut s = String::new();
     let count = |k: ActionKind| done.outcomes.iter().filter(|o| o.action == k).count();
+    let trees = done
+        .outcomes
+        .iter()
+        .filter(|o| o.action == ActionKind::DeleteTree && o.dirs > 0)
+        .count();
     let (files, bytes) = (done.removed_files(), done.removed_bytes());
     let _ = writeln!(
         s,
         "vmscrub: {}{} file(s) removed ({} tree(s)), {} truncated, {} rewritten; {} of content removed, {} zeroed",
         if dry_run { "dry run: would do: " } else { "" },
         files,
-        count(ActionKind::DeleteTree),
+        trees,
         count(ActionKind::Truncate),
         count(ActionKind::Rewrite),
         human_size(bytes),

@@ -17,6 +17,7 @@ use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::sync::Arc;
 
+use anyhow::Context;
 use serde::Serialize;
 use vmscrub_blockdev::ReadAt;
 
@@ -67,8 +68,8 @@ pub fn verify(
     targets: &[SweepTarget],
 ) -> anyhow::Result<Verification> {
     let mut v = Verification::default();
-    let layout = crate::image::discover(disk)
-        .map_err(|e| anyhow::anyhow!("the output's partition table cannot be read: {e:#}"))?;
+    let layout =
+        crate::image::discover(disk).context("the output's partition table cannot be read")?;
     let guest = crate::guest::guest_from_layout(&layout);
     for (part, what) in expected {
         if !guest

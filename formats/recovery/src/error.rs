@@ -24,6 +24,15 @@ pub enum Error {
          and the chunk there is missing or is not the final one"
     )]
     Truncated { chunk: u64, offset: u64 },
+    /// The file ends part-way into a chunk that does not authenticate. A short
+    /// final chunk is legitimate, so this cannot prove truncation, but a copy cut
+    /// short is by far the likeliest cause and the one the user can fix.
+    #[error(
+        "the archive is truncated or its end was damaged: the file ends inside chunk {chunk} \
+         (at byte {offset}), which failed authentication; a copy or download cut short ends \
+         like this, so fetch the archive again"
+    )]
+    EndsInsideChunk { chunk: u64, offset: u64 },
     #[error("public key: {0}")]
     Recipient(String),
     #[error("private key: {0}")]

@@ -199,7 +199,7 @@ impl<R: Read> DecryptReader<R> {
             return Err(if got == 0 {
                 Error::Truncated { chunk, offset }.into_io()
             } else {
-                Error::ChunkAuth { chunk, offset }.into_io()
+                Error::EndsInsideChunk { chunk, offset }.into_io()
             });
         }
         if !last && self.chunk_index == u32::MAX {
@@ -223,6 +223,9 @@ impl<R: Read> DecryptReader<R> {
                         .decrypt_in_place(self.chunk_index, false, &self.aad, &mut *ct);
                 if probe.is_ok() {
                     return Err(Error::Truncated { chunk, offset }.into_io());
+                }
+                if got < full {
+                    return Err(Error::EndsInsideChunk { chunk, offset }.into_io());
                 }
             }
             return Err(Error::ChunkAuth { chunk, offset }.into_io());
