@@ -18,6 +18,9 @@ PKGS=(
   putty-tools gnupg openssh-client openssl  # puttygen/gpg/ssh-keygen/openssl: real keys for the content-detector tests
   python3-bcrypt        # cryptography needs it to open passphrase-protected OpenSSH keys (vmscrub-recover.py)
   openssh-client openssl  # ssh-keygen / openssl generate the recovery tests' keys at test time
+  debootstrap           # fixtures/debian.toml: a real Debian cloud root from Debian's packages (package-aware scan)
+  rpm                   # rpmbuild, rpm --initdb: real rpmdb.sqlite databases for the rpm readers' tests
+  db5.3-util            # db5.3_load: real Berkeley DB hash/btree files for the rpm Packages reader
   strace                # the scrub test that proves no plaintext is written anywhere but the archive
 )
 missing=()
