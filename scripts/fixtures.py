@@ -431,6 +431,15 @@ def apt_mirror(suite: str) -> str:
     return "http://deb.debian.org/debian"
 
 
+def unmount_below(path: Path) -> None:
+    """Unmounts (lazily, deepest first) everything mounted at or below `path`."""
+    prefix = str(path.resolve())
+    with open("/proc/self/mounts") as fh:
+        points = [line.split()[1].encode().decode("unicode_escape") for line in fh]
+    for mp in sorted((m for m in points if m == prefix or m.startswith(prefix + "/")), key=len, reverse=True):
+        subprocess.run(["umount", "-l", mp], capture_output=True)
+
+
 def debootstrap_tree(name: str, spec: dict, target: Path) -> None:
     """`debootstrap = { suite, variant, include = [...] }`: a real Debian root from
     Debian's packages (needs root and a mirror). Downloaded .debs are cached in
@@ -444,13 +453,19 @@ def debootstrap_tree(name: str, spec: dict, target: Path) -> None:
     cache = OUT / "debootstrap-cache"
     cache.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(target.name + ".partial")
+    unmount_below(tmp)
     if tmp.exists():
         shutil.rmtree(tmp)
     args = ["debootstrap", "--merged-usr", f"--variant={d.get('variant', 'minbase')}",
             f"--cache-dir={cache.resolve()}"]
     if d.get("include"):
         args.append("--include=" + ",".join(d["include"]))
-    run(args + [suite, str(tmp), d.get("mirror") or apt_mirror(suite)])
+    try:
+        run(args + [suite, str(tmp), d.get("mirror") or apt_mirror(suite)])
+    finally:
+        # debootstrap mounts /proc and /sys in the target while it configures; a
+        # failed run leaves them mounted, and nothing may delete through them.
+        unmount_below(tmp)
     # What a published image would not carry either: apt's lists, debootstrap's logs.
     for sub in ("var/lib/apt/lists", "var/cache/apt/archives", "debootstrap"):
         p = tmp / sub

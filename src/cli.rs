@@ -25,6 +25,11 @@ pub struct SelectArgs {
     /// Add operations, keep and allow entries from a rule file (catalogue form)
     #[arg(long, value_name = "FILE")]
     pub rules: Vec<PathBuf>,
+    /// Let content detectors act on files whose content matches the digest
+    /// their package recorded (dpkg, rpm, apk, Python RECORD); by default such
+    /// hits are reported as `vendor` notes, never removed
+    #[arg(long)]
+    pub no_package_trust: bool,
 }
 
 impl SelectArgs {

@@ -436,6 +436,7 @@ pub fn run(args: &ScrubArgs) -> Result<i32> {
         keep: args.select.keep.clone(),
         content: detectors.as_ref().map(|d| d as &dyn scan::ContentScanner),
         threads,
+        package_trust: !args.select.no_package_trust,
         progress: Some(&scan_progress),
     };
     let spinner = {
