@@ -27,9 +27,9 @@ use serde_json::Value;
 use vmscrub_fixtures::{fixture, run};
 
 fn scan_json(target: &Path, extra: &[&str]) -> Value {
-    let mut args: Vec<&std::ffi::OsStr> = vec!["scan".as_ref(), target.as_os_str()];
-    args.extend(["--format".as_ref(), "json".as_ref()]);
-    args.extend(extra.iter().map(|a| a.as_ref()));
+    let mut args: Vec<std::ffi::OsString> = vec!["scan".into(), target.into()];
+    args.extend(["--format".into(), "json".into()]);
+    args.extend(extra.iter().map(std::ffi::OsString::from));
     let o = common::vmscrub_ok(&args, 0);
     serde_json::from_slice(&o.stdout).unwrap()
 }

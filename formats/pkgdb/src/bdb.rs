@@ -68,6 +68,15 @@ pub fn pairs(data: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
     if !page_size.is_power_of_two() || !(512..=65536).contains(&page_size) {
         return Err(corrupt(20, format!("page size {page_size}")));
     }
+    // The meta page's `last_pgno`: a file cut short has lost pages.
+    let last = u32e(data, 32, le, "berkeley db meta page")? as usize;
+    let need = (last + 1).saturating_mul(page_size);
+    if data.len() < need {
+        return Err(Error::Truncated {
+            what: "berkeley db (last_pgno in the meta page)",
+            offset: data.len() as u64,
+        });
+    }
     let db = Db {
         data,
         le,
