@@ -117,7 +117,10 @@ fn debian_cloud_package_files_are_vendor_notes_not_findings() {
     let audit = scan_json(&disk, &["--no-package-trust"]);
     let hits = content_paths(&audit);
     for p in [GNUTLS, CLOUD_EXAMPLE, PLANTED] {
-        assert!(hits.contains(p), "{p} should fire without package trust: {hits:?}");
+        assert!(
+            hits.contains(p),
+            "{p} should fire without package trust: {hits:?}"
+        );
     }
     assert!(audit["vendor"].as_array().unwrap().is_empty());
 
@@ -127,13 +130,20 @@ fn debian_cloud_package_files_are_vendor_notes_not_findings() {
         .iter()
         .filter(|p| listed.contains(*p) && *p != PLANTED)
         .collect();
-    assert!(on_package_files.is_empty(), "content findings on package files: {on_package_files:?}");
+    assert!(
+        on_package_files.is_empty(),
+        "content findings on package files: {on_package_files:?}"
+    );
     // The conffile with a key pasted in no longer matches its md5: found.
     assert!(hits.contains(PLANTED), "{hits:?}");
     assert!(!vendor_paths(&r).contains(PLANTED));
     // Everything trusted is a dpkg-listed file, and every earlier hit on one is a note.
     let notes = vendor_paths(&r);
-    assert!(notes.is_subset(&listed), "{:?}", notes.difference(&listed).collect::<Vec<_>>());
+    assert!(
+        notes.is_subset(&listed),
+        "{:?}",
+        notes.difference(&listed).collect::<Vec<_>>()
+    );
     let before: BTreeSet<String> = content_paths(&audit)
         .into_iter()
         .filter(|p| listed.contains(p) && p != PLANTED)
@@ -201,11 +211,22 @@ fn debian_cloud_scrub_keeps_every_package_file_intact() {
         ],
     );
     assert_eq!(root_off % (1 << 20), 0);
-    let fsck = Command::new("e2fsck").args(["-fn"]).arg(&part).output().unwrap();
-    assert!(fsck.status.success(), "{}", String::from_utf8_lossy(&fsck.stdout));
+    let fsck = Command::new("e2fsck")
+        .args(["-fn"])
+        .arg(&part)
+        .output()
+        .unwrap();
+    assert!(
+        fsck.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fsck.stdout)
+    );
     let dump = dir.path().join("dump");
     std::fs::create_dir(&dump).unwrap();
-    run("debugfs", &[&"-R", &format!("rdump / {}", dump.display()), &part]);
+    run(
+        "debugfs",
+        &[&"-R", &format!("rdump / {}", dump.display()), &part],
+    );
 
     // Every md5sums file, checked by md5sum itself from the dumped root.
     let info = dump.join("var/lib/dpkg/info");
@@ -254,7 +275,10 @@ fn debian_cloud_scrub_keeps_every_package_file_intact() {
         .output()
         .unwrap();
     assert!(c.status.success(), "{}", String::from_utf8_lossy(&c.stdout));
-    assert!(!dump.join(&PLANTED[1..]).exists(), "{PLANTED} holds a key and must be removed");
+    assert!(
+        !dump.join(&PLANTED[1..]).exists(),
+        "{PLANTED} holds a key and must be removed"
+    );
 }
 
 /// A small root made of real dpkg records: cloud-init's status stanza and
@@ -266,7 +290,11 @@ fn small_dpkg_root(dir: &Path) -> PathBuf {
     std::fs::create_dir_all(root.join("var/lib/dpkg/info")).unwrap();
     std::fs::create_dir_all(root.join("usr/share/doc/cloud-init/examples")).unwrap();
     std::fs::copy(src.join("etc/os-release"), root.join("etc/os-release")).unwrap();
-    std::fs::copy(src.join(&CLOUD_EXAMPLE[1..]), root.join(&CLOUD_EXAMPLE[1..])).unwrap();
+    std::fs::copy(
+        src.join(&CLOUD_EXAMPLE[1..]),
+        root.join(&CLOUD_EXAMPLE[1..]),
+    )
+    .unwrap();
     let status = std::fs::read_to_string(src.join("var/lib/dpkg/status")).unwrap();
     let stanza = status
         .split("\n\n")
@@ -286,17 +314,30 @@ fn corrupt_dpkg_databases_fall_back_with_a_warning() {
     let dir = tempfile::tempdir().unwrap();
     let root = small_dpkg_root(dir.path());
     let r = scan_json(&root, &[]);
-    assert_eq!(vendor_paths(&r), BTreeSet::from([CLOUD_EXAMPLE.to_string()]));
+    assert_eq!(
+        vendor_paths(&r),
+        BTreeSet::from([CLOUD_EXAMPLE.to_string()])
+    );
     assert!(content_paths(&r).is_empty());
 
     // A conffile md5 cut short in status.
     let status_path = root.join("var/lib/dpkg/status");
     let good_status = std::fs::read_to_string(&status_path).unwrap();
-    let line = good_status.lines().find(|l| l.starts_with(" /etc/")).unwrap();
-    std::fs::write(&status_path, good_status.replace(line, &line[..line.len() - 5])).unwrap();
+    let line = good_status
+        .lines()
+        .find(|l| l.starts_with(" /etc/"))
+        .unwrap();
+    std::fs::write(
+        &status_path,
+        good_status.replace(line, &line[..line.len() - 5]),
+    )
+    .unwrap();
     let r = scan_json(&root, &[]);
     assert!(r["vendor"].as_array().unwrap().is_empty());
-    assert_eq!(content_paths(&r), BTreeSet::from([CLOUD_EXAMPLE.to_string()]));
+    assert_eq!(
+        content_paths(&r),
+        BTreeSet::from([CLOUD_EXAMPLE.to_string()])
+    );
     let w = package_warnings(&r);
     assert_eq!(w.len(), 1, "{w:?}");
     assert!(w[0].contains("/var/lib/dpkg/status: line"), "{}", w[0]);
@@ -309,7 +350,10 @@ fn corrupt_dpkg_databases_fall_back_with_a_warning() {
     std::fs::write(&sums, text).unwrap();
     let r = scan_json(&root, &[]);
     assert!(r["vendor"].as_array().unwrap().is_empty());
-    assert_eq!(content_paths(&r), BTreeSet::from([CLOUD_EXAMPLE.to_string()]));
+    assert_eq!(
+        content_paths(&r),
+        BTreeSet::from([CLOUD_EXAMPLE.to_string()])
+    );
     let w = package_warnings(&r);
     assert!(w[0].contains("cloud-init.md5sums: line 1"), "{}", w[0]);
 }
@@ -334,7 +378,15 @@ printf 'listen = 1\n' > %{buildroot}/etc/keyring-demo.conf
 fn openssl_key(path: &Path) {
     run(
         "openssl",
-        &[&"genpkey", &"-algorithm", &"EC", &"-pkeyopt", &"ec_paramgen_curve:P-256", &"-out", &path],
+        &[
+            &"genpkey",
+            &"-algorithm",
+            &"EC",
+            &"-pkeyopt",
+            &"ec_paramgen_curve:P-256",
+            &"-out",
+            &path,
+        ],
     );
 }
 
@@ -348,14 +400,32 @@ fn rpm_sqlite_and_berkeley_db_roots() {
     let top = dir.path().join("top");
     run(
         "rpmbuild",
-        &[&"--quiet", &"--define", &format!("_topdir {}", top.display()), &"-bb", &spec],
+        &[
+            &"--quiet",
+            &"--define",
+            &format!("_topdir {}", top.display()),
+            &"-bb",
+            &spec,
+        ],
     );
     let root = dir.path().join("root");
-    run("rpm", &[&"--dbpath", &"/var/lib/rpm", &"--root", &root, &"--initdb"]);
+    run(
+        "rpm",
+        &[&"--dbpath", &"/var/lib/rpm", &"--root", &root, &"--initdb"],
+    );
     let pkg = top.join("RPMS/noarch/keyring-demo-2.0-1.noarch.rpm");
     run(
         "rpm",
-        &[&"--dbpath", &"/var/lib/rpm", &"--root", &root, &"--nodeps", &"--noscripts", &"-i", &pkg],
+        &[
+            &"--dbpath",
+            &"/var/lib/rpm",
+            &"--root",
+            &root,
+            &"--nodeps",
+            &"--noscripts",
+            &"-i",
+            &pkg,
+        ],
     );
     std::fs::write(root.join("etc/os-release"), "ID=rhel\nID_LIKE=\"fedora\"\n").unwrap();
     // A config of the package edited to hold a key: no longer what rpm recorded.
@@ -365,11 +435,21 @@ fn rpm_sqlite_and_berkeley_db_roots() {
 
     let shipped = "/usr/share/keyring-demo/test-key.pem";
     let check = |r: &Value| {
-        assert_eq!(vendor_paths(r), BTreeSet::from([shipped.to_string()]), "{:#}", r["warnings"]);
+        assert_eq!(
+            vendor_paths(r),
+            BTreeSet::from([shipped.to_string()]),
+            "{:#}",
+            r["warnings"]
+        );
         let n = vendor(r, shipped);
         assert_eq!(
             (&n["manager"], &n["package"], &n["version"], &n["algorithm"]),
-            (&"rpm".into(), &"keyring-demo".into(), &"2.0-1".into(), &"sha256".into())
+            (
+                &"rpm".into(),
+                &"keyring-demo".into(),
+                &"2.0-1".into(),
+                &"sha256".into()
+            )
         );
         assert_eq!(
             content_paths(r),
@@ -397,7 +477,10 @@ fn rpm_sqlite_and_berkeley_db_roots() {
             &load,
         ],
     );
-    run("db5.3_load", &[&"-T", &"-t", &"hash", &"-f", &load, &db.join("Packages")]);
+    run(
+        "db5.3_load",
+        &[&"-T", &"-t", &"hash", &"-f", &load, &db.join("Packages")],
+    );
     for f in ["rpmdb.sqlite", "rpmdb.sqlite-wal", "rpmdb.sqlite-shm"] {
         let _ = std::fs::remove_file(db.join(f));
     }
@@ -410,7 +493,10 @@ fn rpm_sqlite_and_berkeley_db_roots() {
     assert!(r["vendor"].as_array().unwrap().is_empty());
     assert_eq!(content_paths(&r).len(), 2);
     let w = package_warnings(&r);
-    assert!(w[0].starts_with("rpm database not used") && w[0].contains("/var/lib/rpm/Packages"), "{w:?}");
+    assert!(
+        w[0].starts_with("rpm database not used") && w[0].contains("/var/lib/rpm/Packages"),
+        "{w:?}"
+    );
 }
 
 #[test]
@@ -422,7 +508,8 @@ fn apk_installed_with_real_sha1s() {
     std::fs::write(root.join("etc/os-release"), "ID=alpine\n").unwrap();
     openssl_key(&root.join("etc/ssl/private/shipped.pem"));
     openssl_key(&root.join("etc/ssl/private/local.pem"));
-    let sha1 = String::from_utf8(run("sha1sum", &[&root.join("etc/ssl/private/shipped.pem")])).unwrap();
+    let sha1 =
+        String::from_utf8(run("sha1sum", &[&root.join("etc/ssl/private/shipped.pem")])).unwrap();
     let bin: Vec<u8> = (0..20)
         .map(|i| u8::from_str_radix(&sha1[2 * i..2 * i + 2], 16).unwrap())
         .collect();
@@ -434,9 +521,18 @@ fn apk_installed_with_real_sha1s() {
     )
     .unwrap();
     let r = scan_json(&root, &[]);
-    assert_eq!(vendor_paths(&r), BTreeSet::from(["/etc/ssl/private/shipped.pem".to_string()]));
-    assert_eq!(vendor(&r, "/etc/ssl/private/shipped.pem")["algorithm"], "sha1");
-    assert_eq!(content_paths(&r), BTreeSet::from(["/etc/ssl/private/local.pem".to_string()]));
+    assert_eq!(
+        vendor_paths(&r),
+        BTreeSet::from(["/etc/ssl/private/shipped.pem".to_string()])
+    );
+    assert_eq!(
+        vendor(&r, "/etc/ssl/private/shipped.pem")["algorithm"],
+        "sha1"
+    );
+    assert_eq!(
+        content_paths(&r),
+        BTreeSet::from(["/etc/ssl/private/local.pem".to_string()])
+    );
 }
 
 #[test]
@@ -454,24 +550,57 @@ fn python_record_from_pip_install_target() {
     let wheels = dir.path().join("wheels");
     run(
         "python3",
-        &[&"-m", &"pip", &"wheel", &"-q", &"--no-deps", &"--no-build-isolation", &"--no-index", &"-w", &wheels, &proj],
+        &[
+            &"-m",
+            &"pip",
+            &"wheel",
+            &"-q",
+            &"--no-deps",
+            &"--no-build-isolation",
+            &"--no-index",
+            &"-w",
+            &wheels,
+            &proj,
+        ],
     );
-    let wheel = std::fs::read_dir(&wheels).unwrap().next().unwrap().unwrap().path();
+    let wheel = std::fs::read_dir(&wheels)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
     let root = dir.path().join("root");
     let site = root.join("opt/app/site-packages");
     std::fs::create_dir_all(root.join("etc")).unwrap();
     std::fs::write(root.join("etc/os-release"), "ID=debian\n").unwrap();
     run(
         "python3",
-        &[&"-m", &"pip", &"install", &"-q", &"--no-deps", &"--no-index", &"--target", &site, &wheel],
+        &[
+            &"-m",
+            &"pip",
+            &"install",
+            &"-q",
+            &"--no-deps",
+            &"--no-index",
+            &"--target",
+            &site,
+            &wheel,
+        ],
     );
     // A copy pip did not install: same bytes, but no RECORD names its path.
-    std::fs::copy(site.join("tinykeys/test_key.pem"), site.join("tinykeys/copy.pem")).unwrap();
+    std::fs::copy(
+        site.join("tinykeys/test_key.pem"),
+        site.join("tinykeys/copy.pem"),
+    )
+    .unwrap();
     let r = scan_json(&root, &[]);
     let shipped = "/opt/app/site-packages/tinykeys/test_key.pem";
     assert_eq!(vendor_paths(&r), BTreeSet::from([shipped.to_string()]));
     let n = vendor(&r, shipped);
-    assert_eq!((&n["manager"], &n["package"], &n["version"]), (&"python".into(), &"tinykeys".into(), &"0.3".into()));
+    assert_eq!(
+        (&n["manager"], &n["package"], &n["version"]),
+        (&"python".into(), &"tinykeys".into(), &"0.3".into())
+    );
     assert_eq!(
         content_paths(&r),
         BTreeSet::from(["/opt/app/site-packages/tinykeys/copy.pem".to_string()])

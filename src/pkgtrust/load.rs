@@ -49,7 +49,9 @@ fn aliases(guest: &Guest) -> Vec<(Vec<u8>, Vec<u8>)> {
         if !matches!(fs.metadata(id).map(|m| m.kind), Ok(FileKind::Symlink)) {
             continue;
         }
-        let Ok(target) = fs.read_link(id) else { continue };
+        let Ok(target) = fs.read_link(id) else {
+            continue;
+        };
         let mut abs = b"/".to_vec();
         abs.extend_from_slice(&target);
         if let Some(to) = normalize_lexically(&abs)
@@ -226,10 +228,10 @@ pub(super) fn site_records(guest: &Guest, dir: &[u8], py: &mut Python) -> Vec<(V
         if e.kind != FileKind::Directory {
             continue;
         }
-        let rid = fs
-            .read_dir(e.id)
-            .ok()
-            .and_then(|l| l.into_iter().find(|x| x.name == b"RECORD" && x.kind == FileKind::Regular));
+        let rid = fs.read_dir(e.id).ok().and_then(|l| {
+            l.into_iter()
+                .find(|x| x.name == b"RECORD" && x.kind == FileKind::Regular)
+        });
         let Some(rid) = rid.map(|x| x.id) else {
             continue;
         };
@@ -263,7 +265,9 @@ pub(super) fn site_records(guest: &Guest, dir: &[u8], py: &mut Python) -> Vec<(V
             let mut p = dir.to_vec();
             p.push(b'/');
             p.extend_from_slice(&r.path);
-            let Some(p) = normalize_lexically(&p) else { continue };
+            let Some(p) = normalize_lexically(&p) else {
+                continue;
+            };
             out.push((
                 p,
                 Record {

@@ -153,7 +153,11 @@ impl<'g> PackageTrust<'g> {
     /// Why some database vouches for nothing; empty if nothing was loaded
     /// (no content hit needed it) or everything read cleanly.
     pub fn warnings(&self) -> Vec<String> {
-        let mut w = self.index.get().map(|i| i.warnings.clone()).unwrap_or_default();
+        let mut w = self
+            .index
+            .get()
+            .map(|i| i.warnings.clone())
+            .unwrap_or_default();
         if let Ok(p) = self.python.lock() {
             w.extend(p.warnings.iter().cloned());
         }
@@ -209,7 +213,13 @@ impl<'g> PackageTrust<'g> {
                 h.update(&buf[..n]);
             }
         }
-        Some(algos.iter().copied().zip(hs.into_iter().map(|h| h.finish())).collect())
+        Some(
+            algos
+                .iter()
+                .copied()
+                .zip(hs.into_iter().map(|h| h.finish()))
+                .collect(),
+        )
     }
 
     /// RECORD entries naming `path`, from every `*.dist-info` in a directory

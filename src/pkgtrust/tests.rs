@@ -135,7 +135,12 @@ fn dpkg_vouches_for_matching_files_only() {
     );
     let v = &r.vendor[0];
     assert_eq!(
-        (v.manager, v.package.as_str(), v.version.as_str(), v.algorithm),
+        (
+            v.manager,
+            v.package.as_str(),
+            v.version.as_str(),
+            v.algorithm
+        ),
         ("dpkg", "keys", "1.2-3", "md5")
     );
     assert_eq!(v.hits[0].detector, "test-key");
@@ -150,7 +155,11 @@ fn dpkg_vouches_for_matching_files_only() {
 #[test]
 fn corrupt_dpkg_databases_vouch_for_nothing_and_say_why() {
     for (status, sums, why) in [
-        (&b"Package: x\nConffiles:\n /etc/x nothex\n"[..], &b""[..], "/var/lib/dpkg/status: line"),
+        (
+            &b"Package: x\nConffiles:\n /etc/x nothex\n"[..],
+            &b""[..],
+            "/var/lib/dpkg/status: line",
+        ),
         (b"", b"zz  usr/x\n", "keys:amd64.md5sums: line 4"),
     ] {
         let r = run(&dpkg_guest(status, sums), true);
@@ -229,15 +238,20 @@ fn python_record_in_a_directory_above() {
         )
         .as_bytes(),
     );
-    r.file(&format!("{site}/broken-1.dist-info/RECORD"), b"x,md5=abc,1\n");
-    let res = run(&guest(r), true);
-    assert_eq!(
-        vendored(&res),
-        [format!("{site}/tinykeys/data/test.pem")]
+    r.file(
+        &format!("{site}/broken-1.dist-info/RECORD"),
+        b"x,md5=abc,1\n",
     );
+    let res = run(&guest(r), true);
+    assert_eq!(vendored(&res), [format!("{site}/tinykeys/data/test.pem")]);
     let v = &res.vendor[0];
     assert_eq!(
-        (v.manager, v.package.as_str(), v.version.as_str(), v.algorithm),
+        (
+            v.manager,
+            v.package.as_str(),
+            v.version.as_str(),
+            v.algorithm
+        ),
         ("python", "tinykeys", "0.1", "sha256")
     );
     assert_eq!(found(&res), [format!("{site}/tinykeys/data/mine.pem")]);

@@ -159,7 +159,11 @@ pub fn render(input: &ReportInput<'_>) -> String {
         })
         .collect();
     let mut results = results;
-    results.extend(r.vendor.iter().map(|v| vendor_result(v, g, &mut bases, &image_pct, &rule_index)));
+    results.extend(
+        r.vendor
+            .iter()
+            .map(|v| vendor_result(v, g, &mut bases, &image_pct, &rule_index)),
+    );
     let notifications: Vec<Value> = r
         .warnings
         .iter()

@@ -95,7 +95,10 @@ pub fn pairs(data: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         }
         let items = db.items(page, pn)?;
         if items.len() % 2 != 0 {
-            return Err(corrupt(pn * page_size, "odd number of items on a leaf page"));
+            return Err(corrupt(
+                pn * page_size,
+                "odd number of items on a leaf page",
+            ));
         }
         let mut it = items.into_iter();
         while let (Some(k), Some(v)) = (it.next(), it.next()) {
@@ -116,9 +119,17 @@ impl Db<'_> {
         let mut out = Vec::with_capacity(n);
         let mut end = page.len();
         for i in 0..n {
-            let off = usize::from(u16e(page, PAGE_HEADER + 2 * i, self.le, "berkeley db index")?);
+            let off = usize::from(u16e(
+                page,
+                PAGE_HEADER + 2 * i,
+                self.le,
+                "berkeley db index",
+            )?);
             if off < PAGE_HEADER + 2 * n || off >= page.len() {
-                return Err(corrupt(base + PAGE_HEADER + 2 * i, format!("item offset {off}")));
+                return Err(corrupt(
+                    base + PAGE_HEADER + 2 * i,
+                    format!("item offset {off}"),
+                ));
             }
             let item = if hash {
                 // Hash items are laid out downwards: each ends where the previous began.
@@ -158,11 +169,17 @@ impl Db<'_> {
         while out.len() < tlen {
             hops += 1;
             if pg == 0 || pg >= pages || hops > pages {
-                return Err(corrupt(loc, "overflow chain ends early, leaves the file or loops"));
+                return Err(corrupt(
+                    loc,
+                    "overflow chain ends early, leaves the file or loops",
+                ));
             }
             let p = &self.data[pg * self.page_size..(pg + 1) * self.page_size];
             if p[25] != P_OVERFLOW {
-                return Err(corrupt(pg * self.page_size, "overflow chain reaches a non-overflow page"));
+                return Err(corrupt(
+                    pg * self.page_size,
+                    "overflow chain reaches a non-overflow page",
+                ));
             }
             let len = usize::from(u16e(p, 22, self.le, "berkeley db overflow page")?);
             out.extend_from_slice(slice(p, PAGE_HEADER, len, "berkeley db overflow page")?);

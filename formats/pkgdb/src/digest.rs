@@ -127,8 +127,10 @@ mod tests {
         );
         assert_eq!(
             of(Algo::Sha256),
-            crate::bytes::unhex(b"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
-                .unwrap()
+            crate::bytes::unhex(
+                b"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+            )
+            .unwrap()
         );
         for a in [Algo::Sha224, Algo::Sha384, Algo::Sha512] {
             of(a);

@@ -127,7 +127,11 @@ pub fn parse_md5sums(text: &[u8]) -> Result<Vec<FileDigest>> {
             line: i + 1,
             reason: reason.into(),
         };
-        let (hex, rest) = line.split_at(line.iter().position(|&b| b == b' ').ok_or_else(|| bad("no space after the md5"))?);
+        let (hex, rest) = line.split_at(
+            line.iter()
+                .position(|&b| b == b' ')
+                .ok_or_else(|| bad("no space after the md5"))?,
+        );
         let digest = unhex(hex)
             .filter(|d| d.len() == 16)
             .ok_or_else(|| bad("md5 is not 32 hex digits"))?;
@@ -229,7 +233,9 @@ Package: gone\nStatus: deinstall ok config-files\n";
         for _ in 0..2000 {
             let mut v = vec![];
             for _ in 0..(seed % 200) {
-                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 v.push(b" \n:/0af\tPCz*"[(seed >> 33) as usize % 12]);
             }
             let _ = parse_status(&v);

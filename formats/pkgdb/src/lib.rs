@@ -124,6 +124,8 @@ pub(crate) mod bytes {
             b'A'..=b'F' => Some(c - b'A' + 10),
             _ => None,
         };
-        s.chunks(2).map(|p| Some(v(p[0])? << 4 | v(p[1])?)).collect()
+        s.chunks(2)
+            .map(|p| Some(v(p[0])? << 4 | v(p[1])?))
+            .collect()
     }
 }

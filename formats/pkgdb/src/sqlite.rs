@@ -80,9 +80,7 @@ impl<'a> Database<'a> {
             return Err(corrupt(20, format!("usable page size {usable}")));
         }
         if be32(data, 56, "sqlite header")? > 1 {
-            return Err(Error::Unsupported(
-                "sqlite: text encoding is UTF-16".into(),
-            ));
+            return Err(Error::Unsupported("sqlite: text encoding is UTF-16".into()));
         }
         let pages = (data.len() / page_size) as u32;
         Ok(Database {
@@ -95,14 +93,26 @@ impl<'a> Database<'a> {
 
     fn page(&self, n: u32) -> Result<&'a [u8]> {
         if n == 0 || n > self.pages {
-            return Err(corrupt(0, format!("page {n} outside the file's {} pages", self.pages)));
+            return Err(corrupt(
+                0,
+                format!("page {n} outside the file's {} pages", self.pages),
+            ));
         }
-        slice(self.data, (n as usize - 1) * self.page_size, self.page_size, "sqlite page")
+        slice(
+            self.data,
+            (n as usize - 1) * self.page_size,
+            self.page_size,
+            "sqlite page",
+        )
     }
 
     /// Every row of table `name` (rowid, columns) in rowid order, handed to `f`.
     /// An `INTEGER PRIMARY KEY` column reads as `Null`: its value is the rowid.
-    pub fn for_each_row(&self, name: &str, mut f: impl FnMut(i64, Vec<Value>) -> Result<()>) -> Result<()> {
+    pub fn for_each_row(
+        &self,
+        name: &str,
+        mut f: impl FnMut(i64, Vec<Value>) -> Result<()>,
+    ) -> Result<()> {
         let mut root = None;
         self.walk(1, &mut |_, cols| {
             if let [Value::Text(ty), Value::Text(n), _, Value::Int(r), ..] = cols.as_slice()
@@ -114,7 +124,8 @@ impl<'a> Database<'a> {
             Ok(())
         })?;
         let root = root.ok_or_else(|| Error::Unsupported(format!("sqlite: no table {name}")))?;
-        let root = u32::try_from(root).map_err(|_| corrupt(0, format!("table {name}: root page {root}")))?;
+        let root = u32::try_from(root)
+            .map_err(|_| corrupt(0, format!("table {name}: root page {root}")))?;
         self.walk(root, &mut f)
     }
 
@@ -136,7 +147,9 @@ impl<'a> Database<'a> {
             let page = self.page(pn)?;
             let hdr = if pn == 1 { 100 } else { 0 };
             let at = |o: usize| (pn as usize - 1) * self.page_size + o;
-            let kind = *page.get(hdr).ok_or_else(|| corrupt(at(hdr), "page header"))?;
+            let kind = *page
+                .get(hdr)
+                .ok_or_else(|| corrupt(at(hdr), "page header"))?;
             let cells = usize::from(be16(page, hdr + 3, "sqlite page header")?);
             match kind {
                 0x05 => {
@@ -159,7 +172,12 @@ impl<'a> Database<'a> {
                         f(rowid as i64, record(&payload, at(ptr))?)?;
                     }
                 }
-                k => return Err(corrupt(at(hdr), format!("page {pn}: type {k:#x} is not a table b-tree page"))),
+                k => {
+                    return Err(corrupt(
+                        at(hdr),
+                        format!("page {pn}: type {k:#x} is not a table b-tree page"),
+                    ));
+                }
             }
         }
         Ok(())
@@ -170,7 +188,10 @@ impl<'a> Database<'a> {
         let u = self.usable;
         let len = usize::try_from(len).map_err(|_| corrupt(loc, "payload size"))?;
         if len > self.data.len() {
-            return Err(corrupt(loc, format!("payload of {len} bytes is larger than the file")));
+            return Err(corrupt(
+                loc,
+                format!("payload of {len} bytes is larger than the file"),
+            ));
         }
         let x = u - 35;
         if len <= x {
@@ -232,7 +253,14 @@ fn record(p: &[u8], loc: usize) -> Result<Vec<Value>> {
             t => {
                 let size = usize::try_from((t - 12) / 2).map_err(|_| corrupt(loc, "value size"))?;
                 let b = slice(p, body, size, "sqlite record")?.to_vec();
-                (if t % 2 == 0 { Value::Blob(b) } else { Value::Text(b) }, size)
+                (
+                    if t % 2 == 0 {
+                        Value::Blob(b)
+                    } else {
+                        Value::Text(b)
+                    },
+                    size,
+                )
             }
         };
         body += size;
@@ -257,7 +285,10 @@ mod tests {
     fn records() {
         // header 4 bytes (its own size included): NULL, int8, 3-byte blob
         let r = record(&[4, 0, 1, 18, 0xfe, b'a', b'b', b'c'], 0).unwrap();
-        assert_eq!(r, vec![Value::Null, Value::Int(-2), Value::Blob(b"abc".to_vec())]);
+        assert_eq!(
+            r,
+            vec![Value::Null, Value::Int(-2), Value::Blob(b"abc".to_vec())]
+        );
         assert!(record(&[4, 0, 1, 18, 0xfe, b'a'], 0).is_err());
         assert!(record(&[9, 0], 0).is_err());
     }

@@ -52,7 +52,8 @@ fn rpm_root(dir: &Path) -> std::path::PathBuf {
         let spec = dir.join(format!("{name}.spec"));
         std::fs::write(
             &spec,
-            SPEC.replace("NAME", name).replace("MANY", &many.to_string()),
+            SPEC.replace("NAME", name)
+                .replace("MANY", &many.to_string()),
         )
         .unwrap();
         run(Command::new("rpmbuild")
@@ -71,7 +72,14 @@ fn rpm_root(dir: &Path) -> std::path::PathBuf {
         .map(|e| e.unwrap().path())
         .collect();
     run(Command::new("rpm")
-        .args(["--dbpath", "/var/lib/rpm", "--nodeps", "--noscripts", "-i", "--root"])
+        .args([
+            "--dbpath",
+            "/var/lib/rpm",
+            "--nodeps",
+            "--noscripts",
+            "-i",
+            "--root",
+        ])
         .arg(&root)
         .args(&rpms));
     root
@@ -144,7 +152,10 @@ fn sqlite_and_berkeley_db_rpmdbs_read_like_rpm_does() {
         "the wide header must need overflow pages"
     );
 
-    let pkgs: Vec<_> = rows.iter().map(|(_, b)| rpm::parse_header(b).unwrap()).collect();
+    let pkgs: Vec<_> = rows
+        .iter()
+        .map(|(_, b)| rpm::parse_header(b).unwrap())
+        .collect();
     for name in ["tiny", "wide"] {
         let want = rpm_dump(&root, name);
         assert!(want.len() >= 3);

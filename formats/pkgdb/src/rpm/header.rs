@@ -61,7 +61,10 @@ impl<'a> Header<'a> {
             return Ok(None);
         };
         if !matches!(e.ty, TYPE_STRING | TYPE_STRING_ARRAY | TYPE_I18NSTRING) {
-            return Err(self.corrupt(e.offset, format!("tag {tag} is not a string (type {})", e.ty)));
+            return Err(self.corrupt(
+                e.offset,
+                format!("tag {tag} is not a string (type {})", e.ty),
+            ));
         }
         let mut out = Vec::with_capacity(e.count.min(1 << 16));
         let mut at = e.offset;
@@ -127,7 +130,9 @@ pub fn parse_header(blob: &[u8]) -> Result<Package> {
             return Err(Error::Corrupt {
                 what: "rpm header index",
                 offset: at as u64,
-                reason: format!("tag {tag}: offset {offset} / count {count} outside {dl} data bytes"),
+                reason: format!(
+                    "tag {tag}: offset {offset} / count {count} outside {dl} data bytes"
+                ),
             });
         }
         entries.insert(tag, Entry { ty, offset, count });
@@ -152,11 +157,13 @@ pub fn parse_header(blob: &[u8]) -> Result<Package> {
     if let Some(e) = h.int32s(TAG_EPOCH)?.and_then(|v| v.first().copied()) {
         version = format!("{e}:{version}");
     }
-    let algo = match h.int32s(TAG_FILEDIGESTALGO)?.and_then(|v| v.first().copied()) {
+    let algo = match h
+        .int32s(TAG_FILEDIGESTALGO)?
+        .and_then(|v| v.first().copied())
+    {
         None => Algo::Md5,
-        Some(n) => Algo::from_rpm(n).ok_or_else(|| {
-            Error::Unsupported(format!("{name}: unknown FILEDIGESTALGO {n}"))
-        })?,
+        Some(n) => Algo::from_rpm(n)
+            .ok_or_else(|| Error::Unsupported(format!("{name}: unknown FILEDIGESTALGO {n}")))?,
     };
     let paths = file_paths(&h)?;
     let digests = h.strings(TAG_FILEDIGESTS)?.unwrap_or_default();
@@ -164,7 +171,11 @@ pub fn parse_header(blob: &[u8]) -> Result<Package> {
         return Err(Error::Corrupt {
             what: "rpm header",
             offset: 0,
-            reason: format!("{name}: {} files but {} digests", paths.len(), digests.len()),
+            reason: format!(
+                "{name}: {} files but {} digests",
+                paths.len(),
+                digests.len()
+            ),
         });
     }
     let mut files = vec![];
@@ -200,7 +211,10 @@ fn file_paths(h: &Header<'_>) -> Result<Vec<Vec<u8>>> {
     let dirs = h.strings(TAG_DIRNAMES)?.unwrap_or_default();
     let idx = h.int32s(TAG_DIRINDEXES)?.unwrap_or_default();
     if idx.len() != base.len() {
-        return Err(h.corrupt(0, format!("{} basenames but {} dirindexes", base.len(), idx.len())));
+        return Err(h.corrupt(
+            0,
+            format!("{} basenames but {} dirindexes", base.len(), idx.len()),
+        ));
     }
     let mut out = Vec::with_capacity(base.len());
     for (b, i) in base.into_iter().zip(idx) {
@@ -251,9 +265,24 @@ pub(crate) mod tests {
             (TAG_NAME, TYPE_STRING, 1, strs(&["tiny"])),
             (TAG_VERSION, TYPE_STRING, 1, strs(&["1.0"])),
             (TAG_RELEASE, TYPE_STRING, 1, strs(&["1"])),
-            (TAG_FILEDIGESTALGO, TYPE_INT32, 1, 8u32.to_be_bytes().to_vec()),
-            (TAG_BASENAMES, TYPE_STRING_ARRAY, 3, strs(&["tiny", "a.conf", "d"])),
-            (TAG_DIRNAMES, TYPE_STRING_ARRAY, 2, strs(&["/etc/", "/usr/share/"])),
+            (
+                TAG_FILEDIGESTALGO,
+                TYPE_INT32,
+                1,
+                8u32.to_be_bytes().to_vec(),
+            ),
+            (
+                TAG_BASENAMES,
+                TYPE_STRING_ARRAY,
+                3,
+                strs(&["tiny", "a.conf", "d"]),
+            ),
+            (
+                TAG_DIRNAMES,
+                TYPE_STRING_ARRAY,
+                2,
+                strs(&["/etc/", "/usr/share/"]),
+            ),
             (
                 TAG_DIRINDEXES,
                 TYPE_INT32,
