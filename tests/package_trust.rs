@@ -175,7 +175,7 @@ fn debian_cloud_package_files_are_vendor_notes_not_findings() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|x| x["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] == &GNUTLS[1..])
+        .find(|x| x["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] == GNUTLS[1..])
         .unwrap();
     assert_eq!(gnutls["kind"], "informational");
     assert_eq!(gnutls["level"], "none");

@@ -168,9 +168,8 @@ impl<'g> PackageTrust<'g> {
     /// `path`, holds exactly what a package recorded. Reads the file once,
     /// only if some database lists the path.
     pub fn vouch(&self, fs: usize, path: &[u8], id: NodeId) -> Option<Vouch> {
-        if self.guest.mount_point(fs).is_none() {
-            return None;
-        }
+        // Only a file with a place in the guest's tree has a package path.
+        self.guest.mount_point(fs)?;
         let idx = self.index();
         let path = canonical(&idx.aliases, path);
         let mut cands: Vec<(Record, PkgInfo)> = idx

@@ -4,6 +4,8 @@
 //! when no detector fired. (The same against real dpkg/rpm output is in
 //! tests/package_trust.rs.)
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 
 use base64::Engine;

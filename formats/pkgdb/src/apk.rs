@@ -69,7 +69,7 @@ pub fn parse_installed(text: &[u8]) -> Result<Vec<Package>> {
                 let digest = STANDARD
                     .decode(b64)
                     .ok()
-                    .filter(|d| d.len() == algo.len())
+                    .filter(|d| d.len() == algo.digest_len())
                     .ok_or_else(|| bad("checksum is not base64 of the digest's length"))?;
                 pkg.files.push(FileDigest { path, algo, digest });
             }
@@ -90,6 +90,8 @@ pub fn parse_installed(text: &[u8]) -> Result<Vec<Package>> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
     use super::*;
 
     #[test]

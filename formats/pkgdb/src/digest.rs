@@ -30,7 +30,7 @@ impl Algo {
     }
 
     /// Digest length in bytes.
-    pub fn len(self) -> usize {
+    pub fn digest_len(self) -> usize {
         match self {
             Algo::Md5 => 16,
             Algo::Sha1 => 20,
@@ -104,6 +104,8 @@ impl Digester {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
     use super::*;
 
     #[test]
@@ -114,7 +116,7 @@ mod tests {
             h.update(b"a");
             h.update(b"bc");
             let d = h.finish();
-            assert_eq!(d.len(), a.len());
+            assert_eq!(d.len(), a.digest_len());
             d
         };
         assert_eq!(

@@ -170,6 +170,8 @@ pub fn md5sums_package(file_name: &[u8]) -> Option<(&[u8], Option<&[u8]>)> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
     use super::*;
 
     #[test]

@@ -10,8 +10,8 @@
 //!   `/var/lib/dpkg/status`;
 //! - [`rpm`]: header blobs ([`rpm::header`]) from `rpmdb.sqlite` ([`sqlite`]) or
 //!   a Berkeley DB hash/btree `Packages` file ([`bdb`]);
-//! - [`apk`]: `/lib/apk/db/installed`;
-//! - [`record`]: Python `*.dist-info/RECORD`.
+//! - [`apk`] reads `/lib/apk/db/installed`;
+//! - [`record`] reads Python `*.dist-info/RECORD`.
 //!
 //! No policy lives here (what a match means is the caller's business); the
 //! crate only parses and computes digests ([`Digester`]).
@@ -115,7 +115,7 @@ pub(crate) mod bytes {
 
     /// Lowercase hex string → bytes; `None` if it is not even-length hex.
     pub fn unhex(s: &[u8]) -> Option<Vec<u8>> {
-        if s.len() % 2 != 0 {
+        if !s.len().is_multiple_of(2) {
             return None;
         }
         let v = |c: u8| match c {

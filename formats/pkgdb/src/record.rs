@@ -43,7 +43,7 @@ pub fn parse_record(text: &[u8]) -> Result<Vec<FileDigest>> {
         let digest = URL_SAFE_NO_PAD
             .decode(hash[eq + 1..].trim_ascii_end())
             .ok()
-            .filter(|d| d.len() == algo.len())
+            .filter(|d| d.len() == algo.digest_len())
             .ok_or_else(|| bad("digest is not urlsafe base64 of the algorithm's length"))?;
         if path.is_empty() {
             return Err(bad("empty path"));
@@ -94,6 +94,8 @@ fn csv_row(line: &[u8]) -> Option<Vec<Vec<u8>>> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
     use super::*;
 
     #[test]

@@ -271,6 +271,8 @@ fn record(p: &[u8], loc: usize) -> Result<Vec<Value>> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
     use super::*;
 
     #[test]

@@ -1,7 +1,7 @@
 //! One rpm header as the rpmdb stores it (no lead, no magic): `il` and `dl`
 //! (u32 big-endian), `il` index entries of 16 bytes (tag, type, offset,
-//! count), then `dl` bytes of data. The file list is `DIRNAMES[DIRINDEXES[i]]
-//! + BASENAMES[i]` (or `OLDFILENAMES` in very old headers), each with a hex
+//! count), then `dl` bytes of data. File `i` is `DIRNAMES[DIRINDEXES[i]]`
+//! followed by `BASENAMES[i]` (or `OLDFILENAMES` in very old headers), with a hex
 //! `FILEDIGESTS[i]` in the algorithm `FILEDIGESTALGO` names (MD5 when absent);
 //! directories, symlinks and ghosts have an empty digest.
 //!
@@ -184,7 +184,7 @@ pub fn parse_header(blob: &[u8]) -> Result<Package> {
             continue;
         }
         let digest = unhex(hex)
-            .filter(|d| d.len() == algo.len())
+            .filter(|d| d.len() == algo.digest_len())
             .ok_or_else(|| Error::Corrupt {
                 what: "rpm header",
                 offset: 0,
@@ -230,6 +230,8 @@ fn file_paths(h: &Header<'_>) -> Result<Vec<Vec<u8>>> {
 
 #[cfg(test)]
 pub(crate) mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
     use super::*;
 
     /// Builds a header blob from (tag, type, count, data) entries.
