@@ -108,7 +108,10 @@ class Builder:
             raise RecipeError(f"recipe cycle: {' -> '.join(seen + (name,))}")
         kind, spec, _ = self.spec(name)
         h = hashlib.sha256()
-        h.update(SCRIPT_HASH.encode())
+        # A debootstrapped tree is keyed by its recipe alone: it takes minutes and a
+        # mirror to make, and nothing in this script but the recipe changes it.
+        if not (kind == "tree" and "debootstrap" in spec):
+            h.update(SCRIPT_HASH.encode())
         h.update(json.dumps([kind, spec], sort_keys=True, default=str).encode())
         for d in deps_of(kind, spec):
             h.update(self.hash_of(d, seen + (name,)).encode())
@@ -140,7 +143,15 @@ class Builder:
     def build_tree(self, name: str, spec: dict, target: Path) -> None:
         if target.exists():
             shutil.rmtree(target)
+        if "debootstrap" in spec:
+            debootstrap_tree(name, spec, target)
+            return
         target.mkdir(parents=True)
+        # A debootstrapped tree included is copied whole (it has no entry list).
+        for inc in spec.get("include", []):
+            ikind, ispec, _ = self.spec(inc)
+            if ikind == "tree" and "debootstrap" in ispec:
+                run(["cp", "-a", "--reflink=auto", f"{self.path(inc)}/.", str(target)])
         entries = self.tree_entries(name)
         plant(target, entries)
         (target.parent / f"{name}.manifest.json").write_text(json.dumps(entries, indent=1, default=str))
@@ -392,6 +403,77 @@ class Builder:
 
 
 # ------------------------------------------------------------------ helpers
+
+
+def apt_mirror(suite: str) -> str:
+    """The Debian mirror this machine's own apt sources use for `suite` (deb822
+    `*.sources` or one-line `sources.list`), else deb.debian.org."""
+    files = sorted(Path("/etc/apt/sources.list.d").glob("*.sources"))
+    for f in files:
+        for stanza in f.read_text(errors="replace").split("\n\n"):
+            fields: dict[str, str] = {}
+            for line in stanza.splitlines():
+                if ":" in line and not line.startswith((" ", "#")):
+                    k, v = line.split(":", 1)
+                    fields[k.strip().lower()] = v.strip()
+            if fields.get("enabled", "yes") == "no" or "deb" not in fields.get("types", "").split():
+                continue
+            if suite in fields.get("suites", "").split() and fields.get("uris"):
+                return fields["uris"].split()[0]
+    lists = [Path("/etc/apt/sources.list")] + sorted(Path("/etc/apt/sources.list.d").glob("*.list"))
+    for f in lists:
+        if not f.exists():
+            continue
+        for line in f.read_text(errors="replace").splitlines():
+            words = re.sub(r"\[[^]]*\]", "", line).split()
+            if len(words) >= 3 and words[0] == "deb" and words[2] == suite:
+                return words[1]
+    return "http://deb.debian.org/debian"
+
+
+def unmount_below(path: Path) -> None:
+    """Unmounts (lazily, deepest first) everything mounted at or below `path`."""
+    prefix = str(path.resolve())
+    with open("/proc/self/mounts") as fh:
+        points = [line.split()[1].encode().decode("unicode_escape") for line in fh]
+    for mp in sorted((m for m in points if m == prefix or m.startswith(prefix + "/")), key=len, reverse=True):
+        subprocess.run(["umount", "-l", mp], capture_output=True)
+
+
+def debootstrap_tree(name: str, spec: dict, target: Path) -> None:
+    """`debootstrap = { suite, variant, include = [...] }`: a real Debian root from
+    Debian's packages (needs root and a mirror). Downloaded .debs are cached in
+    build/debootstrap-cache, so a rebuild only unpacks and configures."""
+    d = spec["debootstrap"]
+    if os.geteuid() != 0:
+        raise RecipeError(f"tree {name}: debootstrap needs root")
+    if shutil.which("debootstrap") is None:
+        raise RecipeError(f"tree {name}: debootstrap is not installed (scripts/install-deps.sh)")
+    suite = d["suite"]
+    cache = OUT / "debootstrap-cache"
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + ".partial")
+    unmount_below(tmp)
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    args = ["debootstrap", "--merged-usr", f"--variant={d.get('variant', 'minbase')}",
+            f"--cache-dir={cache.resolve()}"]
+    if d.get("include"):
+        args.append("--include=" + ",".join(d["include"]))
+    try:
+        run(args + [suite, str(tmp), d.get("mirror") or apt_mirror(suite)])
+    finally:
+        # debootstrap mounts /proc and /sys in the target while it configures; a
+        # failed run leaves them mounted, and nothing may delete through them.
+        unmount_below(tmp)
+    # What a published image would not carry either: apt's lists, debootstrap's logs.
+    for sub in ("var/lib/apt/lists", "var/cache/apt/archives", "debootstrap"):
+        p = tmp / sub
+        if p.is_dir():
+            for c in p.iterdir():
+                if c.is_file() and c.name != "lock":
+                    c.unlink()
+    tmp.rename(target)
 
 
 def run(args: list[str], stdin: str | None = None, env: dict | None = None, cwd: Path | None = None) -> None:

@@ -18,6 +18,10 @@ PKGS=(
   putty-tools gnupg openssh-client openssl  # puttygen/gpg/ssh-keygen/openssl: real keys for the content-detector tests
   python3-bcrypt        # cryptography needs it to open passphrase-protected OpenSSH keys (vmscrub-recover.py)
   openssh-client openssl  # ssh-keygen / openssl generate the recovery tests' keys at test time
+  debootstrap           # fixtures/debian.toml: a real Debian cloud root from Debian's packages (package-aware scan)
+  rpm                   # rpmbuild, rpm --initdb: real rpmdb.sqlite databases for the rpm readers' tests
+  db5.3-util            # db5.3_load: real Berkeley DB hash/btree files for the rpm Packages reader
+  python3-pip python3-setuptools python3-wheel  # pip wheel / pip install --target: a real Python RECORD (package trust test)
   strace                # the scrub test that proves no plaintext is written anywhere but the archive
 )
 missing=()
@@ -34,4 +38,11 @@ fi
 if ! python3 -c 'import cryptography, zstandard, bcrypt' 2>/dev/null; then
   python3 -m pip install --quiet cryptography zstandard bcrypt 2>/dev/null \
     || python3 -m pip install --quiet --break-system-packages cryptography zstandard bcrypt
+fi
+
+# The package-trust test builds a wheel offline (`pip wheel --no-build-isolation`):
+# the python3 first on PATH needs setuptools and wheel.
+if ! python3 -c 'import setuptools, wheel' 2>/dev/null; then
+  python3 -m pip install --quiet setuptools wheel 2>/dev/null \
+    || python3 -m pip install --quiet --break-system-packages setuptools wheel
 fi

@@ -33,6 +33,12 @@ pub struct SelectArgs {
     /// /etc/os-release) is an error (exit 3), so a wrong path cannot pass a CI job
     #[arg(long)]
     pub data_volume: bool,
+
+    /// Let content detectors act on files whose content matches the digest
+    /// their package recorded (dpkg, rpm, apk, Python RECORD); by default such
+    /// hits are reported as `vendor` notes, never removed
+    #[arg(long)]
+    pub no_package_trust: bool,
 }
 
 impl SelectArgs {

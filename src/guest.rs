@@ -597,7 +597,7 @@ impl ParentPath for Vec<u8> {
 }
 
 /// Resolves `.` and `..` lexically (for symlink targets; `..` at `/` stays at `/`).
-fn normalize_lexically(p: &[u8]) -> Option<Vec<u8>> {
+pub(crate) fn normalize_lexically(p: &[u8]) -> Option<Vec<u8>> {
     let mut parts: Vec<&[u8]> = vec![];
     for c in p.split(|&b| b == b'/').filter(|c| !c.is_empty()) {
         match c {

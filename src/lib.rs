@@ -19,6 +19,7 @@ pub mod inspect;
 pub mod ops;
 pub mod output;
 pub mod overlay;
+pub mod pkgtrust;
 pub mod progress;
 pub mod recover;
 pub mod report;

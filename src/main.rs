@@ -189,6 +189,7 @@ fn scan_verb(args: ScanArgs) -> anyhow::Result<i32> {
             keep: args.select.keep.clone(),
             content: detectors.as_ref().map(|d| d as &dyn scan::ContentScanner),
             threads: args.threads,
+            package_trust: !args.select.no_package_trust,
             progress: Some(&progress),
         },
     )

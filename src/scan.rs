@@ -198,6 +198,8 @@ pub enum WarningKind {
     HardLink,
     /// Guest data that cannot be used as a pattern (non-UTF-8 home).
     Pattern,
+    /// A package database that vouches for nothing (missing, partial, corrupt).
+    PackageDatabase,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -237,6 +239,8 @@ pub struct ScanResult {
     pub warnings: Vec<Warning>,
     pub operations: Vec<OperationStatus>,
     pub stats: ScanStats,
+    /// Content hits on files whose content their package recorded: not findings.
+    pub vendor: Vec<crate::pkgtrust::VendorNote>,
 }
 
 // ------------------------------------------------------------------ options
@@ -252,6 +256,9 @@ pub struct ScanOptions<'a> {
     pub threads: usize,
     /// Counters the scan advances as it goes, for a progress display.
     pub progress: Option<&'a ScanProgress>,
+    /// Content hits on files that match their package's digest become vendor
+    /// notes, not findings (`--no-package-trust` clears it).
+    pub package_trust: bool,
 }
 
 /// How far a scan is: entries walked, files and bytes content-scanned. Updated
@@ -1090,7 +1097,12 @@ pub fn scan(guest: &Guest, opts: &ScanOptions<'_>) -> Result<ScanResult, ScanErr
 
     // Content hits → findings, one per (file, operation).
     let mut unknown_ops: HashSet<String> = HashSet::new();
+    let trust = opts
+        .package_trust
+        .then(|| crate::pkgtrust::PackageTrust::new(guest));
+    let mut vendor = vec![];
     for (job, hits) in content_results.into_inner().unwrap_or_default() {
+        let mut job_findings = vec![];
         let mut per_op: BTreeMap<usize, Vec<ContentHit>> = BTreeMap::new();
         for h in hits {
             let Some(&oi) = c.content_ops.get(&h.operation) else {
@@ -1137,7 +1149,7 @@ pub fn scan(guest: &Guest, opts: &ScanOptions<'_>) -> Result<ScanResult, ScanErr
             hits.sort_by(|a, b| a.offset.cmp(&b.offset).then(a.detector.cmp(&b.detector)));
             let total = hits.len();
             hits.truncate(MAX_LISTED_HITS);
-            findings.push(finding_from(
+            job_findings.push(finding_from(
                 op,
                 action,
                 job.fs,
@@ -1151,7 +1163,24 @@ pub fn scan(guest: &Guest, opts: &ScanOptions<'_>) -> Result<ScanResult, ScanErr
                 },
             ));
         }
+        match &trust {
+            Some(t) if !job_findings.is_empty() && !job.shadowed => {
+                match crate::pkgtrust::vendor_note(t, &job.path, job.fs, &job.meta, &job_findings) {
+                    Some(n) => vendor.push(n),
+                    None => findings.extend(job_findings),
+                }
+            }
+            _ => findings.extend(job_findings),
+        }
     }
+    if let Some(t) = &trust {
+        warnings.extend(t.warnings().into_iter().map(|message| Warning {
+            kind: WarningKind::PackageDatabase,
+            operation: None,
+            message,
+        }));
+    }
+    vendor.sort_by(|a, b| (a.filesystem, &a.path).cmp(&(b.filesystem, &b.path)));
     for name in unknown_ops {
         warnings.push(Warning {
             kind: WarningKind::NoContentDetection,
@@ -1208,6 +1237,7 @@ pub fn scan(guest: &Guest, opts: &ScanOptions<'_>) -> Result<ScanResult, ScanErr
         warnings,
         operations,
         stats,
+        vendor,
     })
 }
 

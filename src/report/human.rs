@@ -125,6 +125,25 @@ pub fn render(input: &ReportInput<'_>) -> String {
             );
         }
     }
+    if !r.vendor.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nVendor files (content detectors fired, but the content is what the package recorded; left in place):"
+        );
+        for v in &r.vendor {
+            let det: BTreeSet<&str> = v.hits.iter().map(|h| h.detector.as_str()).collect();
+            let _ = writeln!(
+                out,
+                "  = {}  [{} {} {}, {}] {}",
+                safe_text(&crate::fs::display_path(&v.path)),
+                v.manager,
+                safe_text(&v.package),
+                safe_text(&v.version),
+                v.algorithm,
+                det.into_iter().collect::<Vec<_>>().join(", ")
+            );
+        }
+    }
     if !r.warnings.is_empty() {
         let _ = writeln!(out, "\nWarnings:");
         for w in &r.warnings {

@@ -20,6 +20,8 @@ pub struct Document<'a> {
     pub findings: &'a [Finding],
     pub plan: Vec<PlannedAction>,
     pub warnings: &'a [Warning],
+    /// Content hits on files whose content their package recorded (not findings).
+    pub vendor: &'a [crate::pkgtrust::VendorNote],
     pub summary: Summary,
     pub stats: &'a ScanStats,
 }
@@ -64,6 +66,7 @@ pub struct Summary {
     pub planned_actions: usize,
     pub bytes: u64,
     pub warnings: usize,
+    pub vendor_notes: usize,
 }
 
 pub fn document<'a>(input: &'a ReportInput<'a>) -> Document<'a> {
@@ -104,9 +107,11 @@ pub fn document<'a>(input: &'a ReportInput<'a>) -> Document<'a> {
             planned_actions: plan.len(),
             bytes: r.operations.iter().map(|o| o.bytes).sum(),
             warnings: r.warnings.len(),
+            vendor_notes: r.vendor.len(),
         },
         plan,
         warnings: &r.warnings,
+        vendor: &r.vendor,
         stats: &r.stats,
     }
 }

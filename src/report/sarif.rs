@@ -11,6 +11,10 @@
 //! Levels by operation kind: content detectors → `error` (a secret is in the
 //! image); removals and rewrites → `warning`; report-only → `note`.
 //! Warnings of the scan are `toolExecutionNotifications`.
+//!
+//! Vendor notes (content hits on files whose content their package recorded)
+//! are results of `kind` `informational`, `level` `none`, with an external
+//! suppression naming the package: visible to an auditor, never a failure.
 
 use serde_json::{Value, json};
 
@@ -154,6 +158,12 @@ pub fn render(input: &ReportInput<'_>) -> String {
             res
         })
         .collect();
+    let mut results = results;
+    results.extend(
+        r.vendor
+            .iter()
+            .map(|v| vendor_result(v, g, &mut bases, &image_pct, &rule_index)),
+    );
     let notifications: Vec<Value> = r
         .warnings
         .iter()
@@ -185,4 +195,61 @@ pub fn render(input: &ReportInput<'_>) -> String {
     let mut s = serde_json::to_string_pretty(&doc).unwrap_or_default();
     s.push('\n');
     s
+}
+
+fn vendor_result(
+    v: &crate::pkgtrust::VendorNote,
+    g: &crate::guest::Guest,
+    bases: &mut serde_json::Map<String, Value>,
+    image_pct: &str,
+    rule_index: &dyn Fn(&str) -> Option<usize>,
+) -> Value {
+    let base = if g.mount_point(v.filesystem).is_some() {
+        "GUEST".to_string()
+    } else {
+        let id = format!("FS{}", v.filesystem);
+        bases.entry(id.clone()).or_insert_with(
+            || json!({ "uri": format!("vmscrub-image:///{image_pct}/fs{}/", v.filesystem) }),
+        );
+        id
+    };
+    let rel = v.path.strip_prefix(b"/").unwrap_or(&v.path);
+    let mut physical = json!({ "artifactLocation": { "uri": pct(rel), "uriBaseId": base } });
+    let op = v.hits.first().map_or("", |h| h.operation.as_str());
+    if let Some(h) = v.hits.first() {
+        physical["region"] = json!({ "byteOffset": h.offset, "byteLength": h.length });
+    }
+    let justification = format!(
+        "content matches the {} digest {} recorded for package {} {}",
+        v.algorithm, v.manager, v.package, v.version
+    );
+    let mut res = json!({
+        "ruleId": op,
+        "kind": "informational",
+        "level": "none",
+        "message": { "text": format!(
+            "vendor {}: {} ({} hits), left in place: {justification}",
+            crate::fs::display_path(&v.path),
+            v.hits.first().map_or("", |h| h.why.as_str()),
+            v.hits.len()
+        ) },
+        "locations": [ { "physicalLocation": physical } ],
+        "suppressions": [ { "kind": "external", "justification": justification } ],
+        "properties": {
+            "vendor": {
+                "manager": v.manager,
+                "package": v.package,
+                "version": v.version,
+                "algorithm": v.algorithm,
+            },
+            "filesystem": v.filesystem,
+            "inode": v.node,
+            "size": v.size,
+            "hits": v.hits.iter().map(|h| json!({"detector": h.detector, "offset": h.offset, "length": h.length, "hash": h.hash})).collect::<Vec<_>>(),
+        },
+    });
+    if let Some(i) = rule_index(op) {
+        res["ruleIndex"] = json!(i);
+    }
+    res
 }

@@ -156,6 +156,7 @@ pub fn run(guest: &Guest, ops: &[&str], keep: &[&str], cat: &Catalogue) -> ScanR
             content: Some(&FakeDetector),
             threads: 3,
             progress: Some(&progress),
+            package_trust: true,
         },
     )
     .unwrap();
@@ -501,6 +502,7 @@ fn no_os_root_runs_content_only() {
             content: None,
             threads: 1,
             progress: None,
+            package_trust: true,
         },
     )
     .unwrap();

@@ -180,6 +180,7 @@ pub fn run(args: &ScrubArgs) -> Result<i32> {
         keep: args.select.keep.clone(),
         content: detectors.as_ref().map(|d| d as &dyn scan::ContentScanner),
         threads,
+        package_trust: !args.select.no_package_trust,
         progress: None,
     };
     let result = scan_guest(args, &guest, &scan_opts)?;
