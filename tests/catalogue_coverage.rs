@@ -27,6 +27,13 @@ const TSV: &str = include_str!(concat!(
     "/tests/data/prior-art-paths.tsv"
 ));
 
+/// Credential stores at well-known places and more programs' histories (issue
+/// 22), same columns as `prior-art-paths.tsv`.
+const CREDENTIAL_TSV: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/data/credential-stores.tsv"
+));
+
 /// What a file without a content column holds: text no content detector fires on.
 const HARMLESS: &[u8] = b"vmscrub catalogue-coverage fixture\n";
 
@@ -107,6 +114,8 @@ enum Kind {
 
 #[derive(Debug, Clone)]
 struct Row {
+    /// The TSV the row comes from (for messages).
+    file: &'static str,
     line: usize,
     family: String,
     source: String,
@@ -119,13 +128,13 @@ struct Row {
 impl Row {
     fn at(&self) -> String {
         format!(
-            "prior-art-paths.tsv:{} [{}] ({})",
-            self.line, self.family, self.source
+            "{}:{} [{}] ({})",
+            self.file, self.line, self.family, self.source
         )
     }
 }
 
-fn unescape(s: &str, line: usize) -> String {
+fn unescape(s: &str, file: &str, line: usize) -> String {
     let mut out = String::with_capacity(s.len());
     let mut it = s.chars();
     while let Some(c) = it.next() {
@@ -137,13 +146,13 @@ fn unescape(s: &str, line: usize) -> String {
             Some('n') => out.push('\n'),
             Some('t') => out.push('\t'),
             Some('\\') => out.push('\\'),
-            other => panic!("prior-art-paths.tsv:{line}: bad escape \\{other:?}"),
+            other => panic!("{file}:{line}: bad escape \\{other:?}"),
         }
     }
     out
 }
 
-fn parse(text: &str) -> Vec<Row> {
+fn parse(file: &'static str, text: &str) -> Vec<Row> {
     let mut rows = vec![];
     let mut family: Option<String> = None;
     for (i, raw) in text.lines().enumerate() {
@@ -154,27 +163,27 @@ fn parse(text: &str) -> Vec<Row> {
         if let Some(name) = raw.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
             assert!(
                 FAMILIES.iter().any(|f| f.name == name),
-                "prior-art-paths.tsv:{line}: unknown section [{name}]"
+                "{file}:{line}: unknown section [{name}]"
             );
             family = Some(name.to_string());
             continue;
         }
         let family = family
             .clone()
-            .unwrap_or_else(|| panic!("prior-art-paths.tsv:{line}: row before any [section]"));
+            .unwrap_or_else(|| panic!("{file}:{line}: row before any [section]"));
         let cols: Vec<&str> = raw.split('\t').collect();
         assert!(
             (3..=5).contains(&cols.len()),
-            "prior-art-paths.tsv:{line}: expected 3 to 5 TAB-separated columns, got {}: {raw:?}",
+            "{file}:{line}: expected 3 to 5 TAB-separated columns, got {}: {raw:?}",
             cols.len()
         );
         let (source, expected, path) = (cols[0].trim(), cols[1].trim(), cols[2]);
-        assert!(!source.is_empty(), "prior-art-paths.tsv:{line}: no source");
+        assert!(!source.is_empty(), "{file}:{line}: no source");
         let expect = match expected {
             "-" => Expect::Nobody,
             e if e.starts_with('!') && e.len() > 1 => Expect::NotOp(e[1..].to_string()),
             e if !e.is_empty() && !e.contains(char::is_whitespace) => Expect::Op(e.to_string()),
-            e => panic!("prior-art-paths.tsv:{line}: bad expected operation {e:?}"),
+            e => panic!("{file}:{line}: bad expected operation {e:?}"),
         };
         assert!(
             path.starts_with('/')
@@ -182,28 +191,29 @@ fn parse(text: &str) -> Vec<Row> {
                 && path[1..]
                     .split('/')
                     .all(|c| !c.is_empty() && c != "." && c != ".."),
-            "prior-art-paths.tsv:{line}: path must be absolute and normal: {path:?}"
+            "{file}:{line}: path must be absolute and normal: {path:?}"
         );
         let kind = match cols.get(3).map(|k| k.trim()).unwrap_or("") {
             "" | "file" => Kind::File,
             "dir" => Kind::Dir,
             "symlink" => Kind::Symlink,
             "given" => Kind::Given,
-            k => panic!("prior-art-paths.tsv:{line}: unknown kind {k:?}"),
+            k => panic!("{file}:{line}: unknown kind {k:?}"),
         };
-        let content = cols.get(4).map(|c| unescape(c, line));
+        let content = cols.get(4).map(|c| unescape(c, file, line));
         match kind {
             Kind::Symlink => assert!(
                 content.as_deref().is_some_and(|t| !t.is_empty()),
-                "prior-art-paths.tsv:{line}: a symlink needs its target in the content column"
+                "{file}:{line}: a symlink needs its target in the content column"
             ),
             Kind::Dir | Kind::Given => assert!(
                 content.is_none(),
-                "prior-art-paths.tsv:{line}: only files and symlinks take content"
+                "{file}:{line}: only files and symlinks take content"
             ),
             Kind::File => {}
         }
         rows.push(Row {
+            file,
             line,
             family,
             source: source.to_string(),
@@ -333,9 +343,12 @@ impl Found {
     }
 }
 
-fn scan(root: &Path) -> Value {
+fn scan(root: &Path, operations: &str) -> Value {
     let root = root.to_str().unwrap();
-    let o = vmscrub_ok(["scan", root, "--operations", "all", "--format", "json"], 0);
+    let o = vmscrub_ok(
+        ["scan", root, "--operations", operations, "--format", "json"],
+        0,
+    );
     serde_json::from_slice(&o.stdout).unwrap()
 }
 
@@ -462,22 +475,36 @@ fn the_tsv_accounts_for_every_virt_sysprep_operation() {
 
 #[test]
 fn every_prior_art_path_is_reported_by_its_operation() {
-    let rows = parse(TSV);
+    check_tsv("prior-art-paths.tsv", TSV, "all");
+}
+
+/// The credential-store catalogue (issue 22) and the histories of more programs,
+/// judged against a hand-made list of the programs' documented paths. Scanned
+/// with the default operations only: these must be on without being asked for.
+#[test]
+fn every_credential_store_path_is_reported_by_its_operation() {
+    check_tsv("credential-stores.tsv", CREDENTIAL_TSV, "defaults");
+}
+
+/// Plants every row of one TSV in its family's root, scans each root with the
+/// `operations` selection and lists every row not reported as the row expects.
+fn check_tsv(file: &'static str, text: &str, operations: &str) {
+    let rows = parse(file, text);
     let mut problems = vec![];
     let mut checked = 0;
     for fam in FAMILIES {
         let mine: Vec<&Row> = rows.iter().filter(|r| r.family == fam.name).collect();
-        assert!(!mine.is_empty(), "no rows for [{}]", fam.name);
+        assert!(!mine.is_empty(), "{file}: no rows for [{}]", fam.name);
         let dir = tempfile::tempdir().unwrap();
         plant(dir.path(), fam, &mine);
-        let v = scan(dir.path());
+        let v = scan(dir.path(), operations);
         problems.extend(check(fam, &mine, &v));
         checked += mine.len();
     }
     assert_eq!(checked, rows.len());
     assert!(
         problems.is_empty(),
-        "{} of {} prior-art rows fail:\n{}",
+        "{} of {} rows of {file} fail:\n{}",
         problems.len(),
         rows.len(),
         problems.join("\n")
