@@ -19,6 +19,10 @@ PKGS=(
   python3-bcrypt        # cryptography needs it to open passphrase-protected OpenSSH keys (vmscrub-recover.py)
   openssh-client openssl  # ssh-keygen / openssl generate the recovery tests' keys at test time
   strace                # the scrub test that proves no plaintext is written anywhere but the archive
+  default-jre-headless  # keytool: the JKS/JCEKS/PKCS12 keystore fixtures (no lighter real writer of JKS exists)
+  wireguard-tools       # wg genkey: the WireGuard private-key fixture
+  age                   # age-keygen: the age secret-key fixture
+  cpio                  # cpio -o: the nested-archive detector tests
 )
 missing=()
 for p in "${PKGS[@]}"; do
