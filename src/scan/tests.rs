@@ -22,6 +22,7 @@ impl ContentScanner for FakeDetector {
                     length: len as u64,
                     hash: format!("h{}", i + p),
                     why: format!("{det} found"),
+                    member: None,
                 });
                 i += p + needle.len();
             }
