@@ -43,6 +43,7 @@ use crate::ops::rules::Allow;
 use crate::ops::{ActionKind, Catalogue, NeedsGuestWhen, Operation, Rule, Selection};
 
 pub mod content;
+mod xattrs;
 
 /// Largest file a `rewrite` or `if-line` rule reads to decide.
 pub const MAX_REWRITE_SIZE: u64 = 16 << 20;
@@ -930,7 +931,11 @@ pub fn scan(guest: &Guest, opts: &ScanOptions<'_>) -> Result<ScanResult, ScanErr
                         let r = fs
                             .open(job.meta.id)
                             .map_err(io::Error::other)
-                            .and_then(|mut rd| sc.scan_file(&job.path, &mut rd, job.meta.size));
+                            .and_then(|mut rd| sc.scan_file(&job.path, &mut rd, job.meta.size))
+                            .map(|mut cs| {
+                                xattrs::scan_user_xattrs(sc, fs, job.meta.id, &job.path, &mut cs);
+                                cs
+                            });
                         match r {
                             Ok(ContentScan { hits, notes }) => {
                                 if !notes.is_empty()
