@@ -23,6 +23,10 @@ PKGS=(
   db5.3-util            # db5.3_load: real Berkeley DB hash/btree files for the rpm Packages reader
   python3-pip python3-setuptools python3-wheel  # pip wheel / pip install --target: a real Python RECORD (package trust test)
   strace                # the scrub test that proves no plaintext is written anywhere but the archive
+  default-jre-headless  # keytool: the JKS/JCEKS/PKCS12 keystore fixtures (no lighter real writer of JKS exists)
+  wireguard-tools       # wg genkey: the WireGuard private-key fixture
+  age                   # age-keygen: the age secret-key fixture
+  cpio                  # cpio -o: the nested-archive detector tests
 )
 missing=()
 for p in "${PKGS[@]}"; do

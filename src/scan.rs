@@ -43,6 +43,7 @@ use crate::ops::rules::Allow;
 use crate::ops::{ActionKind, Catalogue, NeedsGuestWhen, Operation, Rule, Selection};
 
 pub mod content;
+mod xattrs;
 
 /// Largest file a `rewrite` or `if-line` rule reads to decide.
 pub const MAX_REWRITE_SIZE: u64 = 16 << 20;
@@ -69,6 +70,21 @@ pub struct ContentHit {
     pub length: u64,
     pub hash: String,
     pub why: String,
+    /// Set when the secret is inside the file's content rather than its bytes: the
+    /// member of an archive or compressed stream (`gzip > tar:etc/app.key`).
+    /// `offset` and `length` are then in that member, so the file can only be
+    /// removed as a whole, never edited in place.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub member: Option<String>,
+}
+
+/// What a content scan of one file found, and what it could not look into.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContentScan {
+    pub hits: Vec<ContentHit>,
+    /// Why part of the file's content was not scanned (an archive bound, a corrupt
+    /// compressed stream): warnings of the scan.
+    pub notes: Vec<String>,
 }
 
 /// What the engine needs of the content detectors; `vmscrub-detect` is wired
@@ -77,6 +93,14 @@ pub trait ContentScanner: Send + Sync {
     /// Scans one file's bytes. `path` is a hint (guest path), `size` the
     /// file's size from its metadata.
     fn scan(&self, path: &[u8], reader: &mut dyn Read, size: u64) -> io::Result<Vec<ContentHit>>;
+
+    /// Scans one file, with notes on what could not be scanned inside it.
+    fn scan_file(&self, path: &[u8], reader: &mut dyn Read, size: u64) -> io::Result<ContentScan> {
+        Ok(ContentScan {
+            hits: self.scan(path, reader, size)?,
+            notes: vec![],
+        })
+    }
 }
 
 // ----------------------------------------------------------------- findings
@@ -200,6 +224,9 @@ pub enum WarningKind {
     Pattern,
     /// A package database that vouches for nothing (missing, partial, corrupt).
     PackageDatabase,
+    /// Part of an archive's or compressed file's content was not scanned inside
+    /// (a depth, size or expansion bound — a decompression bomb — or corrupt data).
+    NestedContent,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -911,9 +938,28 @@ pub fn scan(guest: &Guest, opts: &ScanOptions<'_>) -> Result<ScanResult, ScanErr
                         let r = fs
                             .open(job.meta.id)
                             .map_err(io::Error::other)
-                            .and_then(|mut rd| sc.scan(&job.path, &mut rd, job.meta.size));
+                            .and_then(|mut rd| sc.scan_file(&job.path, &mut rd, job.meta.size))
+                            .map(|mut cs| {
+                                xattrs::scan_user_xattrs(sc, fs, job.meta.id, &job.path, &mut cs);
+                                cs
+                            });
                         match r {
-                            Ok(hits) => {
+                            Ok(ContentScan { hits, notes }) => {
+                                if !notes.is_empty()
+                                    && let Ok(mut v) = errors.lock()
+                                {
+                                    for n in notes {
+                                        v.push(Warning {
+                                            kind: WarningKind::NestedContent,
+                                            operation: None,
+                                            message: format!(
+                                                "{}: {}: {n}",
+                                                guest.filesystems[job.fs].identity.describe(),
+                                                display_path(&job.path)
+                                            ),
+                                        });
+                                    }
+                                }
                                 if let Ok(mut s) = scanned.lock() {
                                     s.0 += 1;
                                     s.1 += job.meta.size;

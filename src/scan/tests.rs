@@ -22,6 +22,7 @@ impl ContentScanner for FakeDetector {
                     length: len as u64,
                     hash: format!("h{}", i + p),
                     why: format!("{det} found"),
+                    member: None,
                 });
                 i += p + needle.len();
             }
@@ -673,5 +674,104 @@ fn an_unreadable_directory_is_a_warning_and_the_rest_is_scanned() {
         ),
         "{}",
         w[0].message
+    );
+}
+
+/// A MemFs whose files carry extended attributes.
+struct WithXattrs(MemFs, Vec<crate::fs::Xattr>);
+
+impl Filesystem for WithXattrs {
+    fn fs_type(&self) -> crate::fs::FsType {
+        crate::fs::FsType::Ext4
+    }
+    fn root(&self) -> NodeId {
+        self.0.root()
+    }
+    fn metadata(&self, id: NodeId) -> FsResult<Metadata> {
+        self.0.metadata(id)
+    }
+    fn read_dir(&self, id: NodeId) -> FsResult<Vec<crate::fs::DirEntry>> {
+        self.0.read_dir(id)
+    }
+    fn open(&self, id: NodeId) -> FsResult<Box<dyn Read + Send + '_>> {
+        self.0.open(id)
+    }
+    fn read_link(&self, id: NodeId) -> FsResult<Vec<u8>> {
+        self.0.read_link(id)
+    }
+    fn xattrs(&self, _: NodeId) -> FsResult<Vec<crate::fs::Xattr>> {
+        Ok(self.1.clone())
+    }
+}
+
+#[test]
+fn user_xattr_values_are_scanned_and_named_never_shown() {
+    let cat = Catalogue::builtin().unwrap();
+    let mut d = MemFs::new();
+    d.file("/srv/data.bin", b"nothing in the bytes\n");
+    let xattrs = vec![
+        crate::fs::Xattr {
+            name: b"user.api".to_vec(),
+            value: b"key=tok_abcdefgh".to_vec(),
+        },
+        // The kernel's and LSMs' attributes are not scanned.
+        crate::fs::Xattr {
+            name: b"security.selinux".to_vec(),
+            value: b"tok_zzzzzzzz".to_vec(),
+        },
+    ];
+    let g = Guest::new(
+        vec![GuestFs {
+            identity: FsIdentity {
+                partition: Some(1),
+                ..Default::default()
+            },
+            fs: Arc::new(WithXattrs(d, xattrs)),
+        }],
+        vec![],
+    );
+    let r = run(&g, &["defaults"], &[], &cat);
+    let f: Vec<_> = r
+        .findings
+        .iter()
+        .filter(|f| f.operation == "tokens")
+        .collect();
+    assert_eq!(f.len(), 1, "{:?}", summary_root(&r, 9));
+    let Why::Content { hits, .. } = &f[0].why else {
+        panic!("a content finding")
+    };
+    assert_eq!(hits.len(), 1);
+    assert_eq!(hits[0].member.as_deref(), Some("xattr user.api"));
+    assert!(
+        hits[0].why.starts_with("in xattr user.api: "),
+        "{}",
+        hits[0].why
+    );
+    assert!(!format!("{hits:?}").contains("tok_abcdefgh"));
+}
+
+#[test]
+fn the_esp_is_scanned_by_content() {
+    // A filesystem with no place in the guest's tree (an ESP without an OS root
+    // beside it) still gets content detection on every file.
+    let cat = Catalogue::builtin().unwrap();
+    let mut esp = MemFs::new();
+    esp.file("/EFI/recovery/key.txt", b"tok_recovery\n");
+    let g = Guest::new(
+        vec![GuestFs {
+            identity: FsIdentity {
+                partition: Some(1),
+                fs_label: Some("ESP".into()),
+                fs_type: Some("vfat".into()),
+                ..Default::default()
+            },
+            fs: Arc::new(esp),
+        }],
+        vec![],
+    );
+    let r = run(&g, &["defaults"], &[], &cat);
+    assert_eq!(
+        summary_root(&r, 9),
+        ["tokens delete /EFI/recovery/key.txt [fs0]"]
     );
 }

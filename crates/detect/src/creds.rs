@@ -78,14 +78,109 @@ fn is_userinfo(c: u8) -> bool {
     c.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:%".contains(&c)
 }
 
-/// `http(s)://USER:PASSWORD@HOST` with a real-looking password.
+/// URI schemes that carry a login in their userinfo (`scheme://user:password@host`).
+/// Sources: RFC 3986 §3.2.1; PostgreSQL libpq "Connection URIs"; MySQL
+/// Connector/J and MariaDB URL syntax; MongoDB "Connection String URI Format"
+/// (`mongodb`, `mongodb+srv`); the IANA `redis`/`rediss` registrations; RabbitMQ
+/// "URI Specification" (`amqp`, `amqps`); RFC 4516 (`ldap`, `ldaps`); RFC 1738
+/// (`ftp`); SQLAlchemy engine URLs (`dialect+driver://`); JDBC URLs (`jdbc:…`);
+/// gitleaks' `generic-credential-url`-style rules and TruffleHog's `uri`,
+/// `postgres`, `mongodb`, `redis`, `ldap`, `ftp` and `jdbc` detectors.
+const LOGIN_SCHEMES: &[&[u8]] = &[
+    b"http",
+    b"https",
+    b"postgres",
+    b"postgresql",
+    b"mysql",
+    b"mysqlx",
+    b"mariadb",
+    b"mongodb",
+    b"mongodb+srv",
+    b"redis",
+    b"rediss",
+    b"valkey",
+    b"amqp",
+    b"amqps",
+    b"ldap",
+    b"ldaps",
+    b"smtp",
+    b"smtps",
+    b"imap",
+    b"imaps",
+    b"pop3",
+    b"pop3s",
+    b"ftp",
+    b"ftps",
+    b"sftp",
+    b"ssh",
+    b"svn+ssh",
+    b"mssql",
+    b"sqlserver",
+    b"oracle",
+    b"clickhouse",
+    b"cockroachdb",
+    b"couchdb",
+    b"neo4j",
+    b"bolt",
+    b"nats",
+    b"mqtt",
+    b"mqtts",
+    b"kafka",
+    b"cassandra",
+    b"memcached",
+    b"influxdb",
+    b"elasticsearch",
+    b"sentinel",
+    b"rsync",
+    b"smb",
+    b"cifs",
+    b"socks5",
+    b"socks5h",
+    b"webdav",
+    b"davs",
+    b"git",
+];
+
+/// The login scheme ending at `colon` (the `:` of `://`), with `jdbc:` and a
+/// SQLAlchemy `+driver` allowed: (scheme start, base scheme).
+fn login_scheme(hay: &[u8], colon: usize) -> Option<(usize, &[u8])> {
+    let mut s = colon;
+    while s > 0 && colon - s < 40 && {
+        let c = hay[s - 1];
+        c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.' | b':')
+    } {
+        s -= 1;
+    }
+    let full = &hay[s..colon];
+    let mut start = s;
+    let mut base = full;
+    if base.len() > 5 && base[..5].eq_ignore_ascii_case(b"jdbc:") {
+        base = &base[5..];
+    } else if let Some(c) = memchr::memrchr(b':', base) {
+        // `foo:postgres://` — only the part after the last ':' is the scheme.
+        base = &base[c + 1..];
+        start = s + c + 1;
+    }
+    if base.is_empty() || !base[0].is_ascii_alphabetic() {
+        return None;
+    }
+    let known = |b: &[u8]| LOGIN_SCHEMES.iter().any(|k| k.eq_ignore_ascii_case(b));
+    if known(base) {
+        return Some((start, base));
+    }
+    // `postgresql+psycopg2`, `mysql+pymysql`: the dialect before the driver.
+    let plus = memchr::memchr(b'+', base)?;
+    known(&base[..plus]).then(|| (start, &base[..plus]))
+}
+
+/// `SCHEME://USER:PASSWORD@HOST` with a real-looking password, for every scheme
+/// that carries a login (connection strings of databases, brokers, directories,
+/// mail and file servers, and http(s) for git/pip/npm credentials).
 pub(crate) fn url_password(win: &Window, ctx: &mut Ctx, out: &mut Vec<Hit>) {
-    // The anchor is `://`; only http and https URLs carry git/pip/npm credentials.
+    // The anchor is `://`.
     let hay = win.hay;
-    let at = match (win.at.checked_sub(5), win.at.checked_sub(4)) {
-        (Some(a), _) if starts_with_at(hay, a, b"https://") => a,
-        (_, Some(a)) if starts_with_at(hay, a, b"http://") => a,
-        _ => return,
+    let Some((at, scheme)) = login_scheme(hay, win.at) else {
+        return;
     };
     if !clear_before(hay, at, is_alnum) {
         return;
@@ -104,15 +199,20 @@ pub(crate) fn url_password(win: &Window, ctx: &mut Ctx, out: &mut Vec<Hit>) {
         return;
     };
     let (user, pass) = (&userinfo[..colon], &userinfo[colon + 1..]);
-    if user.is_empty() || is_placeholder(pass) || pass.len() < 3 {
+    // MongoDB and Redis URIs may have an empty user (`redis://:pass@host`).
+    let empty_user_ok = scheme.eq_ignore_ascii_case(b"redis")
+        || scheme.eq_ignore_ascii_case(b"rediss")
+        || scheme.eq_ignore_ascii_case(b"valkey");
+    if (user.is_empty() && !empty_user_ok) || is_placeholder(pass) || pass.len() < 3 {
         return;
     }
+    let scheme_text = String::from_utf8_lossy(scheme).to_ascii_lowercase();
     out.push(Hit {
         detector: DetectorId::UrlPassword,
         start: at,
         end: s + n,
         fingerprint: ctx.fingerprint(&[user, pass]),
-        why: "password in an http(s) URL".into(),
+        why: format!("password in a {scheme_text} URL"),
     });
 }
 

@@ -142,6 +142,8 @@ struct Group {
 pub struct DetectorSet {
     groups: Vec<Group>,
     max_anchor: usize,
+    /// Whether any head rule's detector is enabled.
+    head_rules: bool,
     enabled: [bool; DETECTOR_COUNT],
     allowed: HashSet<Fingerprint>,
     key: [u8; 32],
@@ -173,6 +175,7 @@ impl DetectorSet {
         Ok(DetectorSet {
             groups,
             max_anchor: active.iter().map(|(a, _, _)| a.len()).max().unwrap_or(1),
+            head_rules: HEAD_DETECTORS.iter().any(|d| config.enabled[d.index()]),
             enabled: config.enabled,
             allowed: config.allowed,
             key: config.fingerprint_key,
@@ -250,6 +253,10 @@ impl DetectorSet {
         } else {
             hay.len().saturating_sub(LOOKAHEAD)
         };
+        if !st.head_done {
+            st.head_done = true;
+            self.head(scratch, st, hay, eof);
+        }
         if ready <= st.scanned {
             return;
         }
@@ -296,6 +303,32 @@ impl DetectorSet {
             st.cands = cands;
         }
         st.scanned = ready;
+    }
+
+    /// The rules that judge a stream by its start (binary key containers) or, for a
+    /// small file, as a whole (recovery keys): run once, on the first buffer, which
+    /// holds the same bytes however the stream is read.
+    fn head(&self, scratch: &mut Scratch, st: &mut State, hay: &[u8], eof: bool) {
+        if !self.head_rules {
+            return;
+        }
+        let first = &hay[..hay.len().min(BUFFER)];
+        let whole = eof && hay.len() <= BUFFER;
+        let mut ctx = Ctx {
+            fp_key: &self.key,
+            scratch,
+        };
+        st.hits.clear();
+        crate::containers::head(first, whole, &mut ctx, &mut st.hits);
+        if whole {
+            crate::recovery::whole(first, &mut ctx, &mut st.hits);
+        }
+        ctx.scratch.wipe();
+        let hits = std::mem::take(&mut st.hits);
+        for h in &hits {
+            self.record(st, h, 0);
+        }
+        st.hits = hits;
     }
 
     fn record(&self, st: &mut State, h: &Hit, lo: usize) {
@@ -349,11 +382,14 @@ struct State {
     truncated: bool,
     hits: Vec<Hit>,
     cands: Vec<(usize, Rule)>,
+    /// The head rules have run.
+    head_done: bool,
 }
 
 impl State {
     fn finish(mut self, bytes: u64) -> Scan {
         self.findings.sort_by_key(|f| (f.offset, f.detector));
+        drop_generic_overlaps(&mut self.findings);
         Scan {
             findings: self.findings,
             allowed: self.allowed,
@@ -361,6 +397,37 @@ impl State {
             bytes,
         }
     }
+}
+
+/// Detectors whose rules run on the head of a stream rather than at an anchor.
+const HEAD_DETECTORS: &[DetectorId] = &[
+    DetectorId::KeepassDatabase,
+    DetectorId::JavaKeystore,
+    DetectorId::Pkcs12PrivateKey,
+    DetectorId::PgpPrivateKey,
+    DetectorId::DerPrivateKey,
+    DetectorId::RecoveryKey,
+];
+
+/// A `secret-assignment` whose span overlaps a finding of a specific detector (an
+/// `AWS_SECRET_ACCESS_KEY=` line of an AWS pair, `GITHUB_TOKEN=ghp_…`, a kubeconfig
+/// `token:`) says less about the same secret: keep the specific one only.
+fn drop_generic_overlaps(findings: &mut Vec<Finding>) {
+    let generic = |f: &Finding| f.detector == DetectorId::SecretAssignment;
+    if !findings.iter().any(generic) {
+        return;
+    }
+    let specific: Vec<(u64, u64)> = findings
+        .iter()
+        .filter(|f| !generic(f))
+        .map(|f| (f.offset, f.offset + f.len))
+        .collect();
+    findings.retain(|f| {
+        !generic(f)
+            || !specific
+                .iter()
+                .any(|&(s, e)| s < f.offset + f.len && f.offset < e)
+    });
 }
 
 /// Per-thread scan buffers. Create one per thread and reuse it for every stream;

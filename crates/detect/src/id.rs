@@ -126,6 +126,62 @@ detectors! {
     OpenaiKey = "openai-key", Tokens;
     /// Anthropic API keys (`sk-ant-api03-…`).
     AnthropicKey = "anthropic-key", Tokens;
+    /// A JSON Web Token: three base64url parts whose header is JSON naming an `alg`.
+    Jwt = "jwt", Tokens;
+    /// Docker Hub personal access tokens (`dckr_pat_`).
+    DockerhubToken = "dockerhub-token", Tokens;
+    /// DigitalOcean personal, OAuth and refresh tokens (`dop_v1_`, `doo_v1_`, `dor_v1_`).
+    DigitaloceanToken = "digitalocean-token", Tokens;
+    /// Heroku API keys, second format (`HRKU-AA…`).
+    HerokuKey = "heroku-key", Tokens;
+    /// Shopify access tokens and shared secrets (`shpat_`, `shpca_`, `shppa_`, `shpss_`).
+    ShopifyToken = "shopify-token", Tokens;
+    /// Atlassian (Jira, Confluence) API tokens (`ATATT3…`).
+    AtlassianToken = "atlassian-token", Tokens;
+    /// Hugging Face user and organization tokens (`hf_`, `api_org_`).
+    HuggingfaceToken = "huggingface-token", Tokens;
+    /// age secret keys (`AGE-SECRET-KEY-1…`, bech32).
+    AgeSecretKey = "age-secret-key", Tokens;
+    /// Grafana Cloud API tokens and service-account tokens (`glc_`, `glsa_`).
+    GrafanaToken = "grafana-token", Tokens;
+    /// Linear API keys (`lin_api_`).
+    LinearKey = "linear-key", Tokens;
+    /// Doppler personal tokens (`dp.pt.`).
+    DopplerToken = "doppler-token", Tokens;
+    /// PlanetScale API tokens, passwords and OAuth tokens (`pscale_tkn_`, `pscale_pw_`, `pscale_oauth_`).
+    PlanetscaleToken = "planetscale-token", Tokens;
+    /// Pulumi access tokens (`pul-`).
+    PulumiToken = "pulumi-token", Tokens;
+    /// Databricks personal access tokens (`dapi…`).
+    DatabricksToken = "databricks-token", Tokens;
+    /// New Relic user API keys (`NRAK-`).
+    NewrelicKey = "newrelic-key", Tokens;
+    /// Sentry user auth tokens (`sntryu_`).
+    SentryToken = "sentry-token", Tokens;
+    /// Postman API keys (`PMAK-`).
+    PostmanKey = "postman-key", Tokens;
+    /// Square access tokens and OAuth secrets (`sq0atp-`, `sq0csp-`).
+    SquareToken = "square-token", Tokens;
+    /// Terraform Cloud / Enterprise API tokens (`….atlasv1.…`).
+    TerraformToken = "terraform-token", Tokens;
+    /// Dynatrace API tokens (`dt0c01.…`).
+    DynatraceToken = "dynatrace-token", Tokens;
+    /// A secret-named key assigned a real-looking value (`DB_PASSWORD=…`,
+    /// `"client_secret": "…"`, `api_key: …`, `<password>…</password>`).
+    SecretAssignment = "secret-assignment", CredentialFiles;
+    /// A BitLocker recovery password or a systemd-cryptenroll (LUKS) recovery key.
+    RecoveryKey = "recovery-key", CredentialFiles;
+    /// A KeePass database (`.kdbx`/`.kdb` signatures): a password store, always encrypted.
+    KeepassDatabase = "keepass-database", CredentialFiles;
+    /// A PKCS#12 / PFX file holding a private key (key bags), by structure.
+    Pkcs12PrivateKey = "pkcs12-private-key", PrivateKeys;
+    /// A Java keystore (JKS `FEEDFEED`, JCEKS `CECECECE`) with private- or secret-key entries.
+    JavaKeystore = "java-keystore", PrivateKeys;
+    /// A private key stored as bare DER (PKCS#1, SEC1, PKCS#8, encrypted PKCS#8).
+    DerPrivateKey = "der-private-key", PrivateKeys;
+    /// A GnuPG agent key (`private-keys-v1.d/*.key`): `(private-key …` or
+    /// `(protected-private-key …` s-expressions, canonical or extended format.
+    GpgAgentKey = "gpg-agent-key", PrivateKeys;
 }
 
 impl DetectorId {

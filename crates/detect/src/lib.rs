@@ -22,14 +22,20 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+mod assign;
 mod b64;
 mod cloud;
+mod containers;
 mod creds;
 mod der;
 mod engine;
 mod finding;
 mod id;
+mod jwt;
 mod keys;
+mod nested;
+mod prefixed;
+mod recovery;
 mod rules;
 mod text;
 mod tokens;
@@ -40,4 +46,5 @@ pub use engine::{
 };
 pub use finding::{Finding, Fingerprint};
 pub use id::{DetectorId, Operation};
+pub use nested::{Limits, NestedFinding, NestedScan, ScannerPool};
 pub use window::{LOOKAHEAD, LOOKBEHIND};

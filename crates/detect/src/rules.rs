@@ -3,7 +3,7 @@
 
 use crate::id::DetectorId;
 use crate::window::{Ctx, Hit, Window};
-use crate::{cloud, creds, keys, tokens};
+use crate::{assign, cloud, containers, creds, jwt, keys, prefixed, tokens};
 
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Rule {
@@ -30,6 +30,12 @@ pub(crate) enum Rule {
     Vault,
     Openai,
     Anthropic,
+    Jwt,
+    Prefixed,
+    Terraform,
+    Assign,
+    GpgAgent,
+    PemBase64,
 }
 
 /// (anchor, rule, prefilter group). Anchors are case-sensitive literals chosen to be
@@ -74,10 +80,81 @@ pub(crate) const ANCHORS: &[(&[u8], Rule, u8)] = &[
     (b"machine", Rule::Netrc, 1),
     (b"client-key-data", Rule::KubeKeyData, 1),
     (b"hooks.slack.com/", Rule::SlackWebhook, 1),
+    (b"eyJ", Rule::Jwt, 0),
+    (b"LS0tLS1CRUdJTi", Rule::PemBase64, 0),
+    (b"(private-key", Rule::GpgAgent, 0),
+    (b"11:private-key(", Rule::GpgAgent, 0),
+    (b"protected-private-key", Rule::GpgAgent, 1),
+    (b".atlasv1.", Rule::Terraform, 1),
+    // Provider prefixes (prefixed.rs); each is its own anchor.
+    (b"dckr_pat_", Rule::Prefixed, 1),
+    (b"dop_v1_", Rule::Prefixed, 1),
+    (b"doo_v1_", Rule::Prefixed, 1),
+    (b"dor_v1_", Rule::Prefixed, 1),
+    (b"HRKU-AA", Rule::Prefixed, 1),
+    (b"shpat_", Rule::Prefixed, 1),
+    (b"shpca_", Rule::Prefixed, 1),
+    (b"shppa_", Rule::Prefixed, 1),
+    (b"shpss_", Rule::Prefixed, 1),
+    (b"ATATT3", Rule::Prefixed, 1),
+    (b"hf_", Rule::Prefixed, 1),
+    (b"api_org_", Rule::Prefixed, 1),
+    (b"AGE-SECRET-KEY-1", Rule::Prefixed, 1),
+    (b"glc_", Rule::Prefixed, 1),
+    (b"glsa_", Rule::Prefixed, 1),
+    (b"lin_api_", Rule::Prefixed, 1),
+    (b"dp.pt.", Rule::Prefixed, 1),
+    (b"pscale_tkn_", Rule::Prefixed, 1),
+    (b"pscale_pw_", Rule::Prefixed, 1),
+    (b"pscale_oauth_", Rule::Prefixed, 1),
+    (b"pul-", Rule::Prefixed, 1),
+    (b"dapi", Rule::Prefixed, 1),
+    (b"NRAK-", Rule::Prefixed, 1),
+    (b"sntryu_", Rule::Prefixed, 1),
+    (b"PMAK-", Rule::Prefixed, 1),
+    (b"sq0atp-", Rule::Prefixed, 1),
+    (b"sq0csp-", Rule::Prefixed, 1),
+    (b"dt0c01.", Rule::Prefixed, 1),
+    (b"glptt-", Rule::Prefixed, 1),
+    (b"GR1348941", Rule::Prefixed, 1),
+    (b"glrt-", Rule::Prefixed, 1),
+    (b"gldt-", Rule::Prefixed, 1),
+    (b"glft-", Rule::Prefixed, 1),
+    (b"glsoat-", Rule::Prefixed, 1),
+    (b"glagent-", Rule::Prefixed, 1),
+    (b"glimt-", Rule::Prefixed, 1),
+    (b"glcbt-", Rule::Prefixed, 1),
+    // Secret-named keys (assign.rs): a fragment of each secret word, in the
+    // spellings people use (snake, SCREAMING, camel), cut so one anchor covers
+    // `password`/`Password`/`DB_PASSWORD`.
+    (b"assword", Rule::Assign, 2),
+    (b"ASSWORD", Rule::Assign, 2),
+    (b"asswd", Rule::Assign, 2),
+    (b"ASSWD", Rule::Assign, 2),
+    (b"assphrase", Rule::Assign, 2),
+    (b"ASSPHRASE", Rule::Assign, 2),
+    (b"ecret", Rule::Assign, 2),
+    (b"ECRET", Rule::Assign, 2),
+    (b"oken", Rule::Assign, 2),
+    (b"OKEN", Rule::Assign, 2),
+    (b"pikey", Rule::Assign, 2),
+    (b"piKey", Rule::Assign, 2),
+    (b"PIKEY", Rule::Assign, 2),
+    (b"pi_key", Rule::Assign, 2),
+    (b"PI_KEY", Rule::Assign, 2),
+    (b"pi-key", Rule::Assign, 2),
+    (b"ccess_key", Rule::Assign, 2),
+    (b"CCESS_KEY", Rule::Assign, 2),
+    (b"ccessKey", Rule::Assign, 2),
+    (b"rivate_key", Rule::Assign, 2),
+    (b"RIVATE_KEY", Rule::Assign, 2),
+    (b"rivateKey", Rule::Assign, 2),
+    (b"resharedKey", Rule::Assign, 2),
+    (b"psk", Rule::Assign, 2),
 ];
 
 /// How many prefilter groups `ANCHORS` uses.
-pub(crate) const GROUPS: u8 = 2;
+pub(crate) const GROUPS: u8 = 3;
 
 impl Rule {
     /// The detectors this rule can report (a rule is skipped when all are disabled).
@@ -111,6 +188,32 @@ impl Rule {
             Rule::Vault => &[D::VaultToken],
             Rule::Openai => &[D::OpenaiKey],
             Rule::Anthropic => &[D::AnthropicKey],
+            Rule::Jwt => &[D::Jwt],
+            Rule::Prefixed => &[
+                D::DockerhubToken,
+                D::DigitaloceanToken,
+                D::HerokuKey,
+                D::ShopifyToken,
+                D::AtlassianToken,
+                D::HuggingfaceToken,
+                D::AgeSecretKey,
+                D::GrafanaToken,
+                D::LinearKey,
+                D::DopplerToken,
+                D::PlanetscaleToken,
+                D::PulumiToken,
+                D::DatabricksToken,
+                D::NewrelicKey,
+                D::SentryToken,
+                D::PostmanKey,
+                D::SquareToken,
+                D::DynatraceToken,
+                D::GitlabToken,
+            ],
+            Rule::Terraform => &[D::TerraformToken],
+            Rule::Assign => &[D::SecretAssignment],
+            Rule::GpgAgent => &[D::GpgAgentKey],
+            Rule::PemBase64 => &[D::PemPrivateKey, D::OpensshPrivateKey, D::PgpPrivateKey],
         }
     }
 
@@ -139,6 +242,12 @@ impl Rule {
             Rule::Vault => tokens::vault(win, ctx, out),
             Rule::Openai => tokens::openai(win, ctx, out),
             Rule::Anthropic => tokens::anthropic(win, ctx, out),
+            Rule::Jwt => jwt::validate(win, ctx, out),
+            Rule::Prefixed => prefixed::validate(win, ctx, out),
+            Rule::Terraform => prefixed::terraform(win, ctx, out),
+            Rule::Assign => assign::validate(win, ctx, out),
+            Rule::GpgAgent => containers::gpg_agent(win, ctx, out),
+            Rule::PemBase64 => keys::pem::base64_wrapped(win, ctx, out),
         }
     }
 }

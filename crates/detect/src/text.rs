@@ -81,13 +81,16 @@ pub(crate) fn line_around(hay: &[u8], at: usize) -> (usize, usize) {
     (start, end)
 }
 
-/// Values people put where a secret goes in documentation and templates.
+/// Values people put where a secret goes in documentation and templates: the gate
+/// every password-like detector shares. Sources: gitleaks' global allowlist
+/// (`config/gitleaks.toml`: `EXAMPLE`, `xxx`, `${…}`, `<…>`, `changeme`-style
+/// stopwords) and TruffleHog's `detectors.FalsePositives` word list.
 pub(crate) fn is_placeholder(v: &[u8]) -> bool {
     if v.is_empty() {
         return true;
     }
-    if matches!(v[0], b'$' | b'<' | b'{' | b'%' | b'[' | b'(') {
-        return true;
+    if matches!(v[0], b'$' | b'<' | b'{' | b'%' | b'[' | b'(' | b'@') {
+        return true; // $VAR, ${VAR}, <your-password>, {{ jinja }}, %s, [REDACTED], @token@
     }
     if v.iter().all(|&c| c == v[0]) {
         return true; // "xxxxxxxx", "********"
@@ -111,5 +114,94 @@ pub(crate) fn is_placeholder(v: &[u8]) -> bool {
         b"undefined",
         b"placeholder",
     ];
-    WORDS.iter().any(|w| v.eq_ignore_ascii_case(w))
+    if WORDS.iter().any(|w| v.eq_ignore_ascii_case(w)) {
+        return true;
+    }
+    // Markers anywhere in the value.
+    const PARTS: &[&[u8]] = &[
+        b"xxx",
+        b"***",
+        b"...",
+        b"${",
+        b"{{",
+        b"example",
+        b"changeme",
+        b"change_me",
+        b"change-me",
+        b"placeholder",
+        b"dummy",
+        b"redacted",
+        b"your_",
+        b"your-",
+        b"yourpass",
+        b"yoursecret",
+        b"yourtoken",
+        b"insert",
+        b"replace_me",
+        b"replaceme",
+        b"<",
+    ];
+    PARTS.iter().any(|p| contains_ignore_case(v, p))
+}
+
+/// ASCII case-insensitive substring test (short needles, short values).
+pub(crate) fn contains_ignore_case(hay: &[u8], needle: &[u8]) -> bool {
+    needle.len() <= hay.len()
+        && hay
+            .windows(needle.len())
+            .any(|w| w.eq_ignore_ascii_case(needle))
+}
+
+/// Shannon entropy of `v` in bits per byte: random tokens score high (base64 ≈ 5–6,
+/// hex ≈ 3.5–4), words and repeated patterns low.
+pub(crate) fn entropy(v: &[u8]) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    let mut counts = [0u32; 256];
+    for &c in v {
+        counts[c as usize] += 1;
+    }
+    let n = v.len() as f64;
+    counts
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = c as f64 / n;
+            -p * p.log2()
+        })
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders() {
+        for v in [
+            &b"${DB_PASSWORD}"[..],
+            b"<password>",
+            b"changeme",
+            b"CHANGE_ME_PLEASE",
+            b"xxxxxxxx",
+            b"abcXXXdef",
+            b"{{ vault_pw }}",
+            b"%s",
+            b"my-example-pw",
+            b"your_api_key_here",
+        ] {
+            assert!(is_placeholder(v), "{}", String::from_utf8_lossy(v));
+        }
+        for v in [&b"Xk9mP2qL7vR4"[..], b"s3cr3t-P4ss", b"hunter22!"] {
+            assert!(!is_placeholder(v), "{}", String::from_utf8_lossy(v));
+        }
+    }
+
+    #[test]
+    fn entropy_orders_random_above_words() {
+        assert!(entropy(b"aaaaaaaa") < 0.01);
+        assert!(entropy(b"Xk9mP2qL7vR4tY8w") > 3.5);
+        assert!(entropy(b"passwordpassword") < 3.0);
+    }
 }

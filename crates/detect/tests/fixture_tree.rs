@@ -99,6 +99,14 @@ fn every_planted_file_gives_exactly_its_expected_findings() {
         DetectorId::UrlPassword,
         DetectorId::DockerAuth,
         DetectorId::KubeconfigCredentials,
+        DetectorId::SecretAssignment,
+        DetectorId::Jwt,
+        DetectorId::Pkcs12PrivateKey,
+        DetectorId::JavaKeystore,
+        DetectorId::DerPrivateKey,
+        DetectorId::GpgAgentKey,
+        DetectorId::RecoveryKey,
+        DetectorId::AgeSecretKey,
     ] {
         assert!(seen_detectors.contains(&d), "{d} never fired on the tree");
     }

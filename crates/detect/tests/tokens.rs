@@ -242,8 +242,12 @@ fn credential_files() {
             ("kubeconfig-credentials", "password: \"Kub3-P4ss\""),
         ],
     );
-    // An Ansible-style users: list without user: mappings, and placeholders.
-    expect("users:\n  - name: bob\n    password: hunter22x\n", &[]);
+    // An Ansible-style users: list without user: mappings is no kubeconfig; its
+    // plaintext password is still a secret-named assignment. Placeholders are neither.
+    expect(
+        "users:\n  - name: bob\n    password: hunter22x\n",
+        &[("secret-assignment", "password: hunter22x")],
+    );
     expect(
         "users:\n- name: a\n  user:\n    token: \"\"\n    password: <redacted>\n",
         &[],

@@ -141,3 +141,68 @@ fn decode_and_check(kind: Kind, body: &[u8], ctx: &mut Ctx) -> Option<(DetectorI
         Kind::Pgp => Some((DetectorId::PgpPrivateKey, pgp::describe(der, a.crc24)?)),
     }
 }
+
+/// Longest base64 line that is taken as wrapped (GNU `base64` wraps at 76,
+/// `openssl base64` at 64); a shorter line ends the run.
+const WRAP: [usize; 2] = [64, 76];
+
+/// A PEM private key encoded once more in base64: Kubernetes Secrets (`data:
+/// tls.key: LS0t…`), Helm values (`b64enc`), Terraform and CI variables. The anchor
+/// `LS0tLS1CRUdJTi` is base64 of `-----BEGIN `; the text is collected on one line,
+/// or over lines wrapped at 64 or 76 characters, decoded, and the key inside must
+/// validate like any PEM block. Reported under the inner key's detector.
+pub(crate) fn base64_wrapped(win: &Window, ctx: &mut Ctx, out: &mut Vec<Hit>) {
+    use crate::text::{clear_before, is_b64, run_len};
+    let (hay, at) = (win.hay, win.at);
+    if !clear_before(hay, at, is_b64) {
+        return;
+    }
+    // A kubeconfig's `client-key-data` is reported by `kubeconfig-credentials`.
+    let (line_start, _) = crate::text::line_around(hay, at);
+    if memchr::memmem::find(&hay[line_start..at], b"client-key-data").is_some() {
+        return;
+    }
+    let mut text = std::mem::take(&mut ctx.scratch.inner);
+    text.clear();
+    let mut i = at;
+    let mut end = at;
+    loop {
+        let n = run_len(hay, i, 64 << 10, |c| is_b64(c) || c == b'=');
+        text.extend_from_slice(&hay[i..i + n]);
+        end = end.max(i + n);
+        if !WRAP.contains(&n) || text.len() > 64 << 10 {
+            break;
+        }
+        // Next line: same indentation, more base64.
+        let mut j = i + n;
+        if hay.get(j) == Some(&b'\r') {
+            j += 1;
+        }
+        if hay.get(j) != Some(&b'\n') {
+            break;
+        }
+        j += 1;
+        j += run_len(hay, j, 64, |c| c == b' ' || c == b'\t');
+        if !hay.get(j).is_some_and(|&c| is_b64(c)) {
+            break;
+        }
+        i = j;
+    }
+    let mut decoded = Vec::new();
+    let hit = crate::b64::decode_into(&text, &mut decoded)
+        .then(|| decoded.starts_with(BEGIN).then_some(0))
+        .flatten()
+        .and_then(|b| block(&decoded, b, ctx));
+    zeroize::Zeroize::zeroize(&mut decoded);
+    zeroize::Zeroize::zeroize(&mut text);
+    ctx.scratch.inner = text;
+    if let Some(key) = hit {
+        out.push(Hit {
+            detector: key.detector,
+            start: at,
+            end,
+            fingerprint: key.fingerprint,
+            why: format!("{} (base64-wrapped PEM)", key.why),
+        });
+    }
+}

@@ -31,17 +31,14 @@ fn algo_name(a: u8) -> &'static str {
     }
 }
 
-pub(crate) fn describe(data: &[u8], crc: Option<u32>) -> Option<String> {
-    if let Some(c) = crc
-        && crc24(data) != c
-    {
-        return None;
-    }
+/// The header of the first packet: (tag, header length, body length). Partial
+/// lengths are refused (key packets never use them).
+fn packet_header(data: &[u8]) -> Option<(u8, usize, usize)> {
     let &b = data.first()?;
     if b & 0x80 == 0 {
         return None;
     }
-    let (tag, hdr, len): (u8, usize, usize) = if b & 0x40 != 0 {
+    let r: (u8, usize, usize) = if b & 0x40 != 0 {
         let l0 = *data.get(1)? as usize;
         match l0 {
             0..=191 => (b & 0x3f, 2, l0),
@@ -80,6 +77,22 @@ pub(crate) fn describe(data: &[u8], crc: Option<u32>) -> Option<String> {
             _ => return None,
         }
     };
+    Some(r)
+}
+
+/// Header plus body length of the first packet.
+pub(crate) fn packet_len(data: &[u8]) -> Option<usize> {
+    let (_, hdr, len) = packet_header(data)?;
+    hdr.checked_add(len)
+}
+
+pub(crate) fn describe(data: &[u8], crc: Option<u32>) -> Option<String> {
+    if let Some(c) = crc
+        && crc24(data) != c
+    {
+        return None;
+    }
+    let (tag, hdr, len) = packet_header(data)?;
     if tag != 5 {
         return None;
     }
