@@ -19,6 +19,8 @@ PKGS=(
   python3-bcrypt        # cryptography needs it to open passphrase-protected OpenSSH keys (vmscrub-recover.py)
   openssh-client openssl  # ssh-keygen / openssl generate the recovery tests' keys at test time
   strace                # the scrub test that proves no plaintext is written anywhere but the archive
+  age                   # age, age-keygen: open the age-format recovery archive without vmscrub (tests/recover_age.rs)
+  zstd                  # zstd -d after `age -d`: the archive's payload, decompressed by the reference tool
 )
 missing=()
 for p in "${PKGS[@]}"; do

@@ -27,6 +27,7 @@
 pub mod apply;
 pub mod capture;
 pub mod free;
+pub mod recipients;
 pub mod report;
 pub mod residue;
 pub mod verify;
@@ -70,8 +71,11 @@ The output has the input's format unless -O says otherwise (raw, qcow2, VMDK; --
 for the VMDK variant, --compress[=zlib|zstd] for compressed qcow2 clusters on every core); \
 zeroed and unallocated ranges become holes.\n\n\
 With --recovery FILE --recipient KEY.pub, everything removed (and the original of every \
-truncated or rewritten file) goes into an archive only the owner's RSA private key opens \
-(`vmscrub recover`). Plaintext of a removed file is never written anywhere else.\n\n\
+truncated or rewritten file) goes into an archive only the owner's private key opens: \
+`vmscrub recover`, or with no vmscrub at all `age -d -i KEY FILE | zstd -d | tar -xpf - -C \
+DIR` (the age format, the default for ssh-ed25519, age1… and RSA keys up to 4096 bits; \
+--archive-format v1 for vmscrub's own). Plaintext of a removed file is never written \
+anywhere else.\n\n\
 The output is verified before it is kept (unless --no-verify): reopened with vmscrub's own \
 readers, scanned again (nothing may be left to do), and swept for the removed content's \
 block fingerprints. Outputs are written under temporary names and renamed at the end; on \
@@ -108,11 +112,20 @@ pub struct ScrubArgs {
     #[arg(long, value_name = "FILE")]
     pub recovery: Option<PathBuf>,
 
-    /// Public key the recovery archive is encrypted to: an OpenSSH `ssh-rsa` line
-    /// (~/.ssh/id_rsa.pub, or several in an authorized_keys-style file) or a PEM/DER
-    /// RSA public key, at least 2048 bits. Repeatable: any one key opens it.
+    /// Public key the recovery archive is encrypted to: a file of OpenSSH
+    /// `ssh-ed25519` / `ssh-rsa` lines (~/.ssh/id_ed25519.pub, an authorized_keys
+    /// file) and age `age1…` recipients, one per line (as `age -R` reads), or a
+    /// PEM/DER RSA public key; RSA keys of at least 2048 bits. A recipient may also
+    /// be given inline (`--recipient age1…`). Repeatable: any one key opens it.
     #[arg(long, value_name = "KEY.pub")]
     pub recipient: Vec<PathBuf>,
+
+    /// The recovery archive's format: `age` (age-encryption.org/v1; opens with the
+    /// standard `age` tool), `v1` (vmscrub's own; RSA keys only), or `auto`: age when
+    /// every recipient is a key it serves (ssh-ed25519, age1…, RSA up to 4096 bits),
+    /// else v1. `vmscrub recover` reads both.
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t)]
+    pub archive_format: recipients::FormatChoice,
 
     /// Also write what was done as JSON (the scan report's schema plus a `scrub`
     /// section; docs/scan-json.md).
@@ -178,17 +191,6 @@ pub struct Timings {
 
 fn secs(d: Duration) -> f64 {
     (d.as_secs_f64() * 1000.0).round() / 1000.0
-}
-
-fn load_recipients(paths: &[PathBuf]) -> Result<Vec<Recipient>> {
-    let mut out = Vec::new();
-    for p in paths {
-        let data = std::fs::read(p)
-            .with_context(|| format!("cannot read the recipient key {}", p.display()))?;
-        let keys = Recipient::parse(&data).with_context(|| format!("{}", p.display()))?;
-        out.extend(keys);
-    }
-    Ok(out)
 }
 
 /// Where an action's files go in the archive (see `capture`).
@@ -265,6 +267,7 @@ pub struct Done {
     pub notes: Vec<String>,
     pub archive_entries: u64,
     pub recipients: Vec<String>,
+    pub archive_format: &'static str,
     pub verification: Option<Verification>,
     /// Non-zero storage units of removed content, and how many were
     /// fingerprinted for the sweep (all, unless past `MAX_FINGERPRINTS`).
@@ -316,7 +319,8 @@ pub fn run(args: &ScrubArgs) -> Result<i32> {
     {
         return Err(usage("--output and --recovery name the same file"));
     }
-    let recipients = load_recipients(&args.recipient)?;
+    let recipients = recipients::load_recipients(&args.recipient)?;
+    let archive_format = args.archive_format.resolve(&recipients)?;
     let verify_on = !args.no_verify && !args.dry_run;
     let threads = args
         .threads
@@ -362,6 +366,7 @@ pub fn run(args: &ScrubArgs) -> Result<i32> {
             .iter()
             .map(Recipient::fingerprint_string)
             .collect(),
+        archive_format: archive_format.name(),
         ..Done::default()
     };
     let mut replayed = false;
@@ -512,6 +517,7 @@ pub fn run(args: &ScrubArgs) -> Result<i32> {
             created: None,
         };
         let opts = WriterOptions {
+            format: archive_format,
             zstd_workers: u32::try_from(threads.min(8)).unwrap_or(0),
             zstd_level: 1,
             ..WriterOptions::default()

@@ -8,7 +8,10 @@ use std::io;
 pub enum Error {
     #[error("{0}")]
     Io(#[from] io::Error),
-    #[error("not a vmscrub recovery archive (the file does not start with the recovery magic)")]
+    #[error(
+        "not a vmscrub recovery archive (the file starts with neither the v1 magic nor an \
+         age-encryption.org/v1 header)"
+    )]
     BadMagic,
     #[error("recovery archive format version {0} is not supported (this vmscrub reads version 1)")]
     UnsupportedVersion(u16),
@@ -24,6 +27,16 @@ pub enum Error {
          and the chunk there is missing or is not the final one"
     )]
     Truncated { chunk: u64, offset: u64 },
+    #[error(
+        "chunk {chunk} (at byte {offset}), the last in the file, failed authentication: the \
+         archive is truncated inside a chunk, its end was modified, or bytes were appended"
+    )]
+    FinalChunkAuth { chunk: u64, offset: u64 },
+    #[error(
+        "no recipient of this archive opens with the key {identity} (an age file does not \
+         name its recipients: use a key the archive was made for)"
+    )]
+    AgeNoMatchingRecipient { identity: String },
     #[error("public key: {0}")]
     Recipient(String),
     #[error("private key: {0}")]
