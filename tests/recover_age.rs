@@ -1,7 +1,7 @@
 //! The age-format recovery archive end to end, judged by tools that share no code
 //! with vmscrub: Debian's `age` and `zstd`, GNU tar, debugfs/mtools for the input's
 //! files, Python for xattrs. Keys are made at test time by `ssh-keygen` (ed25519;
-//! RSA with and without a passphrase) and `age-keygen`. One archive, four
+//! RSA, each with and without a passphrase) and `age-keygen`. One archive, five
 //! recipients: every key opens it with `age -d -i KEY | zstd -d | tar -x` and with
 //! `vmscrub recover`, and what comes out is the input's removed files (bytes,
 //! mode, owner, mtime, xattrs). Damaged archives and wrong keys: exit 3, a reason,
@@ -51,8 +51,9 @@ fn ssh_keygen(args: &[&str], path: &Path) {
     assert!(o.status.success(), "ssh-keygen: {}", stderr(&o));
 }
 
-/// id_ed25519, id_rsa (3072, no passphrase), id_rsa_pass (2048, PASS) and its
-/// passphrase-less copy for the `age` CLI (which asks only on a terminal),
+/// id_ed25519, id_rsa (3072, no passphrase), id_rsa_pass (2048) and
+/// id_ed25519_pass (both with PASS) with passphrase-less copies for the `age` CLI
+/// (which asks only on a terminal),
 /// age.key (age-keygen) with its recipient in age.pub, and a stranger's ed25519.
 fn age_keys() -> &'static AgeKeys {
     static K: OnceLock<AgeKeys> = OnceLock::new();
@@ -67,13 +68,17 @@ fn age_keys() -> &'static AgeKeys {
             &["-t", "rsa", "-b", "2048", "-N", PASS],
             &k.p("id_rsa_pass"),
         );
-        std::fs::copy(k.p("id_rsa_pass"), k.p("id_rsa_plain")).unwrap();
-        let o = Command::new("ssh-keygen")
-            .args(["-q", "-p", "-P", PASS, "-N", "", "-f"])
-            .arg(k.p("id_rsa_plain"))
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "ssh-keygen -p: {}", stderr(&o));
+        ssh_keygen(&["-t", "ed25519", "-N", PASS], &k.p("id_ed25519_pass"));
+        for key in ["id_rsa_pass", "id_ed25519_pass"] {
+            let plain = k.p(&format!("{key}.plain"));
+            std::fs::copy(k.p(key), &plain).unwrap();
+            let o = Command::new("ssh-keygen")
+                .args(["-q", "-p", "-P", PASS, "-N", "", "-f"])
+                .arg(&plain)
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "ssh-keygen -p: {}", stderr(&o));
+        }
         run("age-keygen", &[&"-o", &k.p("age.key")]);
         let public = run("age-keygen", &[&"-y", &k.p("age.key")]);
         // An `age -R` file: a comment, a blank line, the recipient.
@@ -92,7 +97,8 @@ fn identities() -> Vec<(PathBuf, Vec<PathBuf>, PathBuf)> {
     vec![
         (k.p("id_ed25519"), vec![], k.p("id_ed25519")),
         (k.p("id_rsa"), vec![], k.p("id_rsa")),
-        (k.p("id_rsa_pass"), pass, k.p("id_rsa_plain")),
+        (k.p("id_rsa_pass"), pass.clone(), k.p("id_rsa_pass.plain")),
+        (k.p("id_ed25519_pass"), pass, k.p("id_ed25519_pass.plain")),
         (k.p("age.key"), vec![], k.p("age.key")),
     ]
 }
@@ -106,7 +112,7 @@ fn sh(script: &str, args: &[&Path]) -> Output {
         .unwrap()
 }
 
-/// The scrub fixture scrubbed with an archive for all four keys, in the default
+/// The scrub fixture scrubbed with an archive for all five keys, in the default
 /// format (age, since every key is one it serves).
 fn scrubbed(dir: &Path) -> (PathBuf, Value) {
     let k = age_keys();
@@ -122,6 +128,7 @@ fn scrubbed(dir: &Path) -> (PathBuf, Value) {
         ("--recipient", k.p("id_ed25519.pub")),
         ("--recipient", k.p("id_rsa.pub")),
         ("--recipient", k.p("id_rsa_pass.pub")),
+        ("--recipient", k.p("id_ed25519_pass.pub")),
         ("--recipient", k.p("age.pub")),
     ] {
         args.push(a.into());
@@ -145,7 +152,7 @@ fn every_key_type_opens_the_age_archive_with_age_and_with_vmscrub() {
             .as_array()
             .unwrap()
             .len(),
-        4
+        5
     );
     // Every key opens it both ways, to the same tar.
     let mut tars = Vec::new();
