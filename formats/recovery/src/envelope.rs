@@ -74,7 +74,7 @@ impl ArchiveFormat {
 
 /// The encrypting end of the payload, in either envelope.
 pub enum Sealer<W: Write> {
-    V1(EncryptWriter<W>),
+    V1(Box<EncryptWriter<W>>),
     Age(age::stream::StreamWriter<W>),
 }
 
@@ -83,7 +83,7 @@ impl<W: Write> Sealer<W> {
     /// truncated, and every reader refuses it.
     pub fn finish(self) -> Result<W> {
         match self {
-            Sealer::V1(w) => w.finish(),
+            Sealer::V1(w) => (*w).finish(),
             Sealer::Age(w) => {
                 let mut inner = w.finish()?;
                 inner.flush()?;
@@ -137,8 +137,8 @@ impl Envelope {
 /// The authenticated plaintext (the zstd stream), in either envelope. Buffered
 /// straight from the decrypted chunk, so no second unzeroized copy exists.
 pub enum Opened<R: Read> {
-    V1(DecryptReader<Prefixed<R>>),
-    Age(AgeReader<Prefixed<R>>),
+    V1(Box<DecryptReader<Prefixed<R>>>),
+    Age(Box<AgeReader<Prefixed<R>>>),
 }
 
 impl<R: Read> Opened<R> {
@@ -203,11 +203,11 @@ pub fn open_envelope<R: Read>(mut input: R, identity: &Identity) -> Result<(Enve
                 )));
             }
             let (header, r) = crate::reader::open_v1(input, identity)?;
-            Ok((Envelope::V1(header), Opened::V1(r)))
+            Ok((Envelope::V1(header), Opened::V1(Box::new(r))))
         }
         Some(ArchiveFormat::Age) => {
             let r = age_stream::open(input, identity)?;
-            Ok((Envelope::Age, Opened::Age(r)))
+            Ok((Envelope::Age, Opened::Age(Box::new(r))))
         }
         None if got < MAGIC.len() => Err(Error::Header(
             "the file is empty or shorter than a header".into(),

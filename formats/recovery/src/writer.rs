@@ -88,7 +88,7 @@ fn start_payload<W: Write>(
         ));
     }
     let sealer = match opts.format {
-        ArchiveFormat::V1 => Sealer::V1(start_v1(out, recipients, opts)?),
+        ArchiveFormat::V1 => Sealer::V1(Box::new(start_v1(out, recipients, opts)?)),
         ArchiveFormat::Age => Sealer::Age(crate::age_stream::seal(out, recipients)?),
     };
     let mut z = zstd::stream::write::Encoder::new(sealer, opts.zstd_level)?;
