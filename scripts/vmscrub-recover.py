@@ -155,6 +155,11 @@ def read_header(f):
     fixed = read_exact(f, FIXED_LEN)
     if len(fixed) < FIXED_LEN:
         raise RecoverError("file too short to be a recovery archive (truncated header)")
+    if fixed.startswith(b"age-encryption.org/v1"):
+        raise RecoverError(
+            "this archive is in the age format, which this script does not read: "
+            "age -d -i KEY ARCHIVE | zstd -d > removed.tar"
+        )
     if fixed[:8] != MAGIC:
         raise RecoverError("not a vmscrub recovery archive (bad magic)")
     (version,) = struct.unpack(">H", fixed[8:10])

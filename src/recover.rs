@@ -1,5 +1,6 @@
-//! `vmscrub recover`: turn a recovery archive back into a plain tar (`-o`), a
-//! directory (`--extract`), or a listing (`--list`). Nothing partial is ever left:
+//! `vmscrub recover`: turn a recovery archive — age or v1 format, told apart by its
+//! first bytes — back into a plain tar (`-o`), a directory (`--extract`), or a
+//! listing (`--list`). Nothing partial is ever left:
 //! `-o` writes to a temporary name beside the output and renames it only after the
 //! final chunk authenticated; `--extract` stages inside the target (see
 //! `vmscrub_recovery::extract`); `--list` prints only after the whole archive
@@ -20,19 +21,23 @@ use crate::exit;
 
 /// Decrypt a recovery archive made by `vmscrub scrub --recovery`.
 ///
-/// Exactly one of -o, --extract or --list. A wrong key, a key that is not a
-/// recipient, or a truncated or tampered archive is an error (exit code 3) and
-/// leaves nothing behind.
+/// Reads both archive formats: age (age-encryption.org/v1, the default since it
+/// serves ed25519 keys; the standard tools open it too: `age -d -i KEY FILE | zstd
+/// -d | tar -xpf - -C DIR`) and vmscrub's v1 format. Exactly one of -o, --extract
+/// or --list. A wrong key, a key that is not a recipient, or a truncated or
+/// tampered archive is an error (exit code 3) and leaves nothing behind.
 #[derive(Args, Debug)]
 #[command(group(ArgGroup::new("mode").required(true).args(["output", "extract", "list"])))]
 pub struct RecoverArgs {
-    /// The recovery archive (.vsr).
+    /// The recovery archive (age or v1 format).
     pub archive: PathBuf,
 
-    /// RSA private key of one of the archive's recipients: OpenSSH (`BEGIN OPENSSH
-    /// PRIVATE KEY`, e.g. ~/.ssh/id_rsa, passphrase-protected or not), PEM PKCS#1
-    /// (`BEGIN RSA PRIVATE KEY`), PKCS#8 (`BEGIN PRIVATE KEY`) or encrypted PKCS#8
-    /// (`BEGIN ENCRYPTED PRIVATE KEY`). Passphrases are asked on the terminal.
+    /// Private key of one of the archive's recipients: an OpenSSH key (`BEGIN
+    /// OPENSSH PRIVATE KEY`, e.g. ~/.ssh/id_ed25519 or ~/.ssh/id_rsa,
+    /// passphrase-protected or not), an age identity file (`AGE-SECRET-KEY-1…`, from
+    /// age-keygen), or an RSA key as PEM PKCS#1 (`BEGIN RSA PRIVATE KEY`), PKCS#8
+    /// (`BEGIN PRIVATE KEY`) or encrypted PKCS#8 (`BEGIN ENCRYPTED PRIVATE KEY`).
+    /// v1 archives open only with RSA keys. Passphrases are asked on the terminal.
     #[arg(long, short = 'i', value_name = "KEY")]
     pub identity: PathBuf,
 
@@ -163,32 +168,24 @@ fn write_tar(input: impl Read, identity: &Identity, out: &Path, force: bool) -> 
 }
 
 fn list(input: impl Read, identity: &Identity) -> Result<String> {
-    let (header, payload) = open(input, identity)?;
+    let (envelope, payload) = open(input, identity)?;
     let mut tar = TarReader::new(payload);
     let mut entries = Vec::new();
     while let Some(e) = tar.next_entry()? {
         entries.push(e);
     }
     let manifest = tar.finish()?;
-    let recipients = header.recipient_list();
-    Ok(render(
-        &entries,
-        manifest.as_ref(),
-        &recipients,
-        &identity.fingerprint_string(),
-    ))
+    let head = format!(
+        "format: {}\nrecipients: {}\nopened with: {}\n",
+        envelope.format().name(),
+        envelope.recipient_list(),
+        identity.fingerprint_string()
+    );
+    Ok(render(&head, &entries, manifest.as_ref()))
 }
 
-fn render(
-    entries: &[Entry],
-    manifest: Option<&Manifest>,
-    recipients: &str,
-    opened_with: &str,
-) -> String {
-    let mut s = String::new();
-    s.push_str(&format!(
-        "recipients: {recipients}\nopened with: {opened_with}\n"
-    ));
+fn render(head: &str, entries: &[Entry], manifest: Option<&Manifest>) -> String {
+    let mut s = head.to_string();
     if let Some(m) = manifest {
         s.push_str(&format!(
             "image: {} ({} bytes{})\n",

@@ -5,7 +5,7 @@
 //! scratch directory where the README's file names are fixture images:
 //! `disk.{img,qcow2,vmdk}` a clean guest, `data.img` a data volume, and
 //! `golden.{img,qcow2}` the e2e guest with secrets planted; `HOME` holds a fresh
-//! `~/.ssh/id_rsa`. Two substitutions adapt the restore step to a test machine
+//! `~/.ssh/id_rsa` and `~/.ssh/id_ed25519`. Two substitutions adapt the restore step to a test machine
 //! (`sudo ` is dropped, `-C /` becomes `-C restored`); each must apply, so the
 //! README cannot drop its restore command silently. The `vmscrub` lines of the
 //! YAML (CI) blocks are run with `$IMAGE` set to the clean and to the dirty
@@ -100,6 +100,11 @@ impl Scratch {
             &[
                 &"-q", &"-t", &"rsa", &"-b", &"2048", &"-N", &"", &"-f", &key,
             ],
+        );
+        let key = ssh.join("id_ed25519");
+        run(
+            "ssh-keygen",
+            &[&"-q", &"-t", &"ed25519", &"-N", &"", &"-f", &key],
         );
         let bin = Path::new(env!("CARGO_BIN_EXE_vmscrub")).parent().unwrap();
         let path_var = format!(

@@ -8,8 +8,8 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 use vmscrub_recovery::{
-    ArchiveInfo, ArchiveWriter, Identity, ImageInfo, Metadata, Recipient, Timestamp, WriterOptions,
-    decrypt_to, encrypt_tar,
+    ArchiveFormat, ArchiveInfo, ArchiveWriter, Identity, ImageInfo, Metadata, Recipient, Timestamp,
+    WriterOptions, decrypt_to, encrypt_tar,
 };
 
 const PASS: &str = "s3cret passphrase";
@@ -148,6 +148,7 @@ fn archive(dir: &Path) -> PathBuf {
         &recips,
         info,
         &WriterOptions {
+            format: ArchiveFormat::V1,
             chunk_size: 4096,
             ..Default::default()
         },

@@ -75,21 +75,6 @@ fn scrub(input: &Path, extra: &[&str]) -> Scrubbed {
     }
 }
 
-/// Partition 1 is the ESP (FAT), 2 the root, 3 /home (ext4).
-fn dumps(disk: &Path, dir: &Path) -> BTreeMap<u32, (PathBuf, Dump)> {
-    let mut m = BTreeMap::new();
-    for (n, _, _) in partitions(disk) {
-        let img = extract(disk, n, dir);
-        let d = if n == 1 {
-            dump_fat(&img, dir)
-        } else {
-            dump_ext(&img, dir)
-        };
-        m.insert(n, (img, d));
-    }
-    m
-}
-
 /// Is `line` sequence `new` what `old` becomes with some lines dropped?
 fn drops_lines_only(old: &[u8], new: &[u8]) -> bool {
     let mut old_lines = old.split_inclusive(|&b| b == b'\n');
@@ -261,21 +246,12 @@ fn no_removed_content(
     }
 }
 
-/// The archive's members, read by Python's tarfile from the tar the standalone
-/// decryptor made; the tar `vmscrub recover` makes is the same bytes.
+/// The archive's members, read by Python's tarfile from the tar made without
+/// vmscrub (`age -d | zstd -d`, or the standalone decryptor for v1); the tar
+/// `vmscrub recover` makes is the same bytes.
 fn archive_members(s: &Scrubbed) -> Vec<Value> {
     let py_tar = s.dir.path().join("py.tar");
-    run(
-        "python3",
-        &[
-            &repo_root().join("scripts/vmscrub-recover.py"),
-            &s.archive,
-            &"--identity",
-            &keys().private(),
-            &"-o",
-            &py_tar,
-        ],
-    );
+    independent_tar(&s.archive, &keys().private(), &py_tar);
     let our_tar = s.dir.path().join("our.tar");
     recover(
         &s.archive,
@@ -292,32 +268,6 @@ fn archive_members(s: &Scrubbed) -> Vec<Value> {
         &[&repo_root().join("tests/data/tar_manifest.py"), &py_tar],
     );
     serde_json::from_slice(&list).unwrap()
-}
-
-/// Where a filesystem's files go in the archive (see scrub::capture).
-fn archive_prefix(part: u32) -> &'static [u8] {
-    match part {
-        1 => b"boot/efi",
-        2 => b"",
-        3 => b"home",
-        _ => unreachable!(),
-    }
-}
-
-fn archive_name(part: u32, fs_path: &[u8], shadowed: bool) -> Vec<u8> {
-    let rel = fs_path.strip_prefix(b"/").unwrap_or(fs_path);
-    let mut n = if shadowed {
-        format!("partition-{part}/").into_bytes()
-    } else {
-        let p = archive_prefix(part);
-        let mut v = p.to_vec();
-        if !v.is_empty() {
-            v.push(b'/');
-        }
-        v
-    };
-    n.extend_from_slice(rel);
-    n
 }
 
 fn bytes(hex_value: &Value) -> Vec<u8> {

@@ -18,8 +18,11 @@ The output has the input's format unless -O says otherwise (raw, qcow2, VMDK; --
 for the VMDK variant, --compress[=zlib|zstd] for compressed qcow2 clusters on every core); \
 zeroed and unallocated ranges become holes.\n\n\
 With --recovery FILE --recipient KEY.pub, everything removed (and the original of every \
-truncated or rewritten file) goes into an archive only the owner's RSA private key opens \
-(`vmscrub recover`). Plaintext of a removed file is never written anywhere else.\n\n\
+truncated or rewritten file) goes into an archive only the owner's private key opens: \
+`vmscrub recover`, or with no vmscrub at all `age -d -i KEY FILE | zstd -d | tar -xpf - -C \
+DIR` (the age format, the default for ssh-ed25519, age1… and RSA keys up to 4096 bits; \
+--archive-format v1 for vmscrub's own). Plaintext of a removed file is never written \
+anywhere else.\n\n\
 The output is verified before it is kept (unless --no-verify): reopened with vmscrub's own \
 readers, scanned again (nothing may be left to do), and swept for the removed content's \
 block fingerprints. Outputs are written under temporary names and renamed at the end; on \
@@ -56,11 +59,20 @@ pub struct ScrubArgs {
     #[arg(long, value_name = "FILE")]
     pub recovery: Option<PathBuf>,
 
-    /// Public key the recovery archive is encrypted to: an OpenSSH `ssh-rsa` line
-    /// (~/.ssh/id_rsa.pub, or several in an authorized_keys-style file) or a PEM/DER
-    /// RSA public key, at least 2048 bits. Repeatable: any one key opens it.
+    /// Public key the recovery archive is encrypted to: a file of OpenSSH
+    /// `ssh-ed25519` / `ssh-rsa` lines (~/.ssh/id_ed25519.pub, an authorized_keys
+    /// file) and age `age1…` recipients, one per line (as `age -R` reads), or a
+    /// PEM/DER RSA public key; RSA keys of at least 2048 bits. A recipient may also
+    /// be given inline (`--recipient age1…`). Repeatable: any one key opens it.
     #[arg(long, value_name = "KEY.pub")]
     pub recipient: Vec<PathBuf>,
+
+    /// The recovery archive's format: `age` (age-encryption.org/v1; opens with the
+    /// standard `age` tool), `v1` (vmscrub's own; RSA keys only), or `auto`: age when
+    /// every recipient is a key it serves (ssh-ed25519, age1…, RSA up to 4096 bits),
+    /// else v1. `vmscrub recover` reads both.
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t)]
+    pub archive_format: super::recipients::FormatChoice,
 
     /// Also write what was done as JSON (the scan report's schema plus a `scrub`
     /// section; docs/scan-json.md).

@@ -26,6 +26,7 @@
 
 pub mod apply;
 mod args;
+pub mod recipients;
 pub mod capture;
 pub mod free;
 pub mod report;
@@ -37,7 +38,6 @@ pub use self::args::{ABOUT, LONG_ABOUT, ScrubArgs};
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Write};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -87,17 +87,6 @@ fn secs(d: Duration) -> f64 {
     (d.as_secs_f64() * 1000.0).round() / 1000.0
 }
 
-fn load_recipients(paths: &[PathBuf]) -> Result<Vec<Recipient>> {
-    let mut out = Vec::new();
-    for p in paths {
-        let data = std::fs::read(p)
-            .with_context(|| format!("cannot read the recipient key {}", p.display()))?;
-        let keys = Recipient::parse(&data).with_context(|| format!("{}", p.display()))?;
-        out.extend(keys);
-    }
-    Ok(out)
-}
-
 /// Everything a scrub did, for the summary and the JSON report.
 #[derive(Debug, Default)]
 pub struct Done {
@@ -109,6 +98,7 @@ pub struct Done {
     pub notes: Vec<String>,
     pub archive_entries: u64,
     pub recipients: Vec<String>,
+    pub archive_format: &'static str,
     pub verification: Option<Verification>,
     /// Non-zero storage units of removed content, and how many were
     /// fingerprinted for the sweep (all, unless past `MAX_FINGERPRINTS`).
@@ -143,7 +133,7 @@ pub fn run(args: &ScrubArgs) -> Result<i32> {
     crate::convert::survive_file_size_limit();
     let say = Say { quiet: args.quiet };
     let (cat, selection) = args.select.resolve()?;
-    let recipients = check_args(args)?;
+    let (recipients, archive_format) = check_args(args)?;
     let verify_on = !args.no_verify && !args.dry_run;
     let threads = args
         .threads
@@ -162,6 +152,7 @@ pub fn run(args: &ScrubArgs) -> Result<i32> {
             .iter()
             .map(Recipient::fingerprint_string)
             .collect(),
+        archive_format: archive_format.name(),
         ..Done::default()
     };
     let layout = replay_journals(args, &overlay, &mut done)?;
@@ -189,7 +180,7 @@ pub fn run(args: &ScrubArgs) -> Result<i32> {
 
     let t_edit = Instant::now();
     let steps = steps_of(&guest, &plan)?;
-    let mut archive = start_archive(args, &img, &selection, &recipients, &archive_file, threads)?;
+    let mut archive = start_archive(args, &img, &selection, &recipients, archive_format, &archive_file, threads)?;
     let targets = edit_filesystems(
         &say,
         &guest,
@@ -262,7 +253,7 @@ pub fn run(args: &ScrubArgs) -> Result<i32> {
 
 /// Usage errors said before the image is opened; the recipients' keys loaded
 /// (a bad key is an error before minutes of work).
-fn check_args(args: &ScrubArgs) -> Result<Vec<Recipient>> {
+fn check_args(args: &ScrubArgs) -> Result<(Vec<Recipient>, vmscrub_recovery::ArchiveFormat)> {
     if args.recovery.is_some() && args.recipient.is_empty() {
         return Err(usage(
             "--recovery needs at least one --recipient (the public key that will open it)",
@@ -282,7 +273,9 @@ fn check_args(args: &ScrubArgs) -> Result<Vec<Recipient>> {
     {
         return Err(usage("--output and --recovery name the same file"));
     }
-    load_recipients(&args.recipient)
+    let recipients = recipients::load_recipients(&args.recipient)?;
+    let format = args.archive_format.resolve(&recipients)?;
+    Ok((recipients, format))
 }
 
 /// Creates the outputs (under temporary names) now, so "already exists" or an
@@ -453,6 +446,7 @@ fn start_archive(
     img: &image::OpenedImage,
     selection: &crate::ops::Selection,
     recipients: &[Recipient],
+    archive_format: vmscrub_recovery::ArchiveFormat,
     archive_file: &Option<PendingFile>,
     threads: usize,
 ) -> Result<Option<Archive>> {
@@ -483,6 +477,7 @@ fn start_archive(
         created: None,
     };
     let opts = WriterOptions {
+        format: archive_format,
         zstd_workers: u32::try_from(threads.min(8)).unwrap_or(0),
         zstd_level: 1,
         ..WriterOptions::default()

@@ -115,9 +115,10 @@ pub fn summary(done: &Done, args: &ScrubArgs) -> String {
     if let Some(r) = &args.recovery {
         let _ = writeln!(
             s,
-            "  recovery archive {}{}: {} entries, for {}",
+            "  recovery archive {}{} ({} format): {} entries, for {}",
             r.display(),
             if dry_run { " (not written)" } else { "" },
+            done.archive_format,
             done.archive_entries,
             done.recipients.join(", ")
         );
@@ -200,6 +201,8 @@ struct Recovery<'a> {
     /// False in a dry run (the archive was encoded into nothing).
     written: bool,
     entries: u64,
+    /// `age` or `v1`.
+    format: &'a str,
     recipients: &'a [String],
     sockets_skipped: u64,
 }
@@ -236,6 +239,7 @@ pub fn json(input: &ReportInput<'_>, done: &Done, args: &ScrubArgs) -> String {
                 path: p.display().to_string(),
                 written: !args.dry_run,
                 entries: done.archive_entries,
+                format: done.archive_format,
                 recipients: &done.recipients,
                 sockets_skipped: done.captured.sockets_skipped,
             }),

@@ -385,3 +385,77 @@ pub fn assert_trees_eq(a: &Tree, b: &Tree, what: &str) {
     }
     assert!(diffs.is_empty(), "{what}:\n{}", diffs.join("\n"));
 }
+/// Partition 1 is the ESP (FAT), 2 the root, 3 /home (ext4).
+pub fn dumps(disk: &Path, dir: &Path) -> BTreeMap<u32, (PathBuf, Dump)> {
+    let mut m = BTreeMap::new();
+    for (n, _, _) in partitions(disk) {
+        let img = extract(disk, n, dir);
+        let d = if n == 1 {
+            dump_fat(&img, dir)
+        } else {
+            dump_ext(&img, dir)
+        };
+        m.insert(n, (img, d));
+    }
+    m
+}
+
+/// Where a filesystem's files go in the archive (see scrub::capture).
+pub fn archive_prefix(part: u32) -> &'static [u8] {
+    match part {
+        1 => b"boot/efi",
+        2 => b"",
+        3 => b"home",
+        _ => unreachable!(),
+    }
+}
+
+pub fn archive_name(part: u32, fs_path: &[u8], shadowed: bool) -> Vec<u8> {
+    let rel = fs_path.strip_prefix(b"/").unwrap_or(fs_path);
+    let mut n = if shadowed {
+        format!("partition-{part}/").into_bytes()
+    } else {
+        let p = archive_prefix(part);
+        let mut v = p.to_vec();
+        if !v.is_empty() {
+            v.push(b'/');
+        }
+        v
+    };
+    n.extend_from_slice(rel);
+    n
+}
+
+/// The archive's plain tar, made without vmscrub: Debian's `age -d -i KEY | zstd -d`
+/// for an age archive, the standalone Python decryptor for a v1 one.
+pub fn independent_tar(archive: &Path, key: &Path, out: &Path) {
+    let mut head = [0u8; 22];
+    let n = std::fs::File::open(archive)
+        .unwrap()
+        .read(&mut head)
+        .unwrap();
+    if head[..n] == b"age-encryption.org/v1\n"[..] {
+        let o = Command::new("bash")
+            .args([
+                "-c",
+                "set -o pipefail; age -d -i \"$1\" \"$2\" | zstd -d -q > \"$3\"",
+                "_",
+            ])
+            .args([key, archive, out])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "age | zstd: {}", stderr(&o));
+    } else {
+        run(
+            "python3",
+            &[
+                &repo_root().join("scripts/vmscrub-recover.py"),
+                &archive,
+                &"--identity",
+                &key,
+                &"-o",
+                &out,
+            ],
+        );
+    }
+}

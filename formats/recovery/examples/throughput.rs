@@ -80,6 +80,7 @@ fn main() {
     let id = Identity::parse(pem.as_bytes(), &mut || unreachable!()).unwrap();
     let recipient = id.to_recipient().unwrap();
     let opts = WriterOptions {
+        format: ArchiveFormat::V1,
         zstd_workers: workers,
         zstd_level: level,
         ..WriterOptions::default()

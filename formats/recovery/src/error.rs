@@ -8,7 +8,10 @@ use std::io;
 pub enum Error {
     #[error("{0}")]
     Io(#[from] io::Error),
-    #[error("not a vmscrub recovery archive (the file does not start with the recovery magic)")]
+    #[error(
+        "not a vmscrub recovery archive (the file starts with neither the v1 magic nor an \
+         age-encryption.org/v1 header)"
+    )]
     BadMagic,
     #[error("recovery archive format version {0} is not supported (this vmscrub reads version 1)")]
     UnsupportedVersion(u16),
@@ -29,10 +32,15 @@ pub enum Error {
     /// short is by far the likeliest cause and the one the user can fix.
     #[error(
         "the archive is truncated or its end was damaged: the file ends inside chunk {chunk} \
-         (at byte {offset}), which failed authentication; a copy or download cut short ends \
-         like this, so fetch the archive again"
+         (at byte {offset}), which failed authentication; a copy or download cut short, or \
+         bytes appended to it, end like this, so fetch the archive again"
     )]
     EndsInsideChunk { chunk: u64, offset: u64 },
+    #[error(
+        "no recipient of this archive opens with the key {identity} (an age file does not \
+         name its recipients: use a key the archive was made for)"
+    )]
+    AgeNoMatchingRecipient { identity: String },
     #[error("public key: {0}")]
     Recipient(String),
     #[error("private key: {0}")]

@@ -1,8 +1,10 @@
-//! Recipients (RSA public keys that can open an archive) and identities (the RSA
-//! private key that opens it). Only RSA: the owner's existing `~/.ssh/id_rsa` is the
-//! key most likely to exist on both the build host and the owner's desk, and RSA-OAEP
-//! is what a stock `cryptography` install can undo. Keys under 2048 bits and every
-//! non-RSA key are refused with a message that says what was found.
+//! Recipients (public keys that can open an archive) and identities (the private
+//! key that opens it). RSA keys serve both envelopes: the v1 one (RSA-OAEP, which a
+//! stock `cryptography` install undoes) and age's `ssh-rsa`. `ssh-ed25519` keys —
+//! what `ssh-keygen` makes by default — and native age X25519 keys (`age1…`,
+//! `AGE-SECRET-KEY-1…`) serve the age envelope only; their conversions to the age
+//! crate's types live in `age_keys.rs`. RSA keys under 2048 bits and every other key
+//! type are refused with a message that says what was found.
 
 use pkcs8::der::Decode;
 use rsa::traits::PublicKeyParts;
@@ -19,21 +21,29 @@ pub const MAX_RSA_BITS: usize = 16384;
 /// The OID of `rsaEncryption` in SPKI / PKCS#8.
 const RSA_OID: &str = "1.2.840.113549.1.1.1";
 
-const ACCEPTED: &str = "accepted: an RSA key of at least 2048 bits, as an OpenSSH `ssh-rsa` \
-     public key line, or PEM/DER `BEGIN PUBLIC KEY` (SPKI) or `BEGIN RSA PUBLIC KEY` (PKCS#1)";
-const ACCEPTED_PRIV: &str = "accepted: an RSA private key of at least 2048 bits as \
-     `BEGIN OPENSSH PRIVATE KEY` (optionally passphrase-protected), `BEGIN RSA PRIVATE KEY` \
-     (unencrypted PKCS#1), `BEGIN PRIVATE KEY` or `BEGIN ENCRYPTED PRIVATE KEY` (PKCS#8)";
+const ACCEPTED: &str = "accepted: OpenSSH `ssh-ed25519` or `ssh-rsa` public key lines (RSA of \
+     at least 2048 bits) and native age `age1…` recipients, one per line as in `age -R` files, \
+     or an RSA key as PEM/DER `BEGIN PUBLIC KEY` (SPKI) or `BEGIN RSA PUBLIC KEY` (PKCS#1)";
+pub(crate) const ACCEPTED_PRIV: &str = "accepted: an OpenSSH private key (`BEGIN OPENSSH \
+     PRIVATE KEY`, ssh-ed25519 or RSA, optionally passphrase-protected), an age identity \
+     file (`AGE-SECRET-KEY-1…` lines, as made by age-keygen), or an RSA key of at least 2048 \
+     bits as `BEGIN RSA PRIVATE KEY` (unencrypted PKCS#1), `BEGIN PRIVATE KEY` or `BEGIN \
+     ENCRYPTED PRIVATE KEY` (PKCS#8)";
 
 /// SHA-256 of the key's OpenSSH wire encoding (`string "ssh-rsa", mpint e, mpint n`):
 /// the same bytes `ssh-keygen -l` hashes, so the fingerprint printed by vmscrub is the
 /// one the owner already knows.
 pub fn fingerprint_of(key: &RsaPublicKey) -> [u8; 32] {
+    Sha256::digest(rsa_wire(key)).into()
+}
+
+/// The OpenSSH wire encoding of an RSA public key (the blob of an `ssh-rsa` line).
+pub(crate) fn rsa_wire(key: &RsaPublicKey) -> Vec<u8> {
     let mut wire = Vec::new();
     put_string(&mut wire, b"ssh-rsa");
     put_mpint(&mut wire, &key.e().to_bytes_be());
     put_mpint(&mut wire, &key.n().to_bytes_be());
-    Sha256::digest(&wire).into()
+    wire
 }
 
 /// `SHA256:` + unpadded standard base64, as `ssh-keygen -l` prints it.
@@ -60,7 +70,7 @@ fn put_mpint(out: &mut Vec<u8>, be: &[u8]) {
 
 const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-fn base64_encode(data: &[u8], pad: bool) -> String {
+pub(crate) fn base64_encode(data: &[u8], pad: bool) -> String {
     let mut out = String::new();
     for chunk in data.chunks(3) {
         let b = [
@@ -114,10 +124,22 @@ fn check_size(bits: usize, what: &str) -> Result<()> {
     Ok(())
 }
 
+/// The key behind a recipient.
+#[derive(Clone, Debug)]
+pub(crate) enum RecipientKey {
+    Rsa(RsaPublicKey),
+    /// The OpenSSH wire blob of an `ssh-ed25519` key (checked by the age crate).
+    Ed25519(Vec<u8>),
+    /// A native age X25519 recipient, `age1…` (checked by the age crate).
+    X25519(String),
+}
+
 /// A public key an archive is encrypted to.
 #[derive(Clone, Debug)]
 pub struct Recipient {
-    key: RsaPublicKey,
+    key: RecipientKey,
+    /// SHA-256 of the OpenSSH blob for ssh keys (what `ssh-keygen -l` shows); of the
+    /// `age1…` text for X25519 keys.
     fingerprint: [u8; 32],
     comment: String,
 }
@@ -128,14 +150,48 @@ impl Recipient {
         check_size(key.size() * 8, "the recipient")?;
         Ok(Recipient {
             fingerprint: fingerprint_of(&key),
-            key,
+            key: RecipientKey::Rsa(key),
             comment: comment.to_string(),
         })
     }
 
+    /// An `ssh-ed25519` key from its OpenSSH wire blob.
+    pub(crate) fn from_ed25519_blob(blob: Vec<u8>, comment: &str) -> Result<Recipient> {
+        crate::age_keys::check_ed25519(&blob)?;
+        Ok(Recipient {
+            fingerprint: Sha256::digest(&blob).into(),
+            key: RecipientKey::Ed25519(blob),
+            comment: comment.to_string(),
+        })
+    }
+
+    /// A native age recipient, `age1…`.
+    pub(crate) fn from_age(text: &str) -> Result<Recipient> {
+        crate::age_keys::check_x25519(text)?;
+        Ok(Recipient {
+            fingerprint: Sha256::digest(text.as_bytes()).into(),
+            key: RecipientKey::X25519(text.to_string()),
+            comment: String::new(),
+        })
+    }
+
+    pub(crate) fn key(&self) -> &RecipientKey {
+        &self.key
+    }
+
+    /// What kind of key this is, for messages: `ssh-rsa (3072 bits)`, `ssh-ed25519`,
+    /// `age X25519`.
+    pub fn kind(&self) -> String {
+        match &self.key {
+            RecipientKey::Rsa(k) => format!("ssh-rsa ({} bits)", k.size() * 8),
+            RecipientKey::Ed25519(_) => "ssh-ed25519".into(),
+            RecipientKey::X25519(_) => "age X25519".into(),
+        }
+    }
+
     /// Parses a recipient file: one or more OpenSSH public key lines (an
-    /// `authorized_keys`-style file), or PEM (`BEGIN PUBLIC KEY`, `BEGIN RSA PUBLIC
-    /// KEY`), or DER. Every key in the file becomes a recipient; one unusable key
+    /// `authorized_keys`-style file) and `age1…` recipients, one per line (an `age -R`
+    /// file), or PEM (`BEGIN PUBLIC KEY`, `BEGIN RSA PUBLIC KEY`), or DER. Every key in the file becomes a recipient; one unusable key
     /// fails the whole file, because silently dropping a recipient would lock its
     /// owner out.
     pub fn parse(data: &[u8]) -> Result<Vec<Recipient>> {
@@ -150,7 +206,12 @@ impl Recipient {
                 if line.is_empty() || line.starts_with('#') {
                     continue;
                 }
-                out.push(parse_openssh_line(line).map_err(|e| match e {
+                let parsed = if line.starts_with("age1") {
+                    Recipient::from_age(line)
+                } else {
+                    parse_openssh_line(line)
+                };
+                out.push(parsed.map_err(|e| match e {
                     Error::Recipient(m) => Error::Recipient(format!("line {}: {m}", i + 1)),
                     other => other,
                 })?);
@@ -168,9 +229,24 @@ impl Recipient {
         self.fingerprint
     }
 
-    /// `SHA256:…`, as `ssh-keygen -l` prints it.
+    /// `SHA256:…`, as `ssh-keygen -l` prints it; an age X25519 key as its `age1…`
+    /// text.
     pub fn fingerprint_string(&self) -> String {
-        format_fingerprint(&self.fingerprint)
+        match &self.key {
+            RecipientKey::X25519(text) => text.clone(),
+            _ => format_fingerprint(&self.fingerprint),
+        }
+    }
+
+    /// `Ok` if the age format can encrypt to this key; the error says why not (an
+    /// RSA key larger than the age crate's 4096 bits).
+    pub fn check_age(&self) -> Result<()> {
+        crate::age_keys::to_age(self).map(drop)
+    }
+
+    /// True for an RSA key: only those can open a v1 archive.
+    pub fn is_rsa(&self) -> bool {
+        matches!(self.key, RecipientKey::Rsa(_))
     }
 
     /// The OpenSSH comment, if the key came with one.
@@ -178,10 +254,18 @@ impl Recipient {
         &self.comment
     }
 
+    /// RSA-OAEP-wraps the v1 data key; the v1 envelope has no other recipient type.
     pub(crate) fn wrap(&self, data_key: &[u8]) -> Result<Vec<u8>> {
+        let RecipientKey::Rsa(key) = &self.key else {
+            return Err(Error::Recipient(format!(
+                "{} is an {} key, and the v1 format encrypts only to RSA keys; write the age \
+                 format (--archive-format age)",
+                self.fingerprint_string(),
+                self.kind()
+            )));
+        };
         let mut rng = rand_core::OsRng;
-        self.key
-            .encrypt(&mut rng, Oaep::new::<Sha256>(), data_key)
+        key.encrypt(&mut rng, Oaep::new::<Sha256>(), data_key)
             .map_err(|e| Error::Recipient(format!("RSA-OAEP wrapping failed: {e}")))
     }
 }
@@ -204,7 +288,7 @@ fn parse_openssh_line(line: &str) -> Result<Recipient> {
             ))
         })?;
     let kind = tokens[idx];
-    if kind != "ssh-rsa" {
+    if kind != "ssh-rsa" && kind != "ssh-ed25519" {
         return Err(Error::Recipient(format!(
             "found a `{kind}` key, which vmscrub cannot encrypt to; {ACCEPTED}"
         )));
@@ -212,18 +296,21 @@ fn parse_openssh_line(line: &str) -> Result<Recipient> {
     let blob = tokens
         .get(idx + 1)
         .and_then(|b| base64_decode(b))
-        .ok_or_else(|| Error::Recipient("ssh-rsa line without a valid base64 key".into()))?;
+        .ok_or_else(|| Error::Recipient(format!("{kind} line without a valid base64 key")))?;
     let comment = tokens
         .get(idx + 2..)
         .map(|c| c.join(" "))
         .unwrap_or_default();
     let mut r = WireReader { data: &blob };
     let t = r.string()?;
-    if t != b"ssh-rsa" {
+    if t != kind.as_bytes() {
         return Err(Error::Recipient(format!(
-            "the key blob says `{}`, the line says ssh-rsa",
+            "the key blob says `{}`, the line says {kind}",
             String::from_utf8_lossy(t)
         )));
+    }
+    if kind == "ssh-ed25519" {
+        return Recipient::from_ed25519_blob(blob, &comment);
     }
     let e = BigUint::from_bytes_be(r.string()?);
     let n = BigUint::from_bytes_be(r.string()?);
@@ -238,7 +325,7 @@ struct WireReader<'a> {
 
 impl<'a> WireReader<'a> {
     fn string(&mut self) -> Result<&'a [u8]> {
-        let bad = || Error::Recipient("truncated ssh-rsa key blob".into());
+        let bad = || Error::Recipient("truncated OpenSSH key blob".into());
         let len_bytes: [u8; 4] = self
             .data
             .get(..4)
@@ -350,15 +437,22 @@ fn oid_name(oid: &str) -> &'static str {
     }
 }
 
-/// The private key that opens an archive. The `rsa` crate zeroizes its key on drop.
+/// The private key that opens an archive: the RSA key itself (v1) and the age
+/// crate's identities for the same key (age). The `rsa` crate zeroizes its key on
+/// drop, and so does the age crate its identities.
 pub struct Identity {
-    key: RsaPrivateKey,
-    fingerprint: [u8; 32],
+    /// Present for RSA keys, the only ones a v1 archive opens with.
+    rsa: Option<RsaPrivateKey>,
+    age: Vec<AgeIdentity>,
+    public: Recipient,
 }
+
+/// One age identity (an X25519 secret, or an ssh key already decrypted).
+pub(crate) type AgeIdentity = Box<dyn age::Identity + Send + Sync>;
 
 impl std::fmt::Debug for Identity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Identity({})", format_fingerprint(&self.fingerprint))
+        write!(f, "Identity({})", self.public.fingerprint_string())
     }
 }
 
@@ -366,9 +460,18 @@ impl std::fmt::Debug for Identity {
 pub type PassphraseFn<'a> = dyn FnMut() -> Result<Zeroizing<String>> + 'a;
 
 impl Identity {
-    /// Reads an RSA private key in any of the accepted encodings. `passphrase` is
-    /// called only for an encrypted key. `data` should come from a zeroizing buffer.
+    /// Reads a private key in any of the accepted encodings (`ACCEPTED_PRIV`).
+    /// `passphrase` is called only for an encrypted key, at most once. `data` should
+    /// come from a zeroizing buffer.
     pub fn parse(data: &[u8], passphrase: &mut PassphraseFn<'_>) -> Result<Identity> {
+        if let Ok(text) = std::str::from_utf8(data) {
+            if crate::age_keys::is_identity_file(text) {
+                return crate::age_keys::identity_file(text);
+            }
+            if text.contains("-----BEGIN OPENSSH PRIVATE KEY-----") && !openssh_is_rsa(text)? {
+                return crate::age_keys::openssh_identity(text, passphrase);
+            }
+        }
         let key = parse_private(data, passphrase)?;
         let bits = key.size() * 8;
         if bits < MIN_RSA_BITS {
@@ -381,32 +484,77 @@ impl Identity {
                 "an RSA key of {bits} bits is too large"
             )));
         }
-        let fingerprint = fingerprint_of(&key.to_public_key());
-        Ok(Identity { key, fingerprint })
+        let public = Recipient::from_rsa(key.to_public_key(), "")?;
+        // An RSA key too large for the age crate still opens v1 archives.
+        let age = crate::age_keys::rsa_identity(&key).into_iter().collect();
+        Ok(Identity {
+            rsa: Some(key),
+            age,
+            public,
+        })
+    }
+
+    pub(crate) fn from_age(age: Vec<AgeIdentity>, public: Recipient) -> Identity {
+        Identity {
+            rsa: None,
+            age,
+            public,
+        }
     }
 
     /// The fingerprint of the public half.
     pub fn fingerprint(&self) -> [u8; 32] {
-        self.fingerprint
+        self.public.fingerprint()
     }
 
-    /// `SHA256:…` of the public half.
+    /// `SHA256:…` of the public half (`age1…` for an age identity).
     pub fn fingerprint_string(&self) -> String {
-        format_fingerprint(&self.fingerprint)
+        self.public.fingerprint_string()
+    }
+
+    /// What kind of key this is, for messages.
+    pub fn kind(&self) -> String {
+        self.public.kind()
     }
 
     /// The public half, to encrypt test archives to this identity.
     pub fn to_recipient(&self) -> Result<Recipient> {
-        Recipient::from_rsa(self.key.to_public_key(), "")
+        Ok(self.public.clone())
+    }
+
+    /// True if this key can open v1 archives (an RSA key).
+    pub fn is_rsa(&self) -> bool {
+        self.rsa.is_some()
+    }
+
+    pub(crate) fn age_identities(&self) -> &[AgeIdentity] {
+        &self.age
     }
 
     /// RSA-OAEP-SHA-256 unwrap. Not constant-time (RUSTSEC-2023-0071): see the
     /// format document for why that matters little offline.
     pub(crate) fn unwrap(&self, wrapped: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
-        self.key
+        self.rsa
+            .as_ref()?
             .decrypt(Oaep::new::<Sha256>(), wrapped)
             .ok()
             .map(Zeroizing::new)
+    }
+}
+
+/// Whether an OpenSSH private key is RSA (read by our own parser, for both
+/// envelopes) or ssh-ed25519 (read by the age crate, for the age envelope). Only
+/// the unencrypted public part is looked at.
+fn openssh_is_rsa(text: &str) -> Result<bool> {
+    let key = ssh_key::PrivateKey::from_openssh(text.trim())
+        .map_err(|e| Error::Identity(format!("bad OpenSSH private key: {e}")))?;
+    match key.algorithm() {
+        ssh_key::Algorithm::Rsa { .. } => Ok(true),
+        ssh_key::Algorithm::Ed25519 => Ok(false),
+        alg => Err(Error::Identity(format!(
+            "found an OpenSSH `{}` key, which vmscrub cannot decrypt with; {ACCEPTED_PRIV}",
+            alg.as_str()
+        ))),
     }
 }
 
@@ -543,10 +691,32 @@ mod tests {
     }
 
     #[test]
-    fn non_rsa_openssh_line_is_refused_by_name() {
-        let e = Recipient::parse(b"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl x@y\n")
+    fn unsupported_openssh_line_is_refused_by_name() {
+        let e = Recipient::parse(b"ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBHFliOyIZs1gxGF3fmDxFykQhE88wy6AKDGFBfn0R6ZuvRmENABZQa9+pj9hMki+LX0qDJbmHTiWDbYv/cmFt/Q= x@y\n")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("ssh-ed25519") && e.contains("accepted"), "{e}");
+        assert!(
+            e.contains("ecdsa-sha2-nistp256") && e.contains("accepted"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn ed25519_and_age_lines_are_recipients_and_not_v1_ones() {
+        let text = b"# age -R style\nssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl x@y\n\nage1xkdghwnypn7mwcqq85ve52pyxepk39ydyavvwfj945qp9jh0lglsf82nkn\n";
+        let r = Recipient::parse(text).unwrap();
+        assert_eq!(r.len(), 2);
+        assert_eq!(r[0].kind(), "ssh-ed25519");
+        assert_eq!(r[0].comment(), "x@y");
+        assert_eq!(r[1].kind(), "age X25519");
+        assert!(r[1].fingerprint_string().starts_with("age1"));
+        let e = r[0].wrap(&[0; 32]).unwrap_err().to_string();
+        assert!(e.contains("only to RSA keys"), "{e}");
+        // A corrupted age1 string fails its Bech32 checksum, naming the line.
+        let e =
+            Recipient::parse(b"age1xkdghwnypn7mwcqq85ve52pyxepk39ydyavvwfj945qp9jh0lglsf82nkm\n")
+                .unwrap_err()
+                .to_string();
+        assert!(e.contains("line 1"), "{e}");
     }
 }

@@ -10,6 +10,7 @@ use zeroize::Zeroizing;
 
 use crate::acl;
 use crate::entry::{DeviceKind, Entry, EntryKind, Metadata, Segment, Timestamp, Xattr};
+use crate::envelope::{Envelope, Opened, open_envelope};
 use crate::error::{Error, Result};
 use crate::header::Header;
 use crate::keys::{Identity, format_fingerprint};
@@ -22,12 +23,23 @@ use crate::ustar::{self, BLOCK};
 const MAX_PAX: u64 = 256 * 1024 * 1024;
 const MAX_SPARSE_SEGMENTS: u64 = 4 * 1024 * 1024;
 
-pub type Payload<R> = zstd::stream::read::Decoder<'static, DecryptReader<R>>;
+pub type Payload<R> = zstd::stream::read::Decoder<'static, Opened<R>>;
 
-/// Reads the header and unwraps the data key with `identity`: the entry whose
-/// fingerprint matches first, then every other entry (a key may have been
-/// re-encoded, changing nothing but how it was found).
-pub fn open<R: Read>(mut input: R, identity: &Identity) -> Result<(Header, Payload<R>)> {
+/// Opens an archive in either envelope (told apart by its first bytes) with
+/// `identity`; the payload is the authenticated zstd stream, decompressed.
+pub fn open<R: Read>(input: R, identity: &Identity) -> Result<(Envelope, Payload<R>)> {
+    let (envelope, opened) = open_envelope(input, identity)?;
+    let z = zstd::stream::read::Decoder::with_buffer(opened)?;
+    Ok((envelope, z))
+}
+
+/// The v1 envelope: reads the header and unwraps the data key with `identity`: the
+/// entry whose fingerprint matches first, then every other entry (a key may have
+/// been re-encoded, changing nothing but how it was found).
+pub(crate) fn open_v1<R: Read>(
+    mut input: R,
+    identity: &Identity,
+) -> Result<(Header, DecryptReader<R>)> {
     let header = Header::read(&mut input)?;
     let fp = identity.fingerprint();
     let mut order: Vec<usize> = (0..header.recipients.len())
@@ -65,8 +77,7 @@ pub fn open<R: Read>(mut input: R, identity: &Identity) -> Result<(Header, Paylo
         header.aad(),
         header.as_bytes().len() as u64,
     )?;
-    let z = zstd::stream::read::Decoder::with_buffer(dec)?;
-    Ok((header, z))
+    Ok((header, dec))
 }
 
 /// Decrypts the whole payload (the plain tar) into `out`. Returns the byte count
@@ -91,11 +102,8 @@ pub fn decrypt_to<R: Read>(input: R, identity: &Identity, out: &mut dyn Write) -
 }
 
 fn check_done<R: Read>(payload: Payload<R>) -> Result<()> {
-    if payload.finish().is_done() {
-        Ok(())
-    } else {
-        Err(Error::Other("payload ended before the final chunk".into()))
-    }
+    let mut opened = payload.finish();
+    opened.check_end()
 }
 
 /// Walks the members of the decrypted tar.

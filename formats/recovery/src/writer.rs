@@ -13,6 +13,7 @@ use zeroize::Zeroizing;
 
 use crate::acl;
 use crate::entry::{DeviceKind, Metadata, Segment, normalize_path};
+use crate::envelope::{ArchiveFormat, Sealer};
 use crate::error::{Error, Result, display_path};
 use crate::header::{DEFAULT_CHUNK_SIZE, Header, RECIPIENT_RSA_OAEP_SHA256, RecipientEntry};
 use crate::keys::Recipient;
@@ -24,10 +25,13 @@ use crate::ustar::{self, BLOCK, Fields, octal_max};
 const COPY_BUF: usize = 64 * 1024;
 static ZEROS: [u8; COPY_BUF] = [0; COPY_BUF];
 
-/// Tuning knobs; the defaults are what `vmscrub scrub` uses.
+/// Tuning knobs. `vmscrub scrub` sets the format (`ArchiveFormat::for_recipients`
+/// unless told), zstd level 1 and a worker per core.
 #[derive(Clone, Debug)]
 pub struct WriterOptions {
-    /// Plaintext bytes per AEAD chunk.
+    /// The envelope.
+    pub format: ArchiveFormat,
+    /// Plaintext bytes per AEAD chunk (v1 only: age's chunks are 64 KiB).
     pub chunk_size: u32,
     /// zstd level (1–19).
     pub zstd_level: i32,
@@ -38,6 +42,7 @@ pub struct WriterOptions {
 impl Default for WriterOptions {
     fn default() -> Self {
         WriterOptions {
+            format: ArchiveFormat::default(),
             chunk_size: DEFAULT_CHUNK_SIZE,
             zstd_level: 3,
             zstd_workers: 0,
@@ -70,18 +75,36 @@ pub fn encrypt_tar<W: Write>(
     enc.finish()
 }
 
-/// Header with a fresh data key wrapped for every recipient, then the zstd encoder
-/// over the chunk encryptor.
+/// Header with a fresh key wrapped for every recipient, then the zstd encoder over
+/// the chunk encryptor of the chosen envelope.
 fn start_payload<W: Write>(
-    mut out: W,
+    out: W,
     recipients: &[Recipient],
     opts: &WriterOptions,
-) -> Result<zstd::stream::write::Encoder<'static, EncryptWriter<W>>> {
+) -> Result<zstd::stream::write::Encoder<'static, Sealer<W>>> {
     if recipients.is_empty() {
         return Err(Error::Recipient(
             "a recovery archive needs at least one recipient public key".into(),
         ));
     }
+    let sealer = match opts.format {
+        ArchiveFormat::V1 => Sealer::V1(Box::new(start_v1(out, recipients, opts)?)),
+        ArchiveFormat::Age => Sealer::Age(crate::age_stream::seal(out, recipients)?),
+    };
+    let mut z = zstd::stream::write::Encoder::new(sealer, opts.zstd_level)?;
+    if opts.zstd_workers > 0 {
+        z.multithread(opts.zstd_workers)?;
+    }
+    Ok(z)
+}
+
+/// The v1 header (a fresh data key RSA-OAEP-wrapped for every recipient) and the
+/// AES-GCM chunk encryptor.
+fn start_v1<W: Write>(
+    mut out: W,
+    recipients: &[Recipient],
+    opts: &WriterOptions,
+) -> Result<EncryptWriter<W>> {
     let mut rng = rand_core::OsRng;
     let mut key = Zeroizing::new([0u8; 32]);
     rng.fill_bytes(&mut *key);
@@ -99,17 +122,18 @@ fn start_payload<W: Write>(
         .collect::<Result<Vec<_>>>()?;
     let header = Header::new(opts.chunk_size, nonce_prefix, entries)?;
     out.write_all(header.as_bytes())?;
-    let enc = EncryptWriter::new(out, &key, &nonce_prefix, opts.chunk_size, header.aad());
-    let mut z = zstd::stream::write::Encoder::new(enc, opts.zstd_level)?;
-    if opts.zstd_workers > 0 {
-        z.multithread(opts.zstd_workers)?;
-    }
-    Ok(z)
+    Ok(EncryptWriter::new(
+        out,
+        &key,
+        &nonce_prefix,
+        opts.chunk_size,
+        header.aad(),
+    ))
 }
 
 /// Streams removed files into an encrypted recovery archive.
 pub struct ArchiveWriter<W: Write> {
-    out: Option<zstd::stream::write::Encoder<'static, EncryptWriter<W>>>,
+    out: Option<zstd::stream::write::Encoder<'static, Sealer<W>>>,
     manifest: Manifest,
     /// Non-directory paths written so far: hard links may only point back to these.
     linkable: HashSet<Vec<u8>>,
@@ -147,7 +171,7 @@ impl<W: Write> ArchiveWriter<W> {
         })
     }
 
-    fn sink(&mut self) -> Result<&mut zstd::stream::write::Encoder<'static, EncryptWriter<W>>> {
+    fn sink(&mut self) -> Result<&mut zstd::stream::write::Encoder<'static, Sealer<W>>> {
         if self.poisoned {
             return Err(Error::Other(
                 "the recovery archive is unusable after an earlier error".into(),

@@ -15,6 +15,7 @@ const CHUNK: u32 = 1024;
 
 fn small_chunk_archive(recipients: &[Recipient]) -> Vec<u8> {
     let opts = WriterOptions {
+        format: ArchiveFormat::V1,
         chunk_size: CHUNK,
         ..WriterOptions::default()
     };
@@ -196,6 +197,7 @@ fn payload_of_exactly_n_chunks_round_trips() {
     let id = k.identity("id_rsa", None);
     let recips = [k.recipient("id_rsa.pub")];
     let opts = WriterOptions {
+        format: ArchiveFormat::V1,
         chunk_size: 512,
         zstd_level: 1,
         zstd_workers: 0,
@@ -350,6 +352,7 @@ fn no_plaintext_reaches_the_archive() {
     }
     for level_workers in [(3, 0), (1, 2)] {
         let opts = WriterOptions {
+            format: ArchiveFormat::V1,
             zstd_level: level_workers.0,
             zstd_workers: level_workers.1,
             ..WriterOptions::default()
@@ -410,6 +413,7 @@ fn hostile_tar_payloads_error_cleanly() {
         .collect();
     assert!(headers.len() > 20);
     let opts = WriterOptions {
+        format: ArchiveFormat::V1,
         zstd_level: 1,
         ..WriterOptions::default()
     };
