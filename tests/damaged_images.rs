@@ -1,5 +1,6 @@
-//! Free space by every witness (issue 13): a scrub never zeroes a block that the
-//! bitmaps call free while a live file owns it. The damaged images are made by
+//! Damaged images (issue 13), each made by recipe with e2fsprogs under the
+//! conditions of one of its test images. Free space by every witness: a scrub
+//! never zeroes a block that the bitmaps call free while a live file owns it. The damaged images are made by
 //! recipe with e2fsprogs (the conditions of its `f_bitmaps` and
 //! `f_uninit_set_inode_not_set` test images); e2fsck judges that the damage is
 //! real, debugfs that the scrub left the input alone and wrote nothing.
@@ -223,4 +224,34 @@ fn an_unreplayable_journal_refuses() {
     }
     assert!(!out.exists());
     assert_eq!(file_sha(&img), before, "the input changed");
+}
+
+/// `f_dup_de`: an ext2 at byte 0 whose boot block holds a boot loader with the
+/// 0x55AA signature (and no partitions) is read as the filesystem it is, not as
+/// an empty MBR disk; debugfs judges what is in it.
+#[test]
+fn a_boot_loader_in_the_boot_block_is_not_an_mbr() {
+    use std::os::unix::fs::FileExt;
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("ext2.img");
+    run("mkfs.ext2", &[&"-q", &"-F", &"-b", &"1024", &img, &"2M"]);
+    let hello = dir.path().join("h");
+    std::fs::write(&hello, b"hello\n").unwrap();
+    debugfs_w(&img, &format!("write {} hello.txt\n", hello.display()));
+    let f = std::fs::OpenOptions::new().write(true).open(&img).unwrap();
+    let mut boot = vec![0xEB, 0x48, 0x90];
+    boot.extend(b"boot loader code ".repeat(20));
+    f.write_all_at(&boot, 0).unwrap();
+    f.write_all_at(&[0x55, 0xAA], 510).unwrap();
+    drop(f);
+    fsck_clean(&img, false);
+    let listed = String::from_utf8(run("debugfs", &[&"-R", &"ls -l /", &img])).unwrap();
+    assert!(listed.contains("hello.txt"));
+    let o = vmscrub(&["ls".as_ref(), img.as_os_str(), "/".as_ref()]);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        out.contains("hello.txt") && out.contains("lost+found"),
+        "{out}"
+    );
 }
