@@ -657,7 +657,24 @@ fn volume_name(index: Option<u32>) -> String {
 pub fn discover<D: ReadAt + Clone>(disk: D) -> Result<Layout<D>, DiscoverError> {
     let detected = vmscrub_partition::detect(&disk)?;
     let mut warnings = detected.warnings;
-    let regions: Vec<(Option<u32>, u64, u64)> = match &detected.table {
+    let mut table = detected.table;
+    // A boot loader in a filesystem's boot block (ext2 at byte 0, e2fsprogs'
+    // f_dup_de) carries the 0x55AA signature: with no partition in it, a
+    // filesystem found at its place beats the MBR reading.
+    if matches!(&table, Table::Mbr(m) if m.partitions.is_empty())
+        && Slice::new(disk.clone(), 0, disk.size())
+            .ok()
+            .and_then(|d| vmscrub_fsprobe::probe(&d).ok())
+            .is_some_and(|f| f.kind != vmscrub_fsprobe::Kind::Unknown)
+    {
+        warnings.push(
+            "the boot sector has an MBR signature but no partitions, and a filesystem \
+             starts at byte 0: read as a filesystem"
+                .to_string(),
+        );
+        table = Table::None;
+    }
+    let regions: Vec<(Option<u32>, u64, u64)> = match &table {
         Table::None => vec![(None, 0, disk.size())],
         t => t
             .regions()
@@ -665,7 +682,7 @@ pub fn discover<D: ReadAt + Clone>(disk: D) -> Result<Layout<D>, DiscoverError> 
             .map(|r| (Some(r.index), r.offset, r.size))
             .collect(),
     };
-    if let Table::Mbr(m) = &detected.table
+    if let Table::Mbr(m) = &table
         && m.partitions.iter().all(|p| p.kind == MbrKind::Extended)
     {
         warnings.push("MBR holds no data partitions".to_string());
@@ -693,7 +710,7 @@ pub fn discover<D: ReadAt + Clone>(disk: D) -> Result<Layout<D>, DiscoverError> 
         });
     }
     Ok(Layout {
-        table: detected.table,
+        table,
         volumes,
         warnings,
     })

@@ -283,7 +283,11 @@ fn apply_fat<D: WriteAt + Clone>(dev: D, label: &str, steps: &[Step]) -> anyhow:
 /// a note for the user; `Ok(None)` when there was nothing to replay.
 pub fn recover_journal<D: WriteAt + Clone>(dev: D) -> anyhow::Result<Option<String>> {
     use vmscrub_ext4::{Editor, EditorOptions, Ext4};
-    let fs = Ext4::open(dev.clone())?;
+    // A filesystem that cannot be opened is refused (or, with
+    // --allow-unreadable, left as it is) by the damage check, which names why.
+    let Ok(fs) = Ext4::open(dev.clone()) else {
+        return Ok(None);
+    };
     let pending = fs.needs_recovery()
         || fs
             .journal()

@@ -4,7 +4,8 @@
 //! image was taken still sits in free blocks, where no scan of the directory
 //! tree can see it, and virt-sysprep ships it (its manual says to run
 //! virt-sparsify afterwards). So by default every block no file owns — per the
-//! ext4 block bitmaps, per every FAT copy — becomes a zero range in the overlay:
+//! ext4 bitmaps, layout and inode tables together (`free_by_every_witness`),
+//! per every FAT copy — becomes a zero range in the overlay:
 //! nothing is read or written for it, and it becomes a hole in the output,
 //! which also makes the output smaller. Filesystem metadata is not touched, so
 //! this cannot make a filesystem inconsistent. `--keep-free-space` turns it off.
@@ -30,44 +31,48 @@ pub fn zero_free_space<D: WriteAt + Clone>(dev: D, fs_type: FsType) -> anyhow::R
 
 fn ext4<D: WriteAt + Clone>(dev: D) -> anyhow::Result<u64> {
     let fs = vmscrub_ext4::Ext4::open(dev.clone())?;
-    let sb = fs.superblock();
     let bs = u64::from(fs.block_size());
-    let per = u64::from(sb.blocks_per_group);
-    let first = u64::from(sb.first_data_block);
-    let total = sb.blocks_count;
     let mut zeroed = 0u64;
-    let mut run: Option<(u64, u64)> = None;
-    let mut flush = |run: &mut Option<(u64, u64)>| -> anyhow::Result<()> {
-        if let Some((a, b)) = run.take() {
-            dev.zero_range(a * bs..b * bs)?;
-            zeroed += (b - a) * bs;
-        }
-        Ok(())
-    };
-    for g in 0..sb.group_count() {
+    for r in fs.free_by_every_witness()?.runs {
         crate::output::check_interrupted()?;
-        let g32 = u32::try_from(g)?;
-        let bitmap = fs.block_bitmap(g32)?;
-        let start = first + g * per;
-        let len = per.min(total.saturating_sub(start));
-        for i in 0..len {
-            let blk = start + i;
-            // `i < len <= blocks_per_group`, which is a u32.
-            if bitmap.get(i as u32) {
-                flush(&mut run)?;
-            } else {
-                match run.as_mut() {
-                    Some((_, b)) if *b == blk => *b += 1,
-                    _ => {
-                        flush(&mut run)?;
-                        run = Some((blk, blk + 1));
-                    }
-                }
-            }
-        }
+        dev.zero_range(r.start * bs..r.end * bs)?;
+        zeroed += (r.end - r.start) * bs;
     }
-    flush(&mut run)?;
     Ok(zeroed)
+}
+
+/// [`check_witnesses`] on every filesystem of the guest, naming the one refused.
+pub fn refuse_disagreeing(
+    guest: &crate::guest::Guest,
+    layout: &crate::image::Layout<super::Disk>,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    for gfs in &guest.filesystems {
+        let Some(vol) = super::volume_of(layout, gfs) else {
+            continue;
+        };
+        check_witnesses(vol.device.clone(), gfs.fs.fs_type()).with_context(|| {
+            format!(
+                "{} cannot be scrubbed without losing data; nothing was written",
+                gfs.identity.describe()
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// Refuses a filesystem whose witnesses of free space disagree, before anything
+/// is edited: the editor allocates from the same bitmaps, and free-space zeroing
+/// would destroy the blocks they wrongly call free. `--allow-unreadable` does not
+/// apply: this is not about what cannot be read but about what would be lost.
+pub fn check_witnesses<D: vmscrub_blockdev::ReadAt>(dev: D, fs_type: FsType) -> anyhow::Result<()> {
+    match fs_type {
+        FsType::Ext2 | FsType::Ext3 | FsType::Ext4 => {
+            vmscrub_ext4::Ext4::open(dev)?.free_by_every_witness()?;
+        }
+        FsType::Vfat | FsType::Directory => {}
+    }
+    Ok(())
 }
 
 fn fat<D: WriteAt + Clone>(dev: D) -> anyhow::Result<u64> {

@@ -160,6 +160,7 @@ pub fn run(args: &ScrubArgs) -> Result<i32> {
     guest.require_readable(&args.image)?;
     guest.require_os(&args.image, args.select.data_volume)?;
     refuse_damaged(args, &guest)?;
+    free::refuse_disagreeing(&guest, &layout)?;
 
     say.phase("scanning");
     let t_scan = Instant::now();
@@ -338,8 +339,11 @@ fn replay_journals(args: &ScrubArgs, overlay: &Disk, done: &mut Done) -> Result<
                 replayed = true;
             }
             Ok(None) => {}
-            Err(e) => eprintln!(
-                "vmscrub: warning: {name}: the journal could not be replayed ({e:#}); scanning the on-disk state"
+            // Kept as it is, the stale journal would be replayed over the
+            // scrub's edits at the first mount (and bring back what it holds).
+            Err(e) => bail!(
+                "{name}: the journal needs recovery and cannot be replayed ({e:#}); nothing was written \
+                 (replay it with e2fsck on a copy first)"
             ),
         }
     }
@@ -613,21 +617,20 @@ fn capture_steps(
     Ok(per_step)
 }
 
-/// Zeroes every block no file owns, on every filesystem vmscrub reads.
+/// Zeroes every block no file owns, on every filesystem vmscrub reads. Free
+/// space that cannot be told refuses the scrub: a warning would ship whatever
+/// deleted secrets it holds, and a guess could zero live data.
 fn zero_free_space(guest: &Guest, layout: &Layout<Disk>, done: &mut Done) -> Result<()> {
     for gfs in &guest.filesystems {
         let Some(vol) = volume_of(layout, gfs) else {
             continue;
         };
-        match free::zero_free_space(vol.device.clone(), gfs.fs.fs_type()) {
-            Ok(n) => done.free_zeroed += n,
-            Err(e) => {
-                crate::output::check_interrupted()?; // Ctrl-C stops; it is not a warning
-                let msg = format!("{}: free space not zeroed: {e:#}", gfs.identity.describe());
-                eprintln!("vmscrub: warning: {msg}");
-                done.notes.push(msg);
-            }
+        let zeroed = free::zero_free_space(vol.device.clone(), gfs.fs.fs_type());
+        if zeroed.is_err() {
+            crate::output::check_interrupted()?; // Ctrl-C stops; it is not a free-space problem
         }
+        done.free_zeroed += zeroed
+            .with_context(|| format!("{}: free space cannot be zeroed", gfs.identity.describe()))?;
     }
     Ok(())
 }

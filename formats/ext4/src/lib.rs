@@ -38,6 +38,7 @@ pub mod journal;
 mod le;
 pub mod map;
 pub mod superblock;
+pub mod witness;
 pub mod xattr;
 
 pub use bitmap::{Bitmap, InodesInUse};
@@ -57,4 +58,5 @@ pub use inode::{FileType, Inode, Timestamp};
 pub use journal::{Journal, JournalSuperblock, Transaction};
 pub use map::{Extent, FileMap, MetaBlock, MetaKind, OwnedBlocks};
 pub use superblock::Superblock;
+pub use witness::{Disagreement, FreeSpace, WitnessError};
 pub use xattr::{Xattr, XattrEntry, XattrPlace};
