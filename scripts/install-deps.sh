@@ -19,6 +19,7 @@ PKGS=(
   python3-bcrypt        # cryptography needs it to open passphrase-protected OpenSSH keys (vmscrub-recover.py)
   openssh-client openssl  # ssh-keygen / openssl generate the recovery tests' keys at test time
   strace                # the scrub test that proves no plaintext is written anywhere but the archive
+  xxd                   # scripts/corpora.py: dosfstools ships its test images as xxd hex dumps
 )
 missing=()
 for p in "${PKGS[@]}"; do

@@ -202,6 +202,13 @@ fn walk_host(root: &Path) -> Tree {
     t
 }
 
+/// debugfs under a time limit: the corpus tests dump deliberately corrupt images.
+fn debugfs() -> Command {
+    let mut c = Command::new("timeout");
+    c.args(["120", "debugfs"]);
+    c
+}
+
 /// `debugfs rdump /` of an ext2/3/4 image: regular files, directories and
 /// symlinks with mode, owner (as root) and mtime. (debugfs skips fifos,
 /// devices and sockets; hard links come out as copies.)
@@ -212,11 +219,7 @@ pub fn dump_ext(img: &Path, dir: &Path) -> Dump {
     ));
     std::fs::create_dir_all(&root).unwrap();
     let cmd = format!("rdump / {}", root.display());
-    let o = Command::new("debugfs")
-        .args(["-R", &cmd])
-        .arg(img)
-        .output()
-        .unwrap();
+    let o = debugfs().args(["-R", &cmd]).arg(img).output().unwrap();
     assert!(o.status.success(), "debugfs rdump: {}", stderr(&o));
     let mut tree = walk_host(&root);
     tree.remove(b"/lost+found".as_slice());
@@ -247,12 +250,7 @@ fn fix_inline_sizes(img: &Path, root: &Path, tree: &mut Tree, dir: &Path) {
         f.write_all(b"\"\n").unwrap();
     }
     drop(f);
-    let o = Command::new("debugfs")
-        .arg("-f")
-        .arg(&cmds)
-        .arg(img)
-        .output()
-        .unwrap();
+    let o = debugfs().arg("-f").arg(&cmds).arg(img).output().unwrap();
     let mut cur: &[u8] = b"/";
     for line in o.stdout.split(|&b| b == b'\n') {
         if let Some(d) = line.strip_prefix(b"debugfs: ls -p \"") {
