@@ -136,7 +136,11 @@ pub fn sniff(head: &[u8], tail: &[u8]) -> Sniffed {
     if starts(b"#!/bin/sh\n#V2.0 Format\n") {
         return refuse("cloop (compressed loop) image", CONVERT);
     }
-    if tail.len() >= 512 && tail.get(tail.len() - 512..).is_some_and(|t| t.starts_with(b"koly")) {
+    if tail.len() >= 512
+        && tail
+            .get(tail.len() - 512..)
+            .is_some_and(|t| t.starts_with(b"koly"))
+    {
         return refuse("DMG (Apple disk image)", CONVERT);
     }
     const DECOMPRESS: &str = "decompress it first and inspect the image inside";

@@ -12,7 +12,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
 #[path = "support/corpus.rs"]
 mod corpus;
 #[path = "support/scrub.rs"]

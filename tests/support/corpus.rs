@@ -99,7 +99,7 @@ pub fn every_verb(img: &Path, same: &(dyn Fn(&Path, &Path) -> bool + Sync)) -> V
     if judge(&format!("{n}: ls -R"), &ls, &[0, 3], &mut p) || !ls.stdout.is_empty() {
         for (path, size) in some_files(&ls.stdout, 3) {
             let what = format!("{n}: cat {}", String::from_utf8_lossy(&path));
-            let cat = run(&[&"cat", &img, &crate::common::os(&path)]);
+            let cat = run(&[&"cat", &img, &crate::support::os(&path)]);
             if judge(&what, &cat, &[0, 3], &mut p) && cat.stdout.len() as u64 != size {
                 p.push(format!(
                     "{what}: {} bytes, ls says {size}",
@@ -229,6 +229,18 @@ pub fn leftovers(dir: &Path, expected: &[&str]) -> Vec<String> {
     v
 }
 
+/// The images whose names contain `$VMSCRUB_CORPUS_ONLY` (to re-run a few
+/// while fixing them), else all.
+pub fn selected(images: Vec<PathBuf>) -> Vec<PathBuf> {
+    match std::env::var("VMSCRUB_CORPUS_ONLY") {
+        Ok(only) => images
+            .into_iter()
+            .filter(|p| name(p).contains(&only))
+            .collect(),
+        Err(_) => images,
+    }
+}
+
 /// Runs `f` over `items` on a few threads (`VMSCRUB_CORPUS_JOBS`, default 2:
 /// CI has two cores) and returns every problem, in item order.
 pub fn each<T: Sync>(items: &[T], f: impl Fn(&T) -> Vec<String> + Sync) -> Vec<String> {
@@ -254,6 +266,7 @@ pub fn each<T: Sync>(items: &[T], f: impl Fn(&T) -> Vec<String> + Sync) -> Vec<S
                                 .cloned()
                                 .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
                                 .unwrap_or_default();
+                            let msg: String = msg.chars().take(2000).collect();
                             vec![format!("item {i}: the check itself failed: {msg}")]
                         });
                     out.lock().unwrap().push((i, found));
@@ -285,15 +298,19 @@ pub fn name(img: &Path) -> String {
     img.file_name().unwrap().to_string_lossy().into_owned()
 }
 
-/// `cmp -s a b`: byte-identical files (an independent tool, sparse-aware enough).
+/// Two raw files hold the same bytes: the same size, and `qemu-img compare`
+/// (an independent tool that skips holes, where `cmp` would read hundreds of
+/// MiB of zeros of a sparse corpus image) finds them identical.
 pub fn identical(a: &Path, b: &Path) -> bool {
-    Command::new("cmp")
-        .arg("-s")
-        .arg(a)
-        .arg(b)
-        .status()
-        .unwrap()
-        .success()
+    let len = |p: &Path| std::fs::metadata(p).map(|m| m.len()).ok();
+    len(a) == len(b)
+        && Command::new("qemu-img")
+            .args(["compare", "-q", "-f", "raw", "-F", "raw"])
+            .arg(a)
+            .arg(b)
+            .status()
+            .unwrap()
+            .success()
 }
 
 /// A copy of `src` in `dir` (sparse, like the corpus files), for tools that write.
@@ -319,7 +336,7 @@ pub fn some_files(ls: &[u8], n: usize) -> Vec<(Vec<u8>, u64)> {
         .filter_map(|l| {
             // mode nlink uid gid size date time PATH
             let (f, path) = fields(l, 7)?;
-            Some((crate::common::unescape(path), f[4].parse().ok()?))
+            Some((crate::support::unescape(path), f[4].parse().ok()?))
         })
         .collect();
     if files.len() <= n {

@@ -17,7 +17,8 @@ use vmscrub_fixtures::{fixture, repo_root, run};
 
 #[path = "../common/mod.rs"]
 mod common;
-pub use common::partitions;
+#[allow(unused_imports)] // each test binary uses a different part
+pub use common::{os, partitions, unescape};
 
 pub fn vmscrub<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_vmscrub"))
@@ -150,6 +151,9 @@ pub type Tree = BTreeMap<Vec<u8>, Node>;
 pub struct Dump {
     pub tree: Tree,
     pub root: PathBuf,
+    /// What the dumping tool said it could not read, with the dump's own
+    /// directory taken out of the paths (so two dumps compare).
+    pub errors: Vec<String>,
 }
 
 impl Dump {
@@ -213,6 +217,11 @@ fn debugfs() -> Command {
 /// symlinks with mode, owner (as root) and mtime. (debugfs skips fifos,
 /// devices and sockets; hard links come out as copies.)
 pub fn dump_ext(img: &Path, dir: &Path) -> Dump {
+    try_dump_ext(img, dir).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// [`dump_ext`], or why debugfs could not dump (it failed or hung).
+pub fn try_dump_ext(img: &Path, dir: &Path) -> Result<Dump, String> {
     let root = dir.join(format!(
         "{}.rdump",
         img.file_name().unwrap().to_string_lossy()
@@ -220,11 +229,21 @@ pub fn dump_ext(img: &Path, dir: &Path) -> Dump {
     std::fs::create_dir_all(&root).unwrap();
     let cmd = format!("rdump / {}", root.display());
     let o = debugfs().args(["-R", &cmd]).arg(img).output().unwrap();
-    assert!(o.status.success(), "debugfs rdump: {}", stderr(&o));
+    if !o.status.success() {
+        let e = stderr(&o);
+        let e: String = e.chars().take(2000).collect();
+        return Err(format!("debugfs rdump ({}): {e}", o.status));
+    }
+    let shown = root.display().to_string();
+    let errors = stderr(&o)
+        .lines()
+        .filter(|l| !l.starts_with("debugfs "))
+        .map(|l| l.replace(&format!("{shown}//"), "/").replace(&shown, ""))
+        .collect();
     let mut tree = walk_host(&root);
     tree.remove(b"/lost+found".as_slice());
     fix_inline_sizes(img, &root, &mut tree, dir);
-    Dump { tree, root }
+    Ok(Dump { tree, root, errors })
 }
 
 /// debugfs dumps an inline-data file shorter than the inline area (60 bytes)
@@ -305,6 +324,7 @@ pub fn dump_fat(img: &Path, dir: &Path) -> Dump {
     Dump {
         tree: walk_host(&root),
         root,
+        errors: vec![],
     }
 }
 

@@ -164,6 +164,7 @@ fn runs(base: &[u8], input: &[u8]) -> Vec<(usize, Vec<u8>)> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

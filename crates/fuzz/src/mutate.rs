@@ -22,11 +22,11 @@ impl Rng {
             h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
         }
         let mut r = Rng(run_seed ^ h ^ case.wrapping_mul(0x9e37_79b9_7f4a_7c15));
-        r.next();
+        r.next_u64();
         r
     }
 
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -36,7 +36,7 @@ impl Rng {
 
     /// Uniform in `0..n` (0 when `n` is 0).
     pub fn below(&mut self, n: u64) -> u64 {
-        if n == 0 { 0 } else { self.next() % n }
+        if n == 0 { 0 } else { self.next_u64() % n }
     }
 
     pub fn index(&mut self, n: usize) -> usize {
@@ -116,7 +116,7 @@ pub fn mutate(data: &mut Vec<u8>, hot: &Hot, donors: &[&[u8]], rng: &mut Rng) {
     let rounds = 1 + rng.below(8);
     for _ in 0..rounds {
         if data.is_empty() {
-            data.push(rng.next() as u8);
+            data.push(rng.next_u64() as u8);
             continue;
         }
         let at = hot.pick(rng, data.len());
@@ -127,7 +127,7 @@ pub fn mutate(data: &mut Vec<u8>, hot: &Hot, donors: &[&[u8]], rng: &mut Rng) {
                     data[at] ^= 1 << rng.below(8);
                 }
             }
-            25..=39 => data[at] = rng.next() as u8,
+            25..=39 => data[at] = rng.next_u64() as u8,
             40..=64 => put_interesting(data, at, rng),
             65..=71 => put_octal(data, at, rng),
             72..=79 => {
@@ -218,6 +218,7 @@ fn truncate(data: &mut Vec<u8>, at: usize, rng: &mut Rng) {
 }
 
 #[cfg(test)]
+#[allow(clippy::single_range_in_vec_init)]
 mod tests {
     use super::*;
 

@@ -3,7 +3,11 @@
 //! another) is fuzzed in process, and every bug must come back as a minimized
 //! case that rebuilds the crashing input.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::single_range_in_vec_init
+)]
 
 use std::time::Duration;
 
