@@ -125,6 +125,24 @@ pub fn sniff(head: &[u8], tail: &[u8]) -> Sniffed {
     if starts(b"QED\0") {
         return refuse("QED", CONVERT);
     }
+    // The other formats qemu-img reads (its block/*.c probes): read as raw they
+    // would be a disk of garbage, so name them instead (qemu's sample images).
+    if starts(b"WithoutFreeSpace") || starts(b"WithouFreSpacExt") {
+        return refuse("Parallels disk image", CONVERT);
+    }
+    if starts(b"Bochs Virtual HD Image\0") {
+        return refuse("Bochs disk image", CONVERT);
+    }
+    if starts(b"#!/bin/sh\n#V2.0 Format\n") {
+        return refuse("cloop (compressed loop) image", CONVERT);
+    }
+    if tail.len() >= 512
+        && tail
+            .get(tail.len() - 512..)
+            .is_some_and(|t| t.starts_with(b"koly"))
+    {
+        return refuse("DMG (Apple disk image)", CONVERT);
+    }
     const DECOMPRESS: &str = "decompress it first and inspect the image inside";
     if starts(&[0x1f, 0x8b]) {
         return refuse("gzip-compressed file", DECOMPRESS);

@@ -26,9 +26,9 @@
 
 pub mod apply;
 mod args;
-pub mod recipients;
 pub mod capture;
 pub mod free;
+pub mod recipients;
 pub mod report;
 pub mod residue;
 mod steps;
@@ -181,7 +181,15 @@ pub fn run(args: &ScrubArgs) -> Result<i32> {
 
     let t_edit = Instant::now();
     let steps = steps_of(&guest, &plan)?;
-    let mut archive = start_archive(args, &img, &selection, &recipients, archive_format, &archive_file, threads)?;
+    let mut archive = start_archive(
+        args,
+        &img,
+        &selection,
+        &recipients,
+        archive_format,
+        &archive_file,
+        threads,
+    )?;
     let targets = edit_filesystems(
         &say,
         &guest,

@@ -17,7 +17,8 @@ use vmscrub_fixtures::{fixture, repo_root, run};
 
 #[path = "../common/mod.rs"]
 mod common;
-pub use common::partitions;
+#[allow(unused_imports)] // each test binary uses a different part
+pub use common::{os, partitions, unescape};
 
 pub fn vmscrub<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_vmscrub"))
@@ -150,6 +151,9 @@ pub type Tree = BTreeMap<Vec<u8>, Node>;
 pub struct Dump {
     pub tree: Tree,
     pub root: PathBuf,
+    /// What the dumping tool said it could not read, with the dump's own
+    /// directory taken out of the paths (so two dumps compare).
+    pub errors: Vec<String>,
 }
 
 impl Dump {
@@ -202,26 +206,44 @@ fn walk_host(root: &Path) -> Tree {
     t
 }
 
+/// debugfs under a time limit: the corpus tests dump deliberately corrupt images.
+fn debugfs() -> Command {
+    let mut c = Command::new("timeout");
+    c.args(["120", "debugfs"]);
+    c
+}
+
 /// `debugfs rdump /` of an ext2/3/4 image: regular files, directories and
 /// symlinks with mode, owner (as root) and mtime. (debugfs skips fifos,
 /// devices and sockets; hard links come out as copies.)
 pub fn dump_ext(img: &Path, dir: &Path) -> Dump {
+    try_dump_ext(img, dir).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// [`dump_ext`], or why debugfs could not dump (it failed or hung).
+pub fn try_dump_ext(img: &Path, dir: &Path) -> Result<Dump, String> {
     let root = dir.join(format!(
         "{}.rdump",
         img.file_name().unwrap().to_string_lossy()
     ));
     std::fs::create_dir_all(&root).unwrap();
     let cmd = format!("rdump / {}", root.display());
-    let o = Command::new("debugfs")
-        .args(["-R", &cmd])
-        .arg(img)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "debugfs rdump: {}", stderr(&o));
+    let o = debugfs().args(["-R", &cmd]).arg(img).output().unwrap();
+    if !o.status.success() {
+        let e = stderr(&o);
+        let e: String = e.chars().take(2000).collect();
+        return Err(format!("debugfs rdump ({}): {e}", o.status));
+    }
+    let shown = root.display().to_string();
+    let errors = stderr(&o)
+        .lines()
+        .filter(|l| !l.starts_with("debugfs "))
+        .map(|l| l.replace(&format!("{shown}//"), "/").replace(&shown, ""))
+        .collect();
     let mut tree = walk_host(&root);
     tree.remove(b"/lost+found".as_slice());
     fix_inline_sizes(img, &root, &mut tree, dir);
-    Dump { tree, root }
+    Ok(Dump { tree, root, errors })
 }
 
 /// debugfs dumps an inline-data file shorter than the inline area (60 bytes)
@@ -247,12 +269,7 @@ fn fix_inline_sizes(img: &Path, root: &Path, tree: &mut Tree, dir: &Path) {
         f.write_all(b"\"\n").unwrap();
     }
     drop(f);
-    let o = Command::new("debugfs")
-        .arg("-f")
-        .arg(&cmds)
-        .arg(img)
-        .output()
-        .unwrap();
+    let o = debugfs().arg("-f").arg(&cmds).arg(img).output().unwrap();
     let mut cur: &[u8] = b"/";
     for line in o.stdout.split(|&b| b == b'\n') {
         if let Some(d) = line.strip_prefix(b"debugfs: ls -p \"") {
@@ -307,6 +324,7 @@ pub fn dump_fat(img: &Path, dir: &Path) -> Dump {
     Dump {
         tree: walk_host(&root),
         root,
+        errors: vec![],
     }
 }
 
