@@ -86,6 +86,7 @@ fn expect_refusal(img: &Path, needles: &[&str]) {
     for extra in [&[][..], &["--allow-unreadable"][..]] {
         let mut args: Vec<&std::ffi::OsStr> = vec![
             "scrub".as_ref(),
+            "--data-volume".as_ref(),
             "-q".as_ref(),
             img.as_os_str(),
             "-o".as_ref(),
@@ -108,6 +109,7 @@ fn scrub_stderr(img: &Path) -> String {
     let out = img.with_extension("out2");
     let o = vmscrub(&[
         "scrub".as_ref(),
+        "--data-volume".as_ref(),
         "-q".as_ref(),
         img.as_os_str(),
         "-o".as_ref(),
@@ -125,6 +127,7 @@ fn a_healthy_filesystem_scrubs() {
     let out = dir.path().join("o.img");
     let o = vmscrub(&[
         "scrub".as_ref(),
+        "--data-volume".as_ref(),
         "-q".as_ref(),
         img.as_os_str(),
         "-o".as_ref(),
@@ -208,6 +211,7 @@ fn an_unreplayable_journal_refuses() {
     let out = img.with_extension("out");
     let o = vmscrub(&[
         "scrub".as_ref(),
+        "--data-volume".as_ref(),
         "-q".as_ref(),
         img.as_os_str(),
         "-o".as_ref(),

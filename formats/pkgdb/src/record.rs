@@ -40,11 +40,10 @@ pub fn parse_record(text: &[u8]) -> Result<Vec<FileDigest>> {
             // PEP 376 forbids md5 and sha1 here; anything else is unknown.
             _ => return Err(bad("hash algorithm is not sha256, sha384 or sha512")),
         };
-        let digest = URL_SAFE_NO_PAD
-            .decode(hash[eq + 1..].trim_ascii_end())
-            .ok()
-            .filter(|d| d.len() == algo.digest_len())
-            .ok_or_else(|| bad("digest is not urlsafe base64 of the algorithm's length"))?;
+        let digest =
+            decode_digest(hash[eq + 1..].trim_ascii_end(), algo.digest_len()).ok_or_else(|| {
+                bad("digest is neither urlsafe base64 nor hex of the algorithm's length")
+            })?;
         if path.is_empty() {
             return Err(bad("empty path"));
         }
@@ -55,6 +54,17 @@ pub fn parse_record(text: &[u8]) -> Result<Vec<FileDigest>> {
         });
     }
     Ok(out)
+}
+
+/// A RECORD digest: urlsafe base64 as the wheel spec writes it, or lowercase
+/// hex, which Debian's dh-python writes when it rewrites the RECORDs of the
+/// packages it builds (`sha256=d79a17…`). The two cannot be confused: a hex
+/// digest is twice the digest's length, base64 4/3 of it.
+fn decode_digest(text: &[u8], len: usize) -> Option<Vec<u8>> {
+    if text.len() == 2 * len {
+        return crate::bytes::unhex(text);
+    }
+    URL_SAFE_NO_PAD.decode(text).ok().filter(|d| d.len() == len)
 }
 
 /// One CSV row (RFC 4180 quoting, `,` separator), `None` on an open quote.
@@ -97,6 +107,26 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
+
+    #[test]
+    fn debian_hex_digests() {
+        // dh-python's rewritten RECORD: sha256("abc") in hex.
+        let t = b"tiny/__init__.py,sha256=ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad,3\n";
+        let r = parse_record(t).unwrap();
+        assert_eq!(
+            r[0].digest,
+            crate::bytes::unhex(
+                b"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+            )
+            .unwrap()
+        );
+        assert!(
+            parse_record(
+                b"a,sha256=ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015,3\n"
+            )
+            .is_err()
+        );
+    }
 
     #[test]
     fn rows() {
