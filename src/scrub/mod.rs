@@ -211,15 +211,17 @@ pub fn run(args: &ScrubArgs) -> Result<i32> {
     }
     done.timings.edit = secs(t_edit.elapsed());
 
+    let said = Said {
+        args,
+        guest: &guest,
+        result: &result,
+        selection: &selection,
+    };
     if args.dry_run {
         done.timings.total = secs(t0.elapsed());
         let text = report::plan_text(&done);
         std::io::stdout().write_all(text.as_bytes())?;
-        write_report(args, &guest, &result, &selection, &done)?;
-        if !args.quiet {
-            eprint!("{}", report::summary(&done, args));
-        }
-        return Ok(exit::OK);
+        return said.done(&done);
     }
 
     let Some(out_img) = out.as_mut() else {
@@ -238,26 +240,43 @@ pub fn run(args: &ScrubArgs) -> Result<i32> {
         done.verification = Some(v);
         if !ok {
             done.timings.total = secs(t0.elapsed());
-            if let Some(v) = &done.verification {
-                for p in &v.problems {
-                    eprintln!("vmscrub: verification: {}", crate::report::safe_text(p));
-                }
-            }
-            write_report(args, &guest, &result, &selection, &done)?;
-            eprintln!(
-                "vmscrub: error: the output failed verification; it was not kept (nothing was written)"
-            );
-            return Ok(exit::VERIFY_FAILED);
+            return said.verification_failed(&done);
         }
     }
 
     done.output_bytes = Some(commit_outputs(out, archive_file)?);
     done.timings.total = secs(t0.elapsed());
-    write_report(args, &guest, &result, &selection, &done)?;
-    if !args.quiet {
-        eprint!("{}", report::summary(&done, args));
+    said.done(&done)
+}
+
+/// What the end of a scrub says: the JSON report (if asked) and the summary,
+/// or the verification's problems.
+struct Said<'a> {
+    args: &'a ScrubArgs,
+    guest: &'a Guest,
+    result: &'a scan::ScanResult,
+    selection: &'a crate::ops::Selection,
+}
+
+impl Said<'_> {
+    fn done(&self, done: &Done) -> Result<i32> {
+        write_report(self.args, self.guest, self.result, self.selection, done)?;
+        if !self.args.quiet {
+            eprint!("{}", report::summary(done, self.args));
+        }
+        Ok(exit::OK)
     }
-    Ok(exit::OK)
+
+    fn verification_failed(&self, done: &Done) -> Result<i32> {
+        for p in done.verification.iter().flat_map(|v| &v.problems) {
+            eprintln!("vmscrub: verification: {}", crate::report::safe_text(p));
+        }
+        write_report(self.args, self.guest, self.result, self.selection, done)?;
+        eprintln!(
+            "vmscrub: error: the output failed verification; it was not kept (nothing was written)"
+        );
+        Ok(exit::VERIFY_FAILED)
+    }
 }
 
 /// Usage errors said before the image is opened; the recipients' keys loaded

@@ -159,14 +159,7 @@ impl<R: Read> AgeReader<R> {
 
 impl<R: Read> Read for AgeReader<R> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        let n = {
-            let buf = self.fill_buf()?;
-            let n = buf.len().min(out.len());
-            out[..n].copy_from_slice(&buf[..n]);
-            n
-        };
-        self.consume(n);
-        Ok(n)
+        crate::envelope::read_buffered(self, out)
     }
 }
 

@@ -155,14 +155,7 @@ impl<R: Read> Opened<R> {
 
 impl<R: Read> Read for Opened<R> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        let n = {
-            let buf = self.fill_buf()?;
-            let n = buf.len().min(out.len());
-            out[..n].copy_from_slice(&buf[..n]);
-            n
-        };
-        self.consume(n);
-        Ok(n)
+        crate::envelope::read_buffered(self, out)
     }
 }
 
@@ -247,4 +240,14 @@ impl<R: Read> Read for Prefixed<R> {
         }
         self.inner.read(out)
     }
+}
+
+/// `Read` for a reader whose buffering is its `BufRead` (the decrypted chunk it
+/// holds): copy out of the current buffer, then consume what was copied.
+pub(crate) fn read_buffered<B: BufRead>(b: &mut B, out: &mut [u8]) -> io::Result<usize> {
+    let buf = b.fill_buf()?;
+    let n = buf.len().min(out.len());
+    out[..n].copy_from_slice(&buf[..n]);
+    b.consume(n);
+    Ok(n)
 }
