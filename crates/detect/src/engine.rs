@@ -11,7 +11,7 @@ use zeroize::Zeroize;
 
 use crate::finding::{Finding, Fingerprint};
 use crate::id::{DETECTOR_COUNT, DetectorId, Operation};
-use crate::rules::{ANCHORS, GROUPS, Rule};
+use crate::rules::{ANCHORS, GROUPS, Rule, TEXT_GROUP};
 use crate::window::{Ctx, Hit, LOOKAHEAD, LOOKBEHIND, Scratch, Window};
 
 /// Bytes consumed per refill of a streamed scan (public so tests can put secrets
@@ -135,6 +135,9 @@ pub struct Scan {
 struct Group {
     ac: AhoCorasick,
     rules: Vec<Rule>,
+    /// Every rule of the group reads a text syntax (`key = value`, a URL): a
+    /// stream whose head holds a NUL byte skips the pass.
+    text_only: bool,
 }
 
 /// The compiled detectors: built once, shared by every thread (`Send + Sync`).
@@ -170,6 +173,7 @@ impl DetectorSet {
             groups.push(Group {
                 ac,
                 rules: members.iter().map(|m| m.1).collect(),
+                text_only: g == TEXT_GROUP,
             });
         }
         Ok(DetectorSet {
@@ -255,6 +259,7 @@ impl DetectorSet {
         };
         if !st.head_done {
             st.head_done = true;
+            st.binary = is_binary(hay);
             self.head(scratch, st, hay, eof);
         }
         if ready <= st.scanned {
@@ -268,7 +273,7 @@ impl DetectorSet {
             };
             // Candidates of every group, validated in stream order.
             st.cands.clear();
-            for g in &self.groups {
+            for g in self.groups.iter().filter(|g| !(g.text_only && st.binary)) {
                 for m in g.ac.find_iter(Input::new(hay).span(st.scanned..hay_end)) {
                     if m.start() >= ready {
                         break;
@@ -384,6 +389,8 @@ struct State {
     cands: Vec<(usize, Rule)>,
     /// The head rules have run.
     head_done: bool,
+    /// The stream's head holds a NUL byte: text-only groups are skipped.
+    binary: bool,
 }
 
 impl State {
@@ -397,6 +404,16 @@ impl State {
             bytes,
         }
     }
+}
+
+/// How much of a stream's head is looked at for a NUL byte, as git and grep do to
+/// tell binary files from text.
+const BINARY_PROBE: usize = 8 << 10;
+
+/// Whether a stream is binary: a NUL byte in its first [`BINARY_PROBE`] bytes. The
+/// first buffer is the same however the stream is read, so the verdict is too.
+fn is_binary(head: &[u8]) -> bool {
+    memchr::memchr(0, &head[..head.len().min(BINARY_PROBE)]).is_some()
 }
 
 /// Detectors whose rules run on the head of a stream rather than at an anchor.

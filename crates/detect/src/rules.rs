@@ -43,10 +43,11 @@ pub(crate) enum Rule {
 /// Some are cut to start at a rarer byte (`://`, `Key=`, `_account`, `k_live_`) and
 /// their validators look back for the rest.
 ///
-/// Anchors are split in two groups, each its own automaton: measured on real text
+/// Anchors are split in groups, each its own automaton: measured on real text
 /// (/usr/include, /usr/share/doc), one automaton over all ~30 anchors ran at
 /// 0.8 GB/s — its SIMD fingerprints alias on lowercase ASCII — while each half runs
-/// at ~4 GB/s, so two passes beat one.
+/// at ~4 GB/s, so two passes beat one. Group 2 ([`TEXT_GROUP`]) holds the rules that
+/// read text syntaxes and is skipped on binary streams.
 pub(crate) const ANCHORS: &[(&[u8], Rule, u8)] = &[
     (b"PRIVATE KEY", Rule::Pem, 0),
     (b"PuTTY-User-Key-File-", Rule::Putty, 0),
@@ -61,8 +62,8 @@ pub(crate) const ANCHORS: &[(&[u8], Rule, u8)] = &[
     (b"\"auth\"", Rule::Docker, 0),
     (b"\"identitytoken\"", Rule::Docker, 0),
     (b"_account", Rule::Gcp, 0),
-    (b"://", Rule::UrlPassword, 0),
-    (b"\nusers:", Rule::KubeUsers, 0),
+    (b"://", Rule::UrlPassword, 2),
+    (b"\nusers:", Rule::KubeUsers, 2),
     (b"ghp_", Rule::Github, 1),
     (b"gho_", Rule::Github, 1),
     (b"ghu_", Rule::Github, 1),
@@ -77,8 +78,8 @@ pub(crate) const ANCHORS: &[(&[u8], Rule, u8)] = &[
     (b"hvs.", Rule::Vault, 1),
     (b"hvb.", Rule::Vault, 1),
     (b"sk-ant-", Rule::Anthropic, 1),
-    (b"machine", Rule::Netrc, 1),
-    (b"client-key-data", Rule::KubeKeyData, 1),
+    (b"machine", Rule::Netrc, 2),
+    (b"client-key-data", Rule::KubeKeyData, 2),
     (b"hooks.slack.com/", Rule::SlackWebhook, 1),
     (b"eyJ", Rule::Jwt, 0),
     (b"LS0tLS1CRUdJTi", Rule::PemBase64, 0),
@@ -155,6 +156,11 @@ pub(crate) const ANCHORS: &[(&[u8], Rule, u8)] = &[
 
 /// How many prefilter groups `ANCHORS` uses.
 pub(crate) const GROUPS: u8 = 3;
+
+/// The group of rules that only read text syntaxes (assignments, URLs, netrc and
+/// kubeconfig keys): streams with a NUL byte in their head skip it. Binaries are
+/// still searched for keys and provider tokens by the other groups.
+pub(crate) const TEXT_GROUP: u8 = 2;
 
 impl Rule {
     /// The detectors this rule can report (a rule is skipped when all are disabled).

@@ -384,3 +384,34 @@ fn anchor_soup_streams_like_memory_and_never_panics() {
         }
     }
 }
+
+/// Text syntaxes (assignments, URLs with a password, netrc) are read in text
+/// streams only: a NUL byte in a stream's head marks it binary and skips them,
+/// while keys and provider tokens are still found in binaries.
+#[test]
+fn text_rules_skip_binary_streams_but_tokens_do_not() {
+    let assignment = "DB_PASSWORD=Xk9mP2qL7vR4wZ\n";
+    let url = "url = postgres://app:Xk9mP2qL7vR4wZ@db:5432/app\n";
+    let token = checksummed("ghp_", R30);
+    let text = format!("{assignment}{url}token: {token}\n");
+    let detectors = |data: &[u8]| -> Vec<String> {
+        let mut d: Vec<String> = spans(&scan(data)).into_iter().map(|s| s.0).collect();
+        d.sort();
+        d
+    };
+    assert_eq!(
+        detectors(text.as_bytes()),
+        ["github-token", "secret-assignment", "url-password"]
+    );
+    let mut binary = b"\x7fELF\x02\x01\x01\0\0\0".to_vec();
+    binary.extend_from_slice(text.as_bytes());
+    assert_eq!(detectors(&binary), ["github-token"]);
+    // A NUL after the probed head does not make a text stream binary.
+    let mut late = text.clone().into_bytes();
+    late.extend(std::iter::repeat_n(b'x', 9000));
+    late.push(0);
+    assert_eq!(
+        detectors(&late),
+        ["github-token", "secret-assignment", "url-password"]
+    );
+}
