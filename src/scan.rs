@@ -43,6 +43,7 @@ use crate::ops::rules::Allow;
 use crate::ops::{ActionKind, Catalogue, NeedsGuestWhen, Operation, Rule, Selection};
 
 pub mod content;
+pub mod redact;
 mod xattrs;
 
 /// Largest file a `rewrite` or `if-line` rule reads to decide.
@@ -76,6 +77,10 @@ pub struct ContentHit {
     /// removed as a whole, never edited in place.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub member: Option<String>,
+    /// File offsets of the secret's own bytes (what a redaction overwrites), when
+    /// the detector knows them and they are in the file itself.
+    #[serde(skip)]
+    pub value: Option<std::ops::Range<u64>>,
 }
 
 /// What a content scan of one file found, and what it could not look into.
@@ -177,6 +182,9 @@ pub struct Finding {
     pub tree: Option<TreeStats>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rewrite: Option<Rewrite>,
+    /// For a `redact`: the lines and values overwritten.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redact: Option<redact::Redaction>,
     /// The action cannot be carried out (the finding stays, as information).
     pub skipped: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -190,6 +198,10 @@ impl Finding {
             (_, Some(t)) => t.bytes,
             (ActionKind::Rewrite, _) => self
                 .rewrite
+                .as_ref()
+                .map_or(0, |r| self.size.saturating_sub(r.new_size)),
+            (ActionKind::Redact, _) => self
+                .redact
                 .as_ref()
                 .map_or(0, |r| self.size.saturating_sub(r.new_size)),
             (ActionKind::Report, _) => 0,
@@ -499,6 +511,7 @@ fn finding_from(
         why,
         tree: None,
         rewrite: None,
+        redact: None,
         skipped: false,
         note: None,
     }
@@ -1192,10 +1205,19 @@ pub fn scan(guest: &Guest, opts: &ScanOptions<'_>) -> Result<ScanResult, ScanErr
             if rule_except {
                 continue;
             }
+            let (action, redaction, note) = if action == ActionKind::Redact {
+                let fs = &*guest.filesystems[job.fs].fs;
+                match redact::decide(fs, &job.path, &job.meta, &hits) {
+                    (Some(r), _) => (ActionKind::Redact, Some(r), None),
+                    (None, why) => (ActionKind::Delete, None, Some(why)),
+                }
+            } else {
+                (action, None, None)
+            };
             hits.sort_by(|a, b| a.offset.cmp(&b.offset).then(a.detector.cmp(&b.detector)));
             let total = hits.len();
             hits.truncate(MAX_LISTED_HITS);
-            job_findings.push(finding_from(
+            let mut f = finding_from(
                 op,
                 action,
                 job.fs,
@@ -1207,7 +1229,10 @@ pub fn scan(guest: &Guest, opts: &ScanOptions<'_>) -> Result<ScanResult, ScanErr
                     hits,
                     total_hits: total,
                 },
-            ));
+            );
+            f.redact = redaction;
+            f.note = note;
+            job_findings.push(f);
         }
         match &trust {
             Some(t) if !job_findings.is_empty() && !job.shadowed => {
@@ -1457,6 +1482,10 @@ pub struct PlannedAction {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub replace: Option<String>,
     pub drop_lines: Vec<String>,
+    /// For a redaction (or a rewrite that also redacts): the secrets' byte ranges
+    /// (offset, end) to overwrite with the placeholder, before any line drops.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub redact: Vec<(u64, u64)>,
     /// A file of the root filesystem hidden under another filesystem's mount
     /// point (its guest path names the other filesystem's file).
     #[serde(skip)]
@@ -1469,8 +1498,9 @@ impl ScanResult {
     /// - anything below a `delete-tree` directory of the same filesystem is
     ///   covered by it (content hits inside it included);
     /// - several operations on one path: the strongest action wins
-    ///   (delete-tree > delete > truncate > rewrite); rewrites merge (a
-    ///   `replace` wins over line drops; the drop regexes are all applied).
+    ///   (delete-tree > delete > truncate > rewrite > redact); rewrites merge (a
+    ///   `replace` wins over line drops; the drop regexes are all applied), and a
+    ///   rewrite by line drops also carries out the redactions of the same file.
     ///
     /// Hard links are separate names: each is planned on its own path.
     pub fn plan(&self) -> Vec<PlannedAction> {
@@ -1500,6 +1530,7 @@ impl ScanResult {
                     operations: vec![],
                     replace: None,
                     drop_lines: vec![],
+                    redact: vec![],
                     shadowed: f.shadowed,
                 });
             if !e.operations.contains(&f.operation) {
@@ -1507,6 +1538,9 @@ impl ScanResult {
             }
             if f.action.strength() > e.action.strength() {
                 e.action = f.action;
+            }
+            if let Some(r) = &f.redact {
+                e.redact.extend_from_slice(&r.spans);
             }
             if let Some(rw) = &f.rewrite {
                 if e.replace.is_none() {
@@ -1526,7 +1560,12 @@ impl ScanResult {
                 p.drop_lines.clear();
             } else if p.replace.is_some() {
                 p.drop_lines.clear();
+                p.redact.clear(); // the replacement is catalogue data
             }
+            if !matches!(p.action, ActionKind::Rewrite | ActionKind::Redact) {
+                p.redact.clear();
+            }
+            p.redact = redact::merge(std::mem::take(&mut p.redact));
         }
         out
     }

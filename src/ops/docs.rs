@@ -37,7 +37,10 @@ pub fn markdown(cat: &Catalogue) -> String {
          **delete-tree** removes the match and everything below it (reported once, with the \
          tree's file count and size); **truncate** empties a regular file; **rewrite** replaces \
          a regular file's content or drops matching lines, and is skipped (with a note) if the \
-         result would be longer than the file; **report** only reports. Operations marked \
+         result would be longer than the file; **redact** (content rules) overwrites each \
+         secret value in a text configuration file with `REDACTED` (or as many `*` when the \
+         value is shorter), keeping the file, its syntax and its inode, and deletes any other \
+         file the detectors fire on; **report** only reports. Operations marked \
          *needs guest* cannot be done offline and are reported as not performed.\n"
     );
     let _ = writeln!(out, "## Summary\n");

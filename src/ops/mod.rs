@@ -73,6 +73,11 @@ pub enum ActionKind {
     Truncate,
     /// Rewrite a regular file with shorter content: `replace` or `drop-lines`.
     Rewrite,
+    /// Content rules only: in a text configuration file, overwrite each secret
+    /// value in place with a placeholder no longer than it (the file, its syntax,
+    /// inode, mode and owner stay); any other file is deleted. Keeps the guest's
+    /// own configuration working where deleting the file would break it.
+    Redact,
     /// Only report: something a user should look at, or that cannot be done offline.
     Report,
 }
@@ -84,6 +89,7 @@ impl ActionKind {
             ActionKind::DeleteTree => "delete-tree",
             ActionKind::Truncate => "truncate",
             ActionKind::Rewrite => "rewrite",
+            ActionKind::Redact => "redact",
             ActionKind::Report => "report",
         }
     }
@@ -102,10 +108,11 @@ impl ActionKind {
     /// action when several operations hit one file.
     pub fn strength(self) -> u8 {
         match self {
-            ActionKind::DeleteTree => 4,
-            ActionKind::Delete => 3,
-            ActionKind::Truncate => 2,
-            ActionKind::Rewrite => 1,
+            ActionKind::DeleteTree => 5,
+            ActionKind::Delete => 4,
+            ActionKind::Truncate => 3,
+            ActionKind::Rewrite => 2,
+            ActionKind::Redact => 1,
             ActionKind::Report => 0,
         }
     }
@@ -201,7 +208,7 @@ impl Rule {
         }
         match self.action {
             ActionKind::Delete => kind != K::Directory,
-            ActionKind::Truncate | ActionKind::Rewrite => kind == K::Regular,
+            ActionKind::Truncate | ActionKind::Rewrite | ActionKind::Redact => kind == K::Regular,
             ActionKind::DeleteTree | ActionKind::Report => true,
         }
     }

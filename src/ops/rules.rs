@@ -18,7 +18,7 @@
 //! notes = "…"
 //!
 //!   [[operation.rule]]
-//!   action = "delete" | "delete-tree" | "truncate" | "rewrite" | "report"
+//!   action = "delete" | "delete-tree" | "truncate" | "rewrite" | "redact" | "report"
 //!   paths = ["{home}/.app/token", "/var/lib/app/**"]
 //!   except = ["/var/lib/app/keep"]
 //!   kinds = ["regular", "symlink"]
@@ -328,12 +328,21 @@ fn check_rule(r: RawRule) -> Result<Rule, (&'static str, String)> {
                 "a content rule applies to every file; use `except` to narrow it".into(),
             ));
         }
-        if !matches!(r.action, ActionKind::Delete | ActionKind::Report) {
+        if !matches!(
+            r.action,
+            ActionKind::Delete | ActionKind::Redact | ActionKind::Report
+        ) {
             return Err((
                 "action",
-                "a content rule's action is `delete` or `report`".into(),
+                "a content rule's action is `delete`, `redact` or `report`".into(),
             ));
         }
+    } else if r.action == ActionKind::Redact {
+        return Err((
+            "action",
+            "`redact` needs the detectors' spans: it is for content rules (`content = true`)"
+                .into(),
+        ));
     } else if r.paths.is_empty() {
         return Err(("paths", "a rule needs `paths` (or `content = true`)".into()));
     }

@@ -48,6 +48,15 @@ fn why(f: &Finding) -> String {
             }
         }
     }
+    if let Some(r) = &f.redact {
+        let lines: Vec<String> = r.lines.iter().map(u64::to_string).collect();
+        let _ = write!(
+            s,
+            "; {} value(s) overwritten on line(s) {}",
+            r.values,
+            lines.join(",")
+        );
+    }
     if let Some(t) = f.tree {
         let _ = write!(s, "; tree of {} files, {} dirs", t.files, t.dirs);
     }

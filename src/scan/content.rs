@@ -97,6 +97,7 @@ impl ContentScanner for Detectors {
                             Some(m) => format!("inside {m}: {}", f.why),
                             None => f.why,
                         },
+                        value: f.value.filter(|_| n.member.is_none()),
                         member: n.member,
                     }
                 })

@@ -23,6 +23,7 @@ impl ContentScanner for FakeDetector {
                     hash: format!("h{}", i + p),
                     why: format!("{det} found"),
                     member: None,
+                    value: Some((i + p) as u64..(i + p + len) as u64),
                 });
                 i += p + needle.len();
             }
@@ -218,7 +219,7 @@ fn defaults_find_exactly_what_they_should() {
         "private-keys delete /tmp/build/key.pem",
         "private-keys delete /backup/id_rsa [fs2]",
         "tokens delete /boot/efi/stale-copy.txt shadowed",
-        "tokens delete /srv/app/config.yml",
+        "tokens redact /srv/app/config.yml",
         "user-histories delete /root/.bash_history",
         "user-histories delete /srv/[w]*/.lesshst",
         "user-histories delete /srv/deploy/.bash_history",
@@ -256,6 +257,34 @@ fn defaults_find_exactly_what_they_should() {
         .unwrap();
     assert_eq!(hosts.rewrite.as_ref().unwrap().dropped_lines, [2]);
     assert_eq!(hosts.rewrite.as_ref().unwrap().new_size, 20);
+    // A token in an app's YAML settings is overwritten in place ("token: REDACTED\n");
+    // the same token alone in a text file (the ESP copy) deletes that file.
+    let cfg = r
+        .findings
+        .iter()
+        .find(|f| f.path == b"/srv/app/config.yml")
+        .unwrap();
+    let red = cfg.redact.as_ref().unwrap();
+    assert_eq!(
+        (red.lines.as_slice(), red.values, red.new_size),
+        (&[1][..], 1, 16)
+    );
+    assert_eq!(cfg.bytes(), 4);
+    let stale = r
+        .findings
+        .iter()
+        .find(|f| f.path == b"/boot/efi/stale-copy.txt")
+        .unwrap();
+    assert!(stale.redact.is_none() && stale.note.as_deref().unwrap().contains("deleted whole"));
+    let planned = r
+        .plan()
+        .into_iter()
+        .find(|p| p.path == b"/srv/app/config.yml")
+        .unwrap();
+    assert_eq!(
+        (planned.action, planned.redact),
+        (ActionKind::Redact, vec![(7, 19)])
+    );
     let pk = r
         .findings
         .iter()

@@ -197,7 +197,7 @@ fn apply_ext4<D: WriteAt + Clone>(dev: D, label: &str, steps: &[Step]) -> anyhow
                 o.bytes = r.old_size - r.new_size.min(r.old_size);
                 o.new_size = Some(r.new_size);
             }
-            ActionKind::Rewrite => {
+            ActionKind::Rewrite | ActionKind::Redact => {
                 let content = s.content.as_deref().map_or(&[][..], |c| c.as_slice());
                 let r = ed.rewrite(&s.fs_path, content).map_err(|e| failed(s, e))?;
                 o.bytes = r.old_size - r.new_size.min(r.old_size);
@@ -257,7 +257,7 @@ fn apply_fat<D: WriteAt + Clone>(dev: D, label: &str, steps: &[Step]) -> anyhow:
                 o.new_size = Some(0);
                 r
             }
-            ActionKind::Rewrite => {
+            ActionKind::Rewrite | ActionKind::Redact => {
                 let content = s.content.as_deref().map_or(&[][..], |c| c.as_slice());
                 let r = fs.rewrite(&s.fs_path, content).map_err(|e| failed(s, e))?;
                 o.new_size = Some(content.len() as u64);

@@ -31,7 +31,7 @@ pub fn plan_text(done: &Done) -> String {
                 o.dirs,
                 human_size(o.bytes)
             ),
-            ActionKind::Truncate | ActionKind::Rewrite => format!(
+            ActionKind::Truncate | ActionKind::Rewrite | ActionKind::Redact => format!(
                 "{} -> {} bytes",
                 human_size(o.bytes + o.new_size.unwrap_or(0)),
                 o.new_size.unwrap_or(0)
@@ -90,12 +90,13 @@ pub fn summary(done: &Done, args: &ScrubArgs) -> String {
     let (files, bytes) = (done.removed_files(), done.removed_bytes());
     let _ = writeln!(
         s,
-        "vmscrub: {}{} file(s) removed ({} tree(s)), {} truncated, {} rewritten; {} of content removed, {} zeroed",
+        "vmscrub: {}{} file(s) removed ({} tree(s)), {} truncated, {} rewritten, {} redacted; {} of content removed, {} zeroed",
         if dry_run { "dry run: would do: " } else { "" },
         files,
         trees,
         count(ActionKind::Truncate),
         count(ActionKind::Rewrite),
+        count(ActionKind::Redact),
         human_size(bytes),
         human_size(done.zeroed),
     );

@@ -6,7 +6,7 @@ use regex::bytes::Regex;
 use zeroize::Zeroizing;
 
 use super::apply::Step;
-use crate::fs::display_path;
+use crate::fs::{Filesystem, display_path};
 use crate::guest::Guest;
 use crate::ops::ActionKind;
 use crate::scan::{self, PlannedAction};
@@ -27,6 +27,29 @@ fn archive_path(guest: &Guest, a: &PlannedAction) -> Vec<u8> {
     p
 }
 
+/// A file's new content: its secrets overwritten with the placeholder, then
+/// the lines the rewrites drop taken out, exactly as the scan predicted.
+fn edited(fs: &dyn Filesystem, a: &PlannedAction) -> Result<Zeroizing<Vec<u8>>> {
+    let old = Zeroizing::new(
+        crate::guest::read_bounded(fs, a.node, scan::MAX_REWRITE_SIZE)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", display_path(&a.path)))?,
+    );
+    let redacted = Zeroizing::new(
+        scan::redact::apply(&old, &a.redact)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", display_path(&a.path)))?,
+    );
+    if a.drop_lines.is_empty() {
+        return Ok(redacted);
+    }
+    let res: Vec<Regex> = a
+        .drop_lines
+        .iter()
+        .map(|d| Regex::new(d))
+        .collect::<Result<_, _>>()
+        .context("a drop-lines pattern")?;
+    Ok(Zeroizing::new(scan::drop_lines(&redacted, &res)))
+}
+
 /// Turns the plan into steps: node kinds and sizes from the filesystem, and
 /// each rewrite's new content computed from the current one exactly as the
 /// scan predicted it.
@@ -37,26 +60,10 @@ pub(super) fn steps_of(guest: &Guest, plan: &[PlannedAction]) -> Result<Vec<Step
         let m = fs
             .metadata(a.node)
             .map_err(|e| anyhow::anyhow!("{}: {e}", display_path(&a.path)))?;
-        let content = if a.action == ActionKind::Rewrite {
-            let new = match &a.replace {
-                Some(r) => r.as_bytes().to_vec(),
-                None => {
-                    let old = Zeroizing::new(
-                        crate::guest::read_bounded(fs, a.node, scan::MAX_REWRITE_SIZE)
-                            .map_err(|e| anyhow::anyhow!("{}: {e}", display_path(&a.path)))?,
-                    );
-                    let res: Vec<Regex> = a
-                        .drop_lines
-                        .iter()
-                        .map(|d| Regex::new(d))
-                        .collect::<Result<_, _>>()
-                        .context("a drop-lines pattern")?;
-                    scan::drop_lines(&old, &res)
-                }
-            };
-            Some(Zeroizing::new(new))
-        } else {
-            None
+        let content = match (a.action, &a.replace) {
+            (ActionKind::Rewrite, Some(r)) => Some(Zeroizing::new(r.as_bytes().to_vec())),
+            (ActionKind::Rewrite | ActionKind::Redact, None) => Some(edited(fs, a)?),
+            _ => None,
         };
         steps.push(Step {
             filesystem: a.filesystem,

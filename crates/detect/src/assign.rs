@@ -219,6 +219,7 @@ pub(crate) fn validate(win: &Window, ctx: &mut Ctx, out: &mut Vec<Hit>) {
     }
     let shown: String = key.iter().take(48).map(|&c| c as char).collect::<String>();
     out.push(Hit {
+        value: Some(vs..ve),
         detector: DetectorId::SecretAssignment,
         start: ks,
         end,

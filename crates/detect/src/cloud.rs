@@ -48,6 +48,7 @@ pub(crate) fn aws(win: &Window, ctx: &mut Ctx, out: &mut Vec<Hit>) {
     }
     let Some((s, e)) = best else { return };
     out.push(Hit {
+        value: None,
         detector: DetectorId::AwsAccessKey,
         start: s.min(at),
         end: e.max(at + 20),
@@ -140,6 +141,7 @@ pub(crate) fn gcp(win: &Window, ctx: &mut Ctx, out: &mut Vec<Hit>) {
         }
         if let Some(key) = pem::block(hay, v, ctx) {
             out.push(Hit {
+                value: None,
                 detector: DetectorId::GcpServiceAccount,
                 start: type_start.min(p + 1),
                 end: key.end.max(at + b"service_account".len()),
@@ -186,6 +188,7 @@ pub(crate) fn azure_connection_string(win: &Window, ctx: &mut Ctx, out: &mut Vec
     let fingerprint = ctx.fingerprint(&[&ctx.scratch.bin]);
     ctx.scratch.wipe();
     out.push(Hit {
+        value: Some(v..v + n),
         detector: DetectorId::AzureConnectionString,
         start: at,
         end: v + n,
@@ -256,6 +259,7 @@ pub(crate) fn azure_sas(win: &Window, ctx: &mut Ctx, out: &mut Vec<Hit>) {
     if ok {
         let fingerprint = ctx.fingerprint(&[&ctx.scratch.bin]);
         out.push(Hit {
+            value: Some(v..v + n),
             detector: DetectorId::AzureSasToken,
             start: q,
             end: v + n,

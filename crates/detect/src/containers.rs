@@ -27,6 +27,7 @@ const SHROUDED_KEY_BAG: &[u8] = &[
 /// first bytes (at most one buffer); `whole` says it is the entire stream.
 pub(crate) fn head(head: &[u8], whole: bool, ctx: &mut Ctx, out: &mut Vec<Hit>) {
     let hit = |detector, end: usize, why: String, ctx: &mut Ctx| Hit {
+        value: None,
         detector,
         start: 0,
         end,
@@ -343,6 +344,7 @@ pub(crate) fn gpg_agent(win: &crate::window::Window, ctx: &mut Ctx, out: &mut Ve
     };
     let end = after + mark + 4;
     out.push(Hit {
+        value: None,
         detector: DetectorId::GpgAgentKey,
         start,
         end,

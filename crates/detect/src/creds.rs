@@ -66,6 +66,7 @@ pub(crate) fn netrc(win: &Window, ctx: &mut Ctx, out: &mut Vec<Hit>) {
         return;
     }
     out.push(Hit {
+        value: None,
         detector: DetectorId::Netrc,
         start: at,
         end,
@@ -208,6 +209,7 @@ pub(crate) fn url_password(win: &Window, ctx: &mut Ctx, out: &mut Vec<Hit>) {
     }
     let scheme_text = String::from_utf8_lossy(scheme).to_ascii_lowercase();
     out.push(Hit {
+        value: Some(s + colon + 1..s + n),
         detector: DetectorId::UrlPassword,
         start: at,
         end: s + n,
@@ -236,6 +238,7 @@ pub(crate) fn docker(win: &Window, ctx: &mut Ctx, out: &mut Vec<Hit>) {
             return;
         }
         out.push(Hit {
+            value: None,
             detector: DetectorId::DockerAuth,
             start: at,
             end: v + n + 1,
@@ -257,6 +260,7 @@ pub(crate) fn docker(win: &Window, ctx: &mut Ctx, out: &mut Vec<Hit>) {
     if ok {
         let fingerprint = ctx.fingerprint(&[&ctx.scratch.bin]);
         out.push(Hit {
+            value: None,
             detector: DetectorId::DockerAuth,
             start: at,
             end: v + n + 1,
@@ -300,6 +304,7 @@ pub(crate) fn kube_key_data(win: &Window, ctx: &mut Ctx, out: &mut Vec<Hit>) {
     ctx.scratch.inner = decoded;
     if let Some(key) = hit {
         out.push(Hit {
+            value: None,
             detector: DetectorId::KubeconfigCredentials,
             start: at,
             end: v + n,
@@ -371,6 +376,7 @@ pub(crate) fn kube_users(win: &Window, ctx: &mut Ctx, out: &mut Vec<Hit>) {
             e
         };
         out.push(Hit {
+            value: None,
             detector: DetectorId::KubeconfigCredentials,
             start: s,
             end: e,

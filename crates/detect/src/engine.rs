@@ -369,6 +369,10 @@ impl DetectorSet {
             detector: h.detector,
             offset: start,
             len: end - start,
+            value: h
+                .value
+                .as_ref()
+                .map(|r| st.base + (lo + r.start) as u64..st.base + (lo + r.end) as u64),
             fingerprint: h.fingerprint,
             why: h.why.clone(),
         });

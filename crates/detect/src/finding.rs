@@ -55,6 +55,11 @@ pub struct Finding {
     pub offset: u64,
     /// Length of the match in bytes (the whole PEM block, the whole token, …).
     pub len: u64,
+    /// Stream offsets of the secret's own bytes inside the match, where replacing
+    /// just them leaves the text around valid (a token, the value of
+    /// `password = …`, a URL's password): what a redaction overwrites. `None`
+    /// for matches that exist for the secret (key blocks, netrc entries).
+    pub value: Option<std::ops::Range<u64>>,
     /// Fingerprint of the secret's canonical form (see [`Fingerprint`]).
     pub fingerprint: Fingerprint,
     /// Why this is a secret, for people: key type, size, encryption — never the secret.

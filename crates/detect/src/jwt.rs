@@ -63,6 +63,7 @@ pub(crate) fn validate(win: &Window, ctx: &mut Ctx, out: &mut Vec<Hit>) {
     }
     let end = s0 + s;
     out.push(Hit {
+        value: Some(at..end),
         detector: DetectorId::Jwt,
         start: at,
         end,

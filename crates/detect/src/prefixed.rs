@@ -442,6 +442,7 @@ pub(crate) fn validate(win: &Window, ctx: &mut Ctx, out: &mut Vec<Hit>) {
         return;
     }
     out.push(Hit {
+        value: Some(at..e),
         detector: sh.detector,
         start: at,
         end: e,
@@ -466,6 +467,7 @@ pub(crate) fn terraform(win: &Window, ctx: &mut Ctx, out: &mut Vec<Hit>) {
         return;
     }
     out.push(Hit {
+        value: Some(s..v + n),
         detector: DetectorId::TerraformToken,
         start: s,
         end: v + n,

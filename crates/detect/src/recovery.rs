@@ -40,6 +40,7 @@ pub(crate) fn whole(file: &[u8], ctx: &mut Ctx, out: &mut Vec<Hit>) {
         if ok {
             for (s, e, why, fp) in find(&ascii, ctx) {
                 out.push(Hit {
+                    value: None,
                     detector: DetectorId::RecoveryKey,
                     start: 2 + 2 * s,
                     end: 2 + 2 * e,
@@ -54,6 +55,7 @@ pub(crate) fn whole(file: &[u8], ctx: &mut Ctx, out: &mut Vec<Hit>) {
     }
     for (s, e, why, fp) in find(file, ctx) {
         out.push(Hit {
+            value: None,
             detector: DetectorId::RecoveryKey,
             start: s,
             end: e,

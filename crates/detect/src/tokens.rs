@@ -16,6 +16,7 @@ fn push(
     why: &str,
 ) {
     out.push(Hit {
+        value: Some(s..e),
         detector,
         start: s,
         end: e,

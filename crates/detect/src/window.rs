@@ -22,6 +22,11 @@ pub(crate) struct Window<'a> {
 
 /// A validated match, in window coordinates.
 pub(crate) struct Hit {
+    /// The secret's own bytes inside the match, where replacing just them keeps
+    /// the text around valid (a token, an assignment's value, a URL's password);
+    /// `None` when the match is a structure that exists for the secret (a key
+    /// block, a netrc entry), which is removed whole.
+    pub value: Option<std::ops::Range<usize>>,
     pub detector: DetectorId,
     pub start: usize,
     pub end: usize,

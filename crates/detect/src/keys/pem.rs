@@ -76,6 +76,7 @@ pub(crate) fn block(hay: &[u8], begin: usize, ctx: &mut Ctx) -> Option<Hit> {
     };
     ctx.scratch.wipe();
     Some(Hit {
+        value: None,
         detector,
         start: begin,
         end: end_at + end_marker.len(),
@@ -198,6 +199,7 @@ pub(crate) fn base64_wrapped(win: &Window, ctx: &mut Ctx, out: &mut Vec<Hit>) {
     ctx.scratch.inner = text;
     if let Some(key) = hit {
         out.push(Hit {
+            value: None,
             detector: key.detector,
             start: at,
             end,

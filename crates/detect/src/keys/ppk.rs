@@ -141,6 +141,7 @@ fn parse(win: &Window, ctx: &mut Ctx) -> Option<Hit> {
         "unencrypted"
     };
     Some(Hit {
+        value: None,
         detector: DetectorId::PuttyPrivateKey,
         start: win.at,
         end,

@@ -31,6 +31,7 @@ pub(crate) fn validate(win: &Window, ctx: &mut Ctx, out: &mut Vec<Hit>) {
     if let Some(why) = described {
         let fingerprint = ctx.fingerprint(&[&ctx.scratch.bin]);
         out.push(Hit {
+            value: None,
             detector: DetectorId::Ssh2PrivateKey,
             start: begin,
             end: end_at + END.len(),
