@@ -82,6 +82,31 @@ fn drops_lines_only(old: &[u8], new: &[u8]) -> bool {
         .all(|l| old_lines.any(|o| o == l))
 }
 
+/// Is `new` what `old` becomes with values overwritten in place: the same lines,
+/// each identical or with one run replaced by `REDACTED` (or `*`s) no longer
+/// than what it replaced, and at least one such line?
+fn redacted_only(old: &[u8], new: &[u8]) -> bool {
+    let (o, n): (Vec<&[u8]>, Vec<&[u8]>) = (
+        old.split_inclusive(|&b| b == b'\n').collect(),
+        new.split_inclusive(|&b| b == b'\n').collect(),
+    );
+    // One placeholder somewhere in `n`, the rest of the line as in `o`.
+    let redacted_line = |o: &[u8], n: &[u8]| {
+        let fits = |at: usize, len: usize| {
+            let (head, tail) = (&n[..at], &n[at + len..]);
+            o.len() >= n.len() && o.starts_with(head) && o.ends_with(tail)
+        };
+        let named =
+            (0..n.len().saturating_sub(7)).any(|i| n[i..].starts_with(b"REDACTED") && fits(i, 8));
+        let starred = (0..n.len()).any(|i| {
+            let run = n[i..].iter().take_while(|&&c| c == b'*').count();
+            run > 0 && run < 8 && fits(i, run)
+        });
+        named || starred
+    };
+    o.len() == n.len() && o != n && o.iter().zip(&n).all(|(o, n)| o == n || redacted_line(o, n))
+}
+
 /// What the rules and the catalogue say each rewritten file becomes.
 fn expected_rewrite(guest_path: &str, old: &[u8], new: &[u8]) {
     match guest_path {
@@ -117,7 +142,7 @@ fn check_tree(part: u32, before: &Dump, after: &Dump, acts: &[(u32, Vec<u8>, Str
                 );
                 continue;
             }
-            Some(kind @ ("truncate" | "rewrite")) => {
+            Some(kind @ ("truncate" | "rewrite" | "redact")) => {
                 let a = after.tree.get(p).unwrap_or_else(|| {
                     panic!("{} was removed, not shrunk", String::from_utf8_lossy(p))
                 });
@@ -127,6 +152,12 @@ fn check_tree(part: u32, before: &Dump, after: &Dump, acts: &[(u32, Vec<u8>, Str
                 }
                 if kind == "truncate" {
                     assert_eq!(a.size, 0, "{} not empty", String::from_utf8_lossy(p));
+                } else if kind == "redact" {
+                    assert!(
+                        redacted_only(&before.content(p), &after.content(p)),
+                        "{}: more than secret values changed",
+                        String::from_utf8_lossy(p)
+                    );
                 } else {
                     let guest = &act.unwrap().2;
                     expected_rewrite(guest, &before.content(p), &after.content(p));

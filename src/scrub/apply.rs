@@ -119,6 +119,17 @@ pub fn fault(name: &str) -> bool {
         && std::env::var("VMSCRUB_FAULT").is_ok_and(|v| v.split(',').any(|x| x == name))
 }
 
+/// What a rewrite or redaction writes: the step's content (with the
+/// `short-rewrite` fault, one byte short, so tests see verification catch it).
+fn new_content(s: &Step) -> &[u8] {
+    let c = s.content.as_deref().map_or(&[][..], |c| c.as_slice());
+    if fault("short-rewrite") {
+        &c[..c.len().saturating_sub(1)]
+    } else {
+        c
+    }
+}
+
 /// The editor refused the whole filesystem.
 fn refused(label: &str, steps: &[Step], e: impl std::fmt::Display) -> anyhow::Error {
     anyhow::anyhow!(
@@ -198,8 +209,9 @@ fn apply_ext4<D: WriteAt + Clone>(dev: D, label: &str, steps: &[Step]) -> anyhow
                 o.new_size = Some(r.new_size);
             }
             ActionKind::Rewrite | ActionKind::Redact => {
-                let content = s.content.as_deref().map_or(&[][..], |c| c.as_slice());
-                let r = ed.rewrite(&s.fs_path, content).map_err(|e| failed(s, e))?;
+                let r = ed
+                    .rewrite(&s.fs_path, new_content(s))
+                    .map_err(|e| failed(s, e))?;
                 o.bytes = r.old_size - r.new_size.min(r.old_size);
                 o.new_size = Some(r.new_size);
             }
@@ -258,7 +270,7 @@ fn apply_fat<D: WriteAt + Clone>(dev: D, label: &str, steps: &[Step]) -> anyhow:
                 r
             }
             ActionKind::Rewrite | ActionKind::Redact => {
-                let content = s.content.as_deref().map_or(&[][..], |c| c.as_slice());
+                let content = new_content(s);
                 let r = fs.rewrite(&s.fs_path, content).map_err(|e| failed(s, e))?;
                 o.new_size = Some(content.len() as u64);
                 o.bytes = s.size.saturating_sub(content.len() as u64);

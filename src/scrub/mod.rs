@@ -59,6 +59,7 @@ use crate::output::same_file;
 use crate::output::{self, OutputFormat, OutputImage, PassOptions, PendingFile};
 use crate::overlay::Overlay;
 use crate::scan::{self, ScanOptions};
+use xxhash_rust::xxh3::xxh3_128;
 
 /// Prints phase messages unless quiet.
 struct Say {
@@ -586,6 +587,10 @@ fn edit_filesystems(
                 label: gfs.identity.describe(),
                 unit,
                 prints: r.target_set(&applied.survivors),
+                edited: steps
+                    .iter()
+                    .filter_map(|s| Some((s.fs_path.clone(), xxh3_128(s.content.as_ref()?))))
+                    .collect(),
             });
         }
     }

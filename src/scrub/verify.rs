@@ -11,7 +11,9 @@
 //!    file ([`residue`](super::residue)): a unit found again is removed content
 //!    that survived. A unit that is also the content of a file still in the
 //!    output (two files with identical blocks) is not a leak and is excused;
-//!    that check reads the live files only when the sweep found something.
+//!    that check reads the live files only when the sweep found something;
+//! 4. every rewritten or redacted file reads back as exactly the content the
+//!    scrub wrote: the secret gone, every other byte as it was.
 
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
@@ -36,6 +38,10 @@ pub struct SweepTarget {
     pub label: String,
     pub unit: u64,
     pub prints: HashSet<Fingerprint>,
+    /// Files rewritten or redacted (path in the filesystem) and the xxh3-128 of
+    /// the content the scrub wrote: read back, they must hold exactly that —
+    /// the secret gone and every other byte as it was.
+    pub edited: Vec<(Vec<u8>, u128)>,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -103,6 +109,7 @@ pub fn verify(
             .push(format!("… and {} more", v.remaining.len() - 20));
     }
     for t in targets {
+        check_edits(&guest, t, &mut v);
         if t.prints.is_empty() {
             continue;
         }
@@ -149,6 +156,37 @@ pub fn verify(
         }
     }
     Ok(v)
+}
+
+/// Every rewritten or redacted file of `t`'s filesystem reads back as written.
+fn check_edits(guest: &Guest, t: &SweepTarget, v: &mut Verification) {
+    if t.edited.is_empty() {
+        return;
+    }
+    let Some(gfs) = guest
+        .filesystems
+        .iter()
+        .find(|f| f.identity.partition == t.partition)
+    else {
+        return; // reported above: readable in the input, not in the output
+    };
+    for (path, want) in &t.edited {
+        let got = gfs
+            .fs
+            .lookup(path)
+            .and_then(|id| crate::guest::read_bounded(&*gfs.fs, id, scan::MAX_REWRITE_SIZE))
+            .map(|c| xxhash_rust::xxh3::xxh3_128(&zeroize::Zeroizing::new(c)));
+        let why = match got {
+            Ok(h) if h == *want => continue,
+            Ok(_) => "its content is not what the scrub wrote".to_string(),
+            Err(e) => format!("it cannot be read back: {e}"),
+        };
+        v.problems.push(format!(
+            "{}: {}: {why}",
+            t.label,
+            crate::fs::display_path(path)
+        ));
+    }
 }
 
 /// Which of the hits' fingerprints are the content of a live file of `fs`.
