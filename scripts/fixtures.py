@@ -237,7 +237,20 @@ class Builder:
             self.fat_post_steps(target, spec)
         elif fstype == "swap":
             make_sparse(target, size)
-            run(["mkswap", "-U", uuid_for(name)] + (["-L", spec["label"]] if "label" in spec else []) + [str(target)])
+            page = int(spec.get("page_size", 4096))
+            run(["mkswap", "-U", uuid_for(name), "-p", str(page)]
+                + (["-L", spec["label"]] if "label" in spec else []) + [str(target)])
+            with open(target, "r+b") as fh:
+                # Paged-out memory: a marker in every page slot after the header.
+                if "fill" in spec:
+                    line = (spec["fill"] + "\n").encode()
+                    for off in range(page, size, page):
+                        fh.seek(off)
+                        fh.write((line * (page // len(line) + 1))[:page])
+                # A hibernation image: its signature replaces the swap magic.
+                if "signature" in spec:
+                    fh.seek(page - 10)
+                    fh.write(spec["signature"].encode().ljust(10, b"\0"))
         elif fstype in ("xfs", "btrfs"):
             make_sparse(target, size)
             tool = shutil.which(f"mkfs.{fstype}")

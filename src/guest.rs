@@ -779,7 +779,9 @@ where
         },
         Kind::Unknown => Opened::Nothing,
         Kind::Swap => Opened::Unreadable(
-            "swap space: vmscrub does not read swap (it may hold paged-out secrets)".to_string(),
+            "swap space: not a filesystem; it may hold paged-out secrets, and `scrub` \
+             re-initializes it (operation `swap`)"
+                .to_string(),
         ),
         Kind::Luks => Opened::Unreadable(
             "LUKS-encrypted volume: cannot be read without its key"

@@ -224,6 +224,8 @@ pub enum WarningKind {
     NotPerformedOffline,
     /// A filesystem could not be opened or walked to the end.
     UnreadableFilesystem,
+    /// A swap volume: memory pages, not files; `scrub` re-initializes it.
+    SwapSpace,
     /// One file could not be read.
     UnreadableFile,
     /// No OS root, several roots, unresolved fstab lines.
@@ -1325,9 +1327,16 @@ fn guest_warnings(
         message,
     };
     for u in &guest.unreadable {
+        // Swap holds memory pages, not files: nothing to scan, and the `swap`
+        // operation re-initializes it, so it is not unknown content.
+        let kind = if u.identity.fs_type.as_deref() == Some("swap") {
+            WarningKind::SwapSpace
+        } else {
+            WarningKind::UnreadableFilesystem
+        };
         w.push(warn(
-            WarningKind::UnreadableFilesystem,
-            None,
+            kind,
+            (kind == WarningKind::SwapSpace).then_some("swap"),
             format!("{}: not scanned: {}", u.identity.describe(), u.error),
         ));
     }

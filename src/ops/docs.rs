@@ -73,6 +73,9 @@ fn actions(op: &Operation) -> String {
     if op.needs_guest.is_some() {
         a.push("needs guest".into());
     }
+    if let Some(super::VolumeAction::ReinitSwap) = op.volume {
+        a.push("re-initialize swap volumes".into());
+    }
     a.join(", ")
 }
 

@@ -230,6 +230,17 @@ pub struct Operation {
     pub needs_guest_when: NeedsGuestWhen,
     /// Longer explanation for the docs (decisions, differences from the source).
     pub notes: Option<String>,
+    /// What the operation does to whole volumes rather than files.
+    pub volume: Option<VolumeAction>,
+}
+
+/// An operation on whole volumes (partitions, logical volumes), not files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VolumeAction {
+    /// Every swap volume gets a fresh header with its UUID, label and page size,
+    /// and every page slot is zeroed.
+    ReinitSwap,
 }
 
 impl Operation {
@@ -240,7 +251,7 @@ impl Operation {
 
     /// An operation with no file rule at all: it can only be reported.
     pub fn is_report_only(&self) -> bool {
-        self.rules.iter().all(|r| r.action == ActionKind::Report)
+        self.volume.is_none() && self.rules.iter().all(|r| r.action == ActionKind::Report)
     }
 
     /// The distinct actions of the operation's rules, in catalogue order.
@@ -318,10 +329,18 @@ mod tests {
     fn no_default_operation_is_a_no_op_offline() {
         let cat = Catalogue::builtin().unwrap();
         for op in cat.operations.iter().filter(|o| o.default) {
-            assert!(!op.rules.is_empty(), "{} is on by default", op.name);
+            assert!(
+                !op.rules.is_empty() || op.volume.is_some(),
+                "{} is on by default",
+                op.name
+            );
         }
         // `vmscrub operations` says it on each such line, once.
-        for op in cat.operations.iter().filter(|o| o.rules.is_empty()) {
+        for op in cat
+            .operations
+            .iter()
+            .filter(|o| o.rules.is_empty() && o.volume.is_none())
+        {
             assert!(
                 op.heading.ends_with("(not performed offline)"),
                 "{}: {}",

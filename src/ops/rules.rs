@@ -14,6 +14,7 @@
 //! source = "vmscrub"                              # optional in user files ("user")
 //! os = ["linux"]                                  # guard, see ops::guard
 //! needs-guest = "…"                               # optional: what cannot be done offline
+//! volume = "reinit-swap"                           # optional: what it does to whole volumes
 //! needs-guest-when = "always" | "findings"
 //! notes = "…"
 //!
@@ -111,6 +112,7 @@ struct RawOperation {
     #[serde(default)]
     needs_guest_when: NeedsGuestWhen,
     notes: Option<String>,
+    volume: Option<super::VolumeAction>,
     #[serde(default)]
     rule: Vec<Spanned<RawRule>>,
 }
@@ -253,17 +255,18 @@ impl Catalogue {
                 None => Source::User,
             };
             let guard = Guard::parse(&op.os).map_err(|m| invalid(at, ctx("os"), m))?;
-            if op.rule.is_empty() && op.needs_guest.is_none() {
+            if op.rule.is_empty() && op.needs_guest.is_none() && op.volume.is_none() {
                 return Err(invalid(
                     at,
                     ctx("rule"),
-                    "an operation needs at least one [[operation.rule]] or a `needs-guest` note"
+                    "an operation needs at least one [[operation.rule]], a `volume` action or a \
+                     `needs-guest` note"
                         .into(),
                 ));
             }
             // An operation with nothing to do offline would only add a warning to
             // every run; it is there to be named (and explained) when selected.
-            if op.rule.is_empty() && op.default {
+            if op.rule.is_empty() && op.volume.is_none() && op.default {
                 return Err(invalid(
                     at,
                     ctx("default"),
@@ -291,6 +294,7 @@ impl Catalogue {
                 needs_guest: op.needs_guest,
                 needs_guest_when: op.needs_guest_when,
                 notes: op.notes,
+                volume: op.volume,
             });
         }
         self.operations.extend(ops);

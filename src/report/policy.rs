@@ -71,7 +71,9 @@ impl FailOn {
                 .filter(|w| {
                     matches!(
                         w.kind,
-                        WarningKind::SshHostKeys | WarningKind::UnreadableFilesystem
+                        WarningKind::SshHostKeys
+                            | WarningKind::UnreadableFilesystem
+                            | WarningKind::SwapSpace
                     )
                 })
                 .count()

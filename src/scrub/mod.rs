@@ -32,6 +32,7 @@ pub mod recipients;
 pub mod report;
 pub mod residue;
 mod steps;
+pub mod swap;
 pub mod verify;
 
 pub use self::args::{ABOUT, LONG_ABOUT, ScrubArgs};
@@ -108,6 +109,8 @@ pub struct Done {
     pub timings: Timings,
     pub output_format: Option<String>,
     pub output_bytes: Option<u64>,
+    /// Swap volumes re-initialized (operation `swap`).
+    pub swap: Vec<swap::SwapReset>,
 }
 
 impl Done {
@@ -160,7 +163,7 @@ pub fn run(args: &ScrubArgs) -> Result<i32> {
     let mut guest = crate::guest::guest_from_layout(&layout);
     guest.require_readable(&args.image)?;
     guest.require_os(&args.image, args.select.data_volume)?;
-    refuse_damaged(args, &guest)?;
+    refuse_damaged(args, &guest, selection.contains("swap"))?;
     free::refuse_disagreeing(&guest, &layout)?;
 
     say.phase("scanning");
@@ -200,6 +203,9 @@ pub fn run(args: &ScrubArgs) -> Result<i32> {
         verify_on,
         &mut done,
     )?;
+    if selection.contains("swap") {
+        reinit_swap(&layout, &mut done)?;
+    }
     if !args.keep_free_space && !apply::fault("keep-freed") {
         zero_free_space(&guest, &layout, &mut done)?;
     }
@@ -385,9 +391,12 @@ fn replay_journals(args: &ScrubArgs, overlay: &Disk, done: &mut Done) -> Result<
 /// A filesystem vmscrub reads but could not open is damaged: its secrets would
 /// ship unexamined, so that refuses the scrub. One it does not read at all
 /// (swap, LVM, xfs, LUKS) is said.
-fn refuse_damaged(args: &ScrubArgs, guest: &Guest) -> Result<()> {
+fn refuse_damaged(args: &ScrubArgs, guest: &Guest, swap_on: bool) -> Result<()> {
     let mut damaged: Vec<String> = Vec::new();
     for u in &guest.unreadable {
+        if swap_on && u.identity.fs_type.as_deref() == Some("swap") {
+            continue; // re-initialized by the `swap` operation, and said then
+        }
         let ours = matches!(
             u.identity.fs_type.as_deref(),
             Some("ext2" | "ext3" | "ext4" | "vfat")
@@ -663,6 +672,20 @@ fn zero_free_space(guest: &Guest, layout: &Layout<Disk>, done: &mut Done) -> Res
         }
         done.free_zeroed += zeroed
             .with_context(|| format!("{}: free space cannot be zeroed", gfs.identity.describe()))?;
+    }
+    Ok(())
+}
+
+/// Gives every swap volume a fresh header and zeroed page slots (see `swap`).
+fn reinit_swap(layout: &Layout<Disk>, done: &mut Done) -> Result<()> {
+    for vol in &layout.volumes {
+        let name = match vol.index {
+            Some(i) => format!("partition {i}"),
+            None => "whole disk".to_string(),
+        };
+        if let Some(r) = swap::reinit(&name, &vol.device)? {
+            done.swap.push(r);
+        }
     }
     Ok(())
 }

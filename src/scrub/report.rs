@@ -100,6 +100,21 @@ pub fn summary(done: &Done, args: &ScrubArgs) -> String {
         human_size(bytes),
         human_size(done.zeroed),
     );
+    for w in &done.swap {
+        let _ = writeln!(
+            s,
+            "  swap {}: re-initialized (UUID {}, label {:?}, {} pages of {} bytes){}; {} zeroed",
+            w.volume,
+            w.uuid,
+            w.label,
+            w.pages,
+            w.page_size,
+            w.hibernation
+                .map(|h| format!(", it held a {h} hibernation image"))
+                .unwrap_or_default(),
+            human_size(w.zeroed_bytes)
+        );
+    }
     if done.free_zeroed > 0 {
         let _ = writeln!(
             s,
@@ -189,6 +204,8 @@ struct ScrubSection<'a> {
     zeroed_bytes: u64,
     free_space_zeroed_bytes: u64,
     notes: &'a [String],
+    /// Swap volumes re-initialized: UUID, label, page size, pages, hibernation.
+    swap: &'a [super::swap::SwapReset],
     #[serde(skip_serializing_if = "Option::is_none")]
     recovery: Option<Recovery<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -236,6 +253,7 @@ pub fn json(input: &ReportInput<'_>, done: &Done, args: &ScrubArgs) -> String {
             zeroed_bytes: done.zeroed,
             free_space_zeroed_bytes: done.free_zeroed,
             notes: &done.notes,
+            swap: &done.swap,
             recovery: args.recovery.as_ref().map(|p| Recovery {
                 path: p.display().to_string(),
                 written: !args.dry_run,
