@@ -120,6 +120,24 @@ fn swap_partitions_are_reinitialized_as_mkswap_would_with_their_identity() {
 }
 
 #[test]
+fn scan_names_swap_and_the_hibernation_image() {
+    let input = fixture("swap-disk");
+    let o = vmscrub(&["scan".as_ref(), input.as_os_str()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout).into_owned() + &stderr(&o);
+    assert!(
+        text.contains("partition 3: holds a hibernation image (S1SUSPEND)"),
+        "{text}"
+    );
+    for n in [2, 3] {
+        assert!(
+            text.contains(&format!("[swap] partition {n}")),
+            "partition {n}: {text}"
+        );
+    }
+}
+
+#[test]
 fn without_the_operation_swap_is_copied_and_said() {
     let input = fixture("swap-disk");
     let dir = tempfile::tempdir().unwrap();

@@ -8,8 +8,11 @@ use crate::util::{label, le32, read_opt, uuid};
 use crate::{Error, Filesystem, Kind};
 
 const PAGE_SIZES: [u64; 5] = [4096, 8192, 16384, 32768, 65536];
-/// TuxOnIce hibernation images keep a valid swap signature; they are not swap.
+/// TuxOnIce hibernation images keep a valid swap signature and add their own.
 const TOI_MAGIC: &[u8] = b"\xed\xc3\x02\xe9\x98\x56\xe5\x0c";
+/// Signatures a hibernating kernel or tool writes over the swap magic (blkid's
+/// swsuspend probe); the version-1 fields before them are intact.
+const HIBERNATION: &[&[u8]] = &[b"S1SUSPEND", b"S2SUSPEND", b"ULSUSPEND", b"LINHIB0001"];
 
 pub(crate) fn probe<D: ReadAt + ?Sized>(dev: &D) -> Result<Option<Filesystem>, Error> {
     // blkid wants at least ten pages.
@@ -20,13 +23,22 @@ pub(crate) fn probe<D: ReadAt + ?Sized>(dev: &D) -> Result<Option<Filesystem>, E
         let Some(magic) = read_opt(dev, ps - 10, 10, "swap signature")? else {
             return Ok(None);
         };
-        let v1 = magic == b"SWAPSPACE2";
+        let hibernation = HIBERNATION.iter().find(|s| magic.starts_with(s));
+        let v1 = magic == b"SWAPSPACE2" || hibernation.is_some();
         if !v1 && magic != b"SWAP-SPACE" {
             continue;
         }
-        if read_opt(dev, 0, 8, "swap header")?.is_some_and(|b| b == TOI_MAGIC) {
-            return Ok(None);
-        }
+        let toi = read_opt(dev, 0, 8, "swap header")?.is_some_and(|b| b == TOI_MAGIC);
+        let warnings = match (hibernation, toi) {
+            (Some(sig), _) => vec![format!(
+                "holds a hibernation image ({}): the memory of a suspended system",
+                String::from_utf8_lossy(sig)
+            )],
+            (None, true) => {
+                vec!["holds a TuxOnIce hibernation image: the memory of a suspended system".into()]
+            }
+            (None, false) => vec![],
+        };
         if !v1 {
             return Ok(Some(Filesystem {
                 kind: Kind::Swap,
@@ -57,6 +69,7 @@ pub(crate) fn probe<D: ReadAt + ?Sized>(dev: &D) -> Result<Option<Filesystem>, E
             uuid: id,
             version: Some("1".into()),
             block_size: u32::try_from(ps).ok(),
+            warnings,
             ..Filesystem::unknown()
         }));
     }
@@ -88,6 +101,14 @@ mod tests {
             );
             assert_eq!(fs.block_size, Some(ps as u32));
         }
+        let mut d = swap(4096);
+        d[4086..4096].copy_from_slice(b"S1SUSPEND\0");
+        let fs = probe(&MemDisk::new(d.clone())).unwrap().unwrap();
+        assert_eq!((fs.kind, fs.label.as_deref()), (Kind::Swap, Some("swap0")));
+        assert!(fs.warnings[0].contains("hibernation image (S1SUSPEND)"));
+        d[..8].copy_from_slice(TOI_MAGIC);
+        d[4086..4096].copy_from_slice(b"SWAPSPACE2");
+        assert!(probe(&MemDisk::new(d)).unwrap().unwrap().warnings[0].contains("TuxOnIce"));
         let mut d = swap(4096);
         d[1028] = 0; // last_page 0: not swap
         assert!(probe(&MemDisk::new(d)).unwrap().is_none());
