@@ -39,6 +39,8 @@ pub enum Format {
     Raw,
     Qcow2,
     Vmdk,
+    /// Read only: outputs are raw, qcow2 or VMDK.
+    Vhd,
 }
 
 impl Format {
@@ -47,6 +49,7 @@ impl Format {
             Format::Raw => "raw",
             Format::Qcow2 => "qcow2",
             Format::Vmdk => "vmdk",
+            Format::Vhd => "vhd",
         }
     }
 }
@@ -74,6 +77,8 @@ pub enum VmdkKind {
 pub enum Sniffed {
     Raw,
     Qcow2,
+    /// A footer ("conectix") at the end, or its copy at the start.
+    Vhd,
     Vmdk(VmdkKind),
     /// Recognised, not read: `format` names it, `advice` says what to do instead.
     Refused {
@@ -110,7 +115,7 @@ pub fn sniff(head: &[u8], tail: &[u8]) -> Sniffed {
                 .get(tail.len() - 511..)
                 .is_some_and(|t| t.starts_with(b"conectix"))
     {
-        return refuse("VHD (Virtual PC / Hyper-V)", CONVERT);
+        return Sniffed::Vhd;
     }
     if starts(b"vhdxfile") {
         return refuse("VHDX (Hyper-V)", CONVERT);
@@ -344,6 +349,7 @@ pub fn open(path: &Path, opts: &OpenOptions) -> Result<OpenedImage, ImageError> 
     match sniff(&head, &tail) {
         Sniffed::Raw => open_raw(path, file),
         Sniffed::Qcow2 => open_qcow2(path, file, opts),
+        Sniffed::Vhd => open_vhd(path, file),
         Sniffed::Vmdk(kind) => open_vmdk(path, file, kind, opts),
         Sniffed::Refused { format, advice } => Err(ImageError::Unsupported {
             path: path.to_path_buf(),
@@ -620,6 +626,48 @@ fn open_vmdk(
     })
 }
 
+/// A VHD, fixed or dynamic (`vmscrub-vhd`); differencing disks are refused there
+/// with the way out.
+fn open_vhd(path: &Path, file: FileDisk) -> Result<OpenedImage, ImageError> {
+    let file_size = file.size();
+    let vhd = vmscrub_vhd::Vhd::open(file).map_err(|e| ImageError::Container {
+        path: path.to_path_buf(),
+        format: Format::Vhd,
+        source: Box::new(e),
+    })?;
+    let mut details = BTreeMap::new();
+    details.insert(
+        "creator".into(),
+        String::from_utf8_lossy(&vhd.footer.creator)
+            .trim()
+            .to_string()
+            .into(),
+    );
+    if let Some(h) = vhd.dynamic_header() {
+        details.insert("block_size".into(), h.block_size.into());
+    }
+    let mut warnings = Vec::new();
+    if vhd.footer.at == 0 {
+        warnings.push(
+            "the VHD footer at the end of the file is missing or damaged; read with the copy at \
+             its start"
+                .to_string(),
+        );
+    }
+    Ok(OpenedImage {
+        info: ContainerInfo {
+            format: Format::Vhd,
+            subformat: Some(vhd.subformat().to_string()),
+            virtual_size: vhd.footer.current_size,
+            file_size,
+            allocated_bytes: Some(vhd.allocated_bytes()),
+            details,
+            warnings,
+        },
+        disk: Arc::new(vhd),
+    })
+}
+
 /// A partition, or the whole disk when there is no table, and what it holds.
 #[derive(Debug)]
 pub struct Volume<D> {
@@ -759,9 +807,9 @@ mod tests {
         assert_eq!(sniff_head(b"# Disk Descriptor"), Sniffed::Raw);
         assert_eq!(sniff_head(&[0u8; 4096]), Sniffed::Raw);
         assert_eq!(sniff_head(b""), Sniffed::Raw);
+        assert_eq!(sniff_head(b"conectix\0\0"), Sniffed::Vhd);
         for (head, name) in [
-            (&b"conectix\0\0"[..], "VHD"),
-            (b"vhdxfile", "VHDX"),
+            (&b"vhdxfile"[..], "VHDX"),
             (b"<<< Oracle VM VirtualBox Disk Image >>>\n", "VDI"),
             (b"QED\0", "QED"),
             (&[0x1f, 0x8b, 8, 0], "gzip"),
@@ -779,10 +827,7 @@ mod tests {
         // A fixed VHD: raw data with the footer as its last 512 bytes.
         let mut tail = vec![0u8; 512];
         tail[..8].copy_from_slice(b"conectix");
-        assert!(matches!(
-            sniff(&[0u8; 4096], &tail),
-            Sniffed::Refused { .. }
-        ));
+        assert_eq!(sniff(&[0u8; 4096], &tail), Sniffed::Vhd);
         let mut tar = vec![0u8; 512];
         tar[257..262].copy_from_slice(b"ustar");
         assert!(

@@ -175,6 +175,16 @@ impl OutputArgs {
                 Format::Raw => FormatArg::Raw,
                 Format::Qcow2 => FormatArg::Qcow2,
                 Format::Vmdk => FormatArg::Vmdk,
+                // As qemu-img does when no -O is given: raw (sparse).
+                Format::Vhd => {
+                    warnings.push(
+                        "vmscrub reads VHD but does not write it: the output is raw (sparse); \
+                         --output-format qcow2 or vmdk for another (qemu-img convert -O vpc \
+                         makes a VHD of it)"
+                            .into(),
+                    );
+                    FormatArg::Raw
+                }
             },
         };
         let q = self.qcow2_flags();
