@@ -72,7 +72,8 @@ def deps_of(kind: str, spec: dict) -> list[str]:
     if kind == "fs":
         return ([spec["tree"]] if "tree" in spec else []) + mtools_trees(spec)
     if kind == "disk":
-        return [p["fs"] for p in spec.get("partitions", []) if "fs" in p]
+        lvm_fs = [st["fs"] for st in spec.get("lvm", []) if isinstance(st, dict) and "fs" in st]
+        return [p["fs"] for p in spec.get("partitions", []) if "fs" in p] + lvm_fs
     if kind == "container":
         d = [spec["source"]]
         if "backing_source" in spec:
@@ -371,6 +372,11 @@ class Builder:
         for offset, img in placed:
             if img is not None:
                 copy_sparse(img, target, offset)
+        if "lvm" in spec:
+            sys.path.insert(0, str(Path(__file__).parent))
+            import lvm_fixture
+
+            lvm_fixture.apply_steps(target, spec["lvm"], self.build)
         for patch in spec.get("patch", []):
             with target.open("r+b") as fh:
                 fh.seek(parse_size(patch["offset"]))

@@ -361,9 +361,7 @@ fn replay_journals(args: &ScrubArgs, overlay: &Disk, done: &mut Done) -> Result<
         if !matches!(v.filesystem.kind, Kind::Ext3 | Kind::Ext4 | Kind::Ext2) {
             continue;
         }
-        let name = v
-            .index
-            .map_or("whole disk".to_string(), |i| format!("partition {i}"));
+        let name = v.name();
         match apply::recover_journal(v.device.clone()) {
             Ok(Some(note)) => {
                 if !args.quiet {
@@ -592,7 +590,7 @@ fn edit_filesystems(
             done.units_removed += r.units;
             done.fingerprints += r.fingerprinted;
             targets.push(SweepTarget {
-                partition: gfs.identity.partition,
+                volume: gfs.identity.volume_key(),
                 label: gfs.identity.describe(),
                 unit,
                 prints: r.target_set(&applied.survivors),
@@ -610,7 +608,7 @@ fn volume_of<'a>(layout: &'a Layout<Disk>, gfs: &GuestFs) -> Option<&'a Volume<D
     layout
         .volumes
         .iter()
-        .find(|v| v.index == gfs.identity.partition)
+        .find(|v| v.key() == gfs.identity.volume_key())
 }
 
 /// Reads every file a step removes once, into the archive and into the

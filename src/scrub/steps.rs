@@ -18,9 +18,13 @@ fn archive_path(guest: &Guest, a: &PlannedAction) -> Vec<u8> {
     if mounted {
         p.extend_from_slice(a.path.strip_prefix(b"/").unwrap_or(&a.path));
     } else {
-        match guest.filesystems[a.filesystem].identity.partition {
-            Some(n) => p.extend_from_slice(format!("partition-{n}/").as_bytes()),
-            None => p.extend_from_slice(b"disk/"),
+        let id = &guest.filesystems[a.filesystem].identity;
+        match (&id.lv, id.partition) {
+            (Some(lv), _) => {
+                p.extend_from_slice(format!("lv-{}/", lv.replace('/', "-")).as_bytes())
+            }
+            (None, Some(n)) => p.extend_from_slice(format!("partition-{n}/").as_bytes()),
+            (None, None) => p.extend_from_slice(b"disk/"),
         }
         p.extend_from_slice(a.fs_path.strip_prefix(b"/").unwrap_or(&a.fs_path));
     }
