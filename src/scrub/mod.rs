@@ -671,6 +671,13 @@ fn zero_free_space(guest: &Guest, layout: &Layout<Disk>, done: &mut Done) -> Res
         done.free_zeroed += zeroed
             .with_context(|| format!("{}: free space cannot be zeroed", gfs.identity.describe()))?;
     }
+    for (vg, n) in free::zero_unused_lvm(layout)? {
+        done.free_zeroed += n;
+        done.notes.push(format!(
+            "LVM2 volume group {vg}: {} of free extents and unused PV space zeroed (label and metadata areas kept)",
+            crate::inspect::human_size(n)
+        ));
+    }
     Ok(())
 }
 
