@@ -395,9 +395,11 @@ fn refuse_damaged(args: &ScrubArgs, guest: &Guest, swap_on: bool) -> Result<()> 
         if swap_on && u.identity.fs_type.as_deref() == Some("swap") {
             continue; // re-initialized by the `swap` operation, and said then
         }
+        // An LVM2 PV whose volume group cannot be put together (a PV missing,
+        // metadata that contradicts itself) hides LVs vmscrub would read.
         let ours = matches!(
             u.identity.fs_type.as_deref(),
-            Some("ext2" | "ext3" | "ext4" | "vfat")
+            Some("ext2" | "ext3" | "ext4" | "vfat" | "LVM2_member")
         );
         if ours && !args.allow_unreadable {
             damaged.push(format!("{}: {}", u.identity.describe(), u.error));
@@ -414,7 +416,7 @@ fn refuse_damaged(args: &ScrubArgs, guest: &Guest, swap_on: bool) -> Result<()> 
     }
     bail!(
         "{} could not be read, so it cannot be scrubbed; nothing was written \
-         (repair a copy with e2fsck/fsck.fat, or pass --allow-unreadable to scrub the rest): {}",
+         (repair a copy with e2fsck/fsck.fat/vgcfgrestore, or pass --allow-unreadable to scrub the rest): {}",
         if damaged.len() == 1 {
             "a filesystem"
         } else {
