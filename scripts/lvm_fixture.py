@@ -214,7 +214,7 @@ def report(img: Path) -> dict:
         names = {d: n for n, (d, _, _) in at.loops.items()}
         pvs = at.report_json("pvs", "pv_name,pv_uuid,vg_name,pv_size,pe_start,pv_pe_count,pv_pe_alloc_count,dev_size")
         for p in pvs:
-            p["partition"] = names.get(p["pv_name"])
+            p["partition"] = names.get(p["pv_name"]) or None  # null: the whole disk
         vgs = at.report_json("vgs", "vg_name,vg_uuid,vg_seqno,vg_extent_size,pv_count,lv_count,vg_missing_pv_count")
         lvs = at.report_json(
             "lvs", "vg_name,lv_name,lv_uuid,lv_size,segtype,seg_start_pe,seg_size_pe,stripes,stripe_size,seg_pe_ranges,lv_attr",
@@ -228,9 +228,11 @@ def report(img: Path) -> dict:
             lv_map = at.lv_map()
         except LvmError:
             lv_map = {}
+        # Loop device names differ between attachments: report partitions only.
+        pv_devs = [p.pop("pv_name") for p in pvs]
         pvck = {}
         for n, (dev, _, _) in at.loops.items():
-            if any(p["pv_name"] == dev for p in pvs):
+            if dev in pv_devs:
                 # pvck reads only the device it is given (and rejects --devices).
                 pvck[str(n)] = _run(["pvck", "--dump", "metadata", "--config", CONFIG, dev], check=False)
         return {"pvs": pvs, "vgs": vgs, "lvs": lvs, "lv_map": lv_map, "pvck": pvck}

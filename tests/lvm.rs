@@ -165,7 +165,7 @@ fn model_matches(img: &Path) -> (Value, Value) {
                 .unwrap()
                 .iter()
                 .find(|p| p["name"] == pv)
-                .map(|p| p["partition"].clone())
+                .map(|p| p["partition"].as_u64().unwrap_or(0)) // p0: the whole disk
                 .unwrap()
         };
         for lv in g["logical_volumes"].as_array().unwrap() {
@@ -578,4 +578,28 @@ fn corrupted_lvm_metadata_gives_reasons_not_panics() {
         }
         std::fs::remove_file(&p).unwrap();
     }
+}
+
+/// A PV on the bare disk (no partition table): the same model, the same bytes.
+#[test]
+fn pv_on_the_bare_disk() {
+    let img = fixture("lvm-bare");
+    let (l, j) = model_matches(&img);
+    assert_eq!(j["partition_table"]["type"], "none");
+    assert_eq!(
+        j["volume_groups"][0]["physical_volumes"][0]["partition"],
+        Value::Null
+    );
+    assert!(lv_bytes_by_lvm2(&img, &l, "bare/data") == lv_bytes_by_vmscrub(&img, "bare/data"));
+    let i = img.to_str().unwrap();
+    assert_eq!(
+        ok(&vmscrub(&[
+            &"cat",
+            &"--fs",
+            &"bare/data",
+            &i,
+            &"/data/report.txt"
+        ])),
+        "LVMKEEP-DATA striped\n"
+    );
 }
