@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -231,11 +232,17 @@ def report(img: Path) -> dict:
         # Loop device names differ between attachments: report partitions only.
         pv_devs = [p.pop("pv_name") for p in pvs]
         pvck = {}
+        copies = {}
         for n, (dev, _, _) in at.loops.items():
             if dev in pv_devs:
                 # pvck reads only the device it is given (and rejects --devices).
                 pvck[str(n)] = _run(["pvck", "--dump", "metadata", "--config", CONFIG, dev], check=False)
-        return {"pvs": pvs, "vgs": vgs, "lvs": lvs, "lv_map": lv_map, "pvck": pvck}
+                # Every copy lvm2 finds in the metadata area's ring buffer.
+                every = _run(["pvck", "--dump", "metadata_all", "--config", CONFIG, dev], check=False)
+                copies[str(n)] = sorted(
+                    {int(m) for m in re.findall(r"^\s*metadata at \d+ .* seqno (\d+) ", every, re.M)}
+                )
+        return {"pvs": pvs, "vgs": vgs, "lvs": lvs, "lv_map": lv_map, "pvck": pvck, "metadata_copies": copies}
 
 
 def main(argv: list[str]) -> int:

@@ -253,6 +253,28 @@ fn rhel_layout_agrees_with_lvm2_and_reads_through_fstab() {
     for lv in ["rhel/root", "rhel/home", "rhel/var-log"] {
         fsck_lv(&img, &l, lv, tmp.path());
     }
+    // The ring buffer's older copies, as `pvck --dump metadata_all` lists them.
+    let seqnos = l["metadata_copies"]["2"].as_array().unwrap();
+    let g = &j["volume_groups"][0];
+    assert!(seqnos.len() > 1, "{seqnos:?}");
+    assert_eq!(
+        g["old_metadata_copies"].as_u64().unwrap(),
+        seqnos.len() as u64 - 1
+    );
+    let host = l["pvck"]["2"]
+        .as_str()
+        .unwrap()
+        .lines()
+        .find_map(|x| x.strip_prefix("creation_host = "))
+        .unwrap();
+    assert!(
+        g["metadata_hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| format!("\"{}\"", h.as_str().unwrap()) == host),
+        "{host}"
+    );
     // home's segments are out of PV order (lvm2 says so too).
     let home: Vec<&Value> = l["lvs"]
         .as_array()

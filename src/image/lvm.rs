@@ -55,6 +55,8 @@ pub struct VolumeGroup {
     /// Per PV volume: its byte ranges no LVM structure uses (the label, metadata
     /// areas and every allocated extent excluded). Empty when refused.
     pub unused: Vec<(usize, RangeSet)>,
+    /// What the metadata areas' ring buffers still hold (older copies, hosts).
+    pub history: vmscrub_lvm::mda::History,
 }
 
 /// Reads the PVs among `volumes`, appends a volume per readable LV, and
@@ -87,6 +89,7 @@ pub(super) fn add_volumes<D: ReadAt + Clone>(
                     refused: Some(why),
                     refused_lvs: vec![],
                     unused: vec![],
+                    history: Default::default(),
                 });
             }
         }
@@ -103,6 +106,7 @@ pub(super) fn add_volumes<D: ReadAt + Clone>(
                 .and_then(|p| p.vg.clone())
                 .filter(|vg| Some(&vg.name) == r.vg.as_ref())
         });
+        let history = history_of(&infos, &r.members);
         groups.push(VolumeGroup {
             name: r.vg,
             model,
@@ -110,6 +114,7 @@ pub(super) fn add_volumes<D: ReadAt + Clone>(
             refused: Some(r.reason),
             refused_lvs: vec![],
             unused: vec![],
+            history,
         });
     }
     for a in ok {
@@ -186,9 +191,20 @@ fn add_group<D: ReadAt + Clone>(
     VolumeGroup {
         name: Some(vg.name.clone()),
         model: Some(vg),
+        history: history_of(infos, &a.members),
         pv_volumes: a.members,
         refused: None,
         refused_lvs,
         unused,
     }
+}
+
+fn history_of(infos: &[Option<PvInfo>], members: &[usize]) -> vmscrub_lvm::mda::History {
+    let mut h = vmscrub_lvm::mda::History::default();
+    for &m in members {
+        if let Some(Some(p)) = infos.get(m) {
+            h.merge(p.history.clone());
+        }
+    }
+    h
 }

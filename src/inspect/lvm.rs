@@ -19,6 +19,11 @@ pub struct VgReport {
     pub extent_size: Option<u64>,
     /// The host that wrote the metadata (`creation_host` of the text).
     pub creation_host: Option<String>,
+    /// Older versions of the metadata still in the areas' ring buffers (lvm2
+    /// only moves a pointer when it writes a new one).
+    pub old_metadata_copies: u64,
+    /// Every `creation_host` named by any copy, old ones included.
+    pub metadata_hosts: Vec<String>,
     /// Its logical volumes are read as volumes.
     pub readable: bool,
     pub refused_reason: Option<String>,
@@ -90,6 +95,8 @@ pub(super) fn vg_reports<D>(layout: &Layout<D>, guest: &Guest) -> Vec<VgReport> 
                     seqno: None,
                     extent_size: None,
                     creation_host: None,
+                    old_metadata_copies: g.history.seqnos.len() as u64,
+                    metadata_hosts: g.history.hosts.clone(),
                     readable: false,
                     refused_reason: g.refused.clone(),
                     physical_volumes: g
@@ -197,6 +204,9 @@ pub(super) fn vg_reports<D>(layout: &Layout<D>, guest: &Guest) -> Vec<VgReport> 
                 seqno: Some(vg.seqno),
                 extent_size: Some(vg.extent_size),
                 creation_host: vg.creation_host.clone(),
+                old_metadata_copies: g.history.seqnos.iter().filter(|&&s| s < vg.seqno).count()
+                    as u64,
+                metadata_hosts: g.history.hosts.clone(),
                 readable: g.refused.is_none(),
                 refused_reason: g.refused.clone(),
                 physical_volumes,
@@ -221,6 +231,23 @@ pub(super) fn render(vgs: &[VgReport], out: &mut String) {
         out.push('\n');
         if let Some(why) = &g.refused_reason {
             let _ = writeln!(out, "  NOT READ: {}", safe(why));
+        }
+        if g.old_metadata_copies > 0 || !g.metadata_hosts.is_empty() {
+            let _ = writeln!(
+                out,
+                "  metadata: {} older cop{} kept in the metadata area, hosts named: {}",
+                g.old_metadata_copies,
+                if g.old_metadata_copies == 1 {
+                    "y"
+                } else {
+                    "ies"
+                },
+                if g.metadata_hosts.is_empty() {
+                    "-".to_string()
+                } else {
+                    safe(&g.metadata_hosts.join(", "))
+                }
+            );
         }
         for p in &g.physical_volumes {
             let at = match (p.present, p.partition) {

@@ -43,6 +43,8 @@ pub struct PvInfo {
     pub vg: Option<Vg>,
     /// Areas that could not be read while another could.
     pub warnings: Vec<String>,
+    /// What the ring buffers of this PV's areas still hold ([`mda::history`]).
+    pub history: mda::History,
 }
 
 /// Reads the label and metadata of the PV on `dev`. `Ok(None)`: no PV label.
@@ -55,6 +57,7 @@ pub fn read_pv<D: ReadAt + ?Sized>(dev: &D) -> Result<Option<PvInfo>> {
     let mut warnings = vec![];
     let mut best: Option<Vg> = None;
     let mut first_err = None;
+    let mut history = mda::History::default();
     for locn in &label.metadata_areas {
         let got = mda::read_header(dev, *locn).and_then(|h| {
             let text = mda::read_text(dev, &h)?;
@@ -63,6 +66,10 @@ pub fn read_pv<D: ReadAt + ?Sized>(dev: &D) -> Result<Option<PvInfo>> {
         });
         match got {
             Ok((h, vg)) => {
+                match mda::history(dev, &h) {
+                    Ok(more) => history.merge(more),
+                    Err(e) => warnings.push(e.to_string()),
+                }
                 mdas.push(h);
                 if let Some(vg) = vg
                     && best.as_ref().is_none_or(|b| vg.seqno > b.seqno)
@@ -86,6 +93,7 @@ pub fn read_pv<D: ReadAt + ?Sized>(dev: &D) -> Result<Option<PvInfo>> {
         mdas,
         vg: best,
         warnings,
+        history,
     }))
 }
 

@@ -229,3 +229,110 @@ pub(crate) mod tests {
         assert!(read_header(&MemDisk::new(d), other).is_err());
     }
 }
+
+/// What a metadata area's ring buffer still holds besides the committed text:
+/// lvm2 writes each new version after the previous one and only moves the
+/// pointer, so older versions (with removed LVs' names, earlier hosts) stay
+/// until overwritten.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct History {
+    /// `seqno` of every copy found in the ring, committed one included, sorted.
+    pub seqnos: Vec<u64>,
+    /// Every distinct `creation_host` value found in any copy, sorted.
+    pub hosts: Vec<String>,
+}
+
+impl History {
+    /// Adds what another area (or another PV) holds.
+    pub fn merge(&mut self, other: History) {
+        self.seqnos.extend(other.seqnos);
+        self.hosts.extend(other.hosts);
+        self.seqnos.sort_unstable();
+        self.seqnos.dedup();
+        self.hosts.sort();
+        self.hosts.dedup();
+    }
+}
+
+/// Reads the whole ring buffer of the area (bounded by [`MAX_TEXT`]) and lists
+/// what its copies say. A heuristic over text fragments: it reports, never
+/// decides anything.
+pub fn history<D: ReadAt + ?Sized>(dev: &D, hdr: &MdaHeader) -> Result<History> {
+    let len = (hdr.size - MDA_HEADER_SIZE).min(MAX_TEXT);
+    let mut ring = vec![0u8; len as usize];
+    dev.read_exact_at(&mut ring, hdr.start + MDA_HEADER_SIZE)
+        .map_err(io("LVM2 metadata ring buffer"))?;
+    let mut h = History::default();
+    for at in find_all(&ring, b"\nseqno = ") {
+        let digits: Vec<u8> = ring[at + 9..]
+            .iter()
+            .take(20)
+            .take_while(|c| c.is_ascii_digit())
+            .copied()
+            .collect();
+        if let Some(n) = std::str::from_utf8(&digits)
+            .ok()
+            .and_then(|s| s.parse().ok())
+        {
+            h.seqnos.push(n);
+        }
+    }
+    for at in find_all(&ring, b"creation_host = \"") {
+        let v: Vec<u8> = ring[at + 17..]
+            .iter()
+            .take(256)
+            .take_while(|&&c| c != b'"' && c != b'\n')
+            .copied()
+            .collect();
+        h.hosts.push(String::from_utf8_lossy(&v).into_owned());
+    }
+    h.seqnos.sort_unstable();
+    h.seqnos.dedup();
+    h.hosts.sort();
+    h.hosts.dedup();
+    Ok(h)
+}
+
+fn find_all(hay: &[u8], needle: &[u8]) -> Vec<usize> {
+    hay.windows(needle.len())
+        .enumerate()
+        .filter(|(_, w)| *w == needle)
+        .map(|(i, _)| i)
+        .collect()
+}
+
+#[cfg(test)]
+mod history_tests {
+    use super::tests::write_area;
+    use super::*;
+    use vmscrub_blockdev::MemDisk;
+
+    #[test]
+    fn finds_older_copies_and_hosts() {
+        let mut d = vec![0u8; 8192];
+        let old = b"vg {\nseqno = 3\n}\ncreation_host = \"laptop\"\n";
+        d[4096 + 1200..4096 + 1200 + old.len()].copy_from_slice(old);
+        write_area(
+            &mut d,
+            4096,
+            4096,
+            512,
+            b"vg {\nseqno = 4\n}\ncreation_host = \"build7\"\n",
+        );
+        let m = MemDisk::new(d);
+        let h = history(
+            &m,
+            &read_header(
+                &m,
+                DiskLocn {
+                    offset: 4096,
+                    size: 4096,
+                },
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(h.seqnos, [3, 4]);
+        assert_eq!(h.hosts, ["build7", "laptop"]);
+    }
+}
