@@ -625,3 +625,39 @@ fn pv_on_the_bare_disk() {
         "LVMKEEP-DATA striped\n"
     );
 }
+
+/// Two VGs with one name (lvm2 lists both, with different UUIDs): neither is
+/// read, since an fstab name like /dev/dup/root could mean either.
+#[test]
+fn two_vgs_with_one_name_are_refused() {
+    let img = fixture("lvm-dup");
+    let l = lvm2(&img);
+    let vgs = l["vgs"].as_array().unwrap();
+    assert_eq!(vgs.len(), 2);
+    assert!(vgs.iter().all(|g| g["vg_name"] == "dup"));
+    assert_ne!(vgs[0]["vg_uuid"], vgs[1]["vg_uuid"]);
+    let j = inspect(&img);
+    for g in j["volume_groups"].as_array().unwrap() {
+        assert_eq!(g["readable"], false);
+        assert!(
+            g["refused_reason"]
+                .as_str()
+                .unwrap()
+                .contains("two volume groups are named dup")
+        );
+        assert_eq!(g["logical_volumes"][0]["filesystem"], Value::Null);
+    }
+    let o = vmscrub(&[
+        &"scrub",
+        &img,
+        &"-o",
+        &tempfile::tempdir().unwrap().path().join("o.img"),
+        &"--data-volume",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}

@@ -95,7 +95,23 @@ pub(super) fn add_volumes<D: ReadAt + Clone>(
         }
     }
     let refs: Vec<Option<&PvInfo>> = infos.iter().map(Option::as_ref).collect();
-    let (ok, refused) = vmscrub_lvm::assemble(&refs);
+    let (ok, mut refused) = vmscrub_lvm::assemble(&refs);
+    // Two VGs with one name (disks cloned from one image): their LVs would
+    // share names (`/dev/rhel/root`), and an edit could land on the wrong one.
+    // lvm2 itself refuses to activate such a pair.
+    let once = |name: &str| ok.iter().filter(|a| a.vg.name == name).count() == 1;
+    let (ok, dup): (Vec<_>, Vec<_>) = ok.iter().cloned().partition(|a| once(&a.vg.name));
+    for a in dup {
+        refused.push(vmscrub_lvm::Refused {
+            vg: Some(a.vg.name.clone()),
+            reason: format!(
+                "two volume groups are named {} (this one has UUID {}): which one fstab means \
+                 cannot be told",
+                a.vg.name, a.vg.id
+            ),
+            members: a.members,
+        });
+    }
     for r in refused {
         for &m in &r.members {
             volumes[m].pv = Some(PvState::Refused(r.reason.clone()));

@@ -212,6 +212,18 @@ fn parse_vg(name: &str, sec: &Section) -> Result<Vg> {
             vg.lvs.push(lv);
         }
     }
+    // Names are how segments, fstab and vmscrub's volumes find things: two
+    // with one name would make an edit land on the wrong one.
+    for (i, p) in vg.pvs.iter().enumerate() {
+        if vg.pvs[..i].iter().any(|q| q.key == p.key || q.id == p.id) {
+            return Err(err(format!("physical volume {} is listed twice", p.key)));
+        }
+    }
+    for (i, l) in vg.lvs.iter().enumerate() {
+        if vg.lvs[..i].iter().any(|m| m.name == l.name) {
+            return Err(err(format!("logical volume {} is listed twice", l.name)));
+        }
+    }
     Ok(vg)
 }
 
@@ -425,6 +437,8 @@ creation_host = "build7"
             ("extent_size = 8", "extent_size = 0"),
             ("seqno = 5", "seqno = -5"),
             ("extent_count = 8", "extent_count = 7"),
+            ("wide {", "root {"),
+            ("pv1 {", "pv0 {"),
         ] {
             let t = RHEL.replacen(from, to, 1);
             assert!(Vg::from_text(t.as_bytes()).is_err(), "{to}");
