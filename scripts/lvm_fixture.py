@@ -163,13 +163,22 @@ def read_lv(img: Path, runs: list[tuple[int, int, int]]) -> bytes:
 
 
 def write_lv(img: Path, runs: list[tuple[int, int, int]], data_at: int, data: bytes) -> None:
-    """Writes `data` at LV offset `data_at` through the runs."""
+    """Writes `data` at LV offset `data_at` through the runs. Zero chunks are
+    only written where the image does not already read as zeros, so holes stay
+    holes (a sparse image stays sparse) and old contents are still overwritten."""
+    chunk = 1 << 16
     with img.open("r+b") as f:
         for lv_off, img_off, n in sorted(runs):
             a, b = max(lv_off, data_at), min(lv_off + n, data_at + len(data))
-            if a < b:
-                f.seek(img_off + a - lv_off)
-                f.write(data[a - data_at : b - data_at])
+            for pos in range(a, b, chunk):
+                piece = data[pos - data_at : min(pos + chunk, b) - data_at]
+                at = img_off + pos - lv_off
+                if not any(piece):
+                    f.seek(at)
+                    if not any(f.read(len(piece))):
+                        continue
+                f.seek(at)
+                f.write(piece)
 
 
 def apply_steps(img: Path, steps: list, build_fs) -> None:
