@@ -41,7 +41,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 RECIPES = REPO / "fixtures"
 OUT = Path(os.environ.get("VMSCRUB_FIXTURE_DIR", REPO / "fixtures" / "build"))
-SCRIPT_HASH = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
+# The LVM steps live in lvm_fixture.py: a change there rebuilds like a change here.
+SCRIPT_HASH = hashlib.sha256(
+    Path(__file__).read_bytes() + (Path(__file__).parent / "lvm_fixture.py").read_bytes()
+).hexdigest()
 # Fixed times so repeated builds plant identical metadata.
 EPOCH = 1_735_689_600  # 2025-01-01T00:00:00Z
 
