@@ -154,8 +154,12 @@ fn add_group<D: ReadAt + Clone>(
         volumes[m].pv = Some(PvState::Member {
             vg: vg.name.clone(),
         });
-        if let VolumeDevice::Slice(s) = &volumes[m].device {
-            pv_devs.push(s.clone());
+        // PVs are found on partitions and the bare disk only (LVs are not
+        // scanned for PVs), so every member is a slice; `pv_devs[k]` must be
+        // the VG's k-th PV, so nothing may be skipped.
+        match &volumes[m].device {
+            VolumeDevice::Slice(s) => pv_devs.push(s.clone()),
+            VolumeDevice::Lv(_) => return refuse_nested(volumes, &a.members, vg, infos),
         }
         if let (Some(info), Some(pm), Some(alloc)) = (&infos[m], vg.pvs.get(k), a.allocated.get(k))
         {
@@ -212,6 +216,32 @@ fn add_group<D: ReadAt + Clone>(
         refused: None,
         refused_lvs,
         unused,
+    }
+}
+
+/// A PV found inside an LV (never produced by [`add_volumes`]; kept as a
+/// refusal rather than a wrong mapping).
+fn refuse_nested<D>(
+    volumes: &mut [Volume<D>],
+    members: &[usize],
+    vg: Vg,
+    infos: &[Option<PvInfo>],
+) -> VolumeGroup {
+    let why = format!(
+        "volume group {} has a physical volume inside a logical volume",
+        vg.name
+    );
+    for &m in members {
+        volumes[m].pv = Some(PvState::Refused(why.clone()));
+    }
+    VolumeGroup {
+        name: Some(vg.name.clone()),
+        model: Some(vg),
+        history: history_of(infos, members),
+        pv_volumes: members.to_vec(),
+        refused: Some(why),
+        refused_lvs: vec![],
+        unused: vec![],
     }
 }
 

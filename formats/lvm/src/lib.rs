@@ -124,10 +124,8 @@ pub fn assemble(pvs: &[Option<&PvInfo>]) -> (Vec<Assembled>, Vec<Refused>) {
     let mut newest: Vec<&Vg> = vec![];
     for p in pvs.iter().flatten() {
         let Some(vg) = &p.vg else { continue };
-        match newest
-            .iter_mut()
-            .find(|v| v.id == vg.id && v.name == vg.name)
-        {
+        // By UUID alone: a stale copy under an old name (vgrename) is older.
+        match newest.iter_mut().find(|v| v.id == vg.id) {
             Some(v) if v.seqno >= vg.seqno => {}
             Some(v) => *v = vg,
             None => newest.push(vg),
@@ -197,6 +195,27 @@ pub fn assemble(pvs: &[Option<&PvInfo>]) -> (Vec<Assembled>, Vec<Refused>) {
                 reason: e.to_string(),
             }),
         }
+    }
+    // A device two VGs claim (hostile or cloned metadata) would be edited
+    // through both: neither is read.
+    let mut shared = vec![0usize; pvs.len()];
+    for a in &ok {
+        for &m in &a.members {
+            shared[m] += 1;
+        }
+    }
+    let (ok, clash): (Vec<Assembled>, Vec<Assembled>) = ok
+        .into_iter()
+        .partition(|a| a.members.iter().all(|&m| shared[m] == 1));
+    for a in clash {
+        refused.push(Refused {
+            vg: Some(a.vg.name.clone()),
+            reason: format!(
+                "volume group {} lists a physical volume another volume group lists too",
+                a.vg.name
+            ),
+            members: a.members,
+        });
     }
     for (i, p) in pvs.iter().enumerate() {
         if p.is_some() && !claimed[i] {
@@ -285,6 +304,24 @@ mod tests {
         assert!(ok.is_empty());
         assert!(refused[0].reason.contains("pv1"), "{}", refused[0].reason);
         assert!(refused[0].reason.contains("missing"));
+    }
+
+    #[test]
+    fn a_pv_two_vgs_claim_is_refused() {
+        let a = read_pv(&pv(U0, RHEL)).unwrap().unwrap();
+        // Another VG (its own name and UUID) whose metadata lists the same PVs.
+        let other = RHEL
+            .replace("rhel {", "other {")
+            .replace("vgid-1", "vgid-2");
+        let b = read_pv(&pv(U1, &other)).unwrap().unwrap();
+        let (ok, refused) = assemble(&[Some(&a), Some(&b)]);
+        assert!(ok.is_empty(), "{ok:?}");
+        assert!(
+            refused
+                .iter()
+                .any(|r| r.reason.contains("another volume group")),
+            "{refused:?}"
+        );
     }
 
     #[test]

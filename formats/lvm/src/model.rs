@@ -243,7 +243,11 @@ fn parse_lv(vg: &Vg, name: &str, l: &Section) -> Result<Lv> {
                 .and_then(|v| u64::try_from(v).ok())
                 .ok_or_else(|| err(format!("{key}: {k} is missing or negative")))
         };
-        let kind = s.str("type").unwrap_or_default().to_string();
+        // `linear` is what lvm2 displays; its metadata says `striped` with one stripe.
+        let kind = match s.str("type").unwrap_or_default() {
+            "linear" => "striped".to_string(),
+            k => k.to_string(),
+        };
         let mut seg = Segment {
             start_extent: num("start_extent")?,
             extent_count: num("extent_count")?,
