@@ -20,8 +20,12 @@ fn archive_path(guest: &Guest, a: &PlannedAction) -> Vec<u8> {
     } else {
         let id = &guest.filesystems[a.filesystem].identity;
         match (&id.lv, id.partition) {
+            // The /dev/mapper name: `-` inside names doubled, so `a-b/c` and
+            // `a/b-c` do not share a directory.
             (Some(lv), _) => {
-                p.extend_from_slice(format!("lv-{}/", lv.replace('/', "-")).as_bytes())
+                let (vg, name) = lv.split_once('/').unwrap_or((lv.as_str(), ""));
+                let dm = format!("{}-{}", vg.replace('-', "--"), name.replace('-', "--"));
+                p.extend_from_slice(format!("lv-{dm}/").as_bytes())
             }
             (None, Some(n)) => p.extend_from_slice(format!("partition-{n}/").as_bytes()),
             (None, None) => p.extend_from_slice(b"disk/"),
