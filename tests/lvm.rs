@@ -20,8 +20,12 @@ use vmscrub::image::{self, OpenOptions};
 use vmscrub_blockdev::ReadAt;
 use vmscrub_fixtures::{fixture, repo_root, run};
 
+/// The binary under test; `VMSCRUB_BIN` overrides it (a target directory shared
+/// between worktrees has one `target/debug/vmscrub`, whoever built last).
 fn vmscrub(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vmscrub"))
+    let bin =
+        std::env::var_os("VMSCRUB_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_vmscrub").into());
+    Command::new(bin)
         .args(args.iter().map(|a| a.as_ref()))
         .output()
         .unwrap()
@@ -443,10 +447,44 @@ fn striped_and_spanning_lvs_agree_with_lvm2() {
             "LVMKEEP-DATA striped\n"
         );
     }
-    // A scrub through stripes keeps both filesystems clean and the metadata as it was.
+    // A scrub through stripes removes the key planted on both LVs (into the
+    // archive, under each LV's own directory), keeps both filesystems clean and
+    // the metadata as it was.
+    let key = ok(&vmscrub(&[
+        &"cat",
+        &"--fs",
+        &"data/wide",
+        &i,
+        &"/data/deploy_key",
+    ]));
+    assert!(key.contains("OPENSSH PRIVATE KEY"));
     let out = tmp.path().join("out.img");
-    let o = vmscrub(&[&"scrub", &img, &"-o", &out, &"--data-volume"]);
+    let id = tmp.path().join("age.key");
+    run("age-keygen", &[&"-o", &id]);
+    let recipient = String::from_utf8(run("age-keygen", &[&"-y", &id])).unwrap();
+    let archive = tmp.path().join("rec.vmsr");
+    let o = vmscrub(&[
+        &"scrub",
+        &img,
+        &"-o",
+        &out,
+        &"--data-volume",
+        &"--recovery",
+        &archive,
+        &"--recipient",
+        &recipient.trim(),
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let list = ok(&vmscrub(&[&"recover", &"-i", &id, &"--list", &archive]));
+    for lv in ["lv-data-wide", "lv-data-span"] {
+        assert!(list.contains(&format!("{lv}/data/deploy_key")), "{list}");
+    }
+    let body: String = key.lines().filter(|l| !l.starts_with("-----")).collect();
+    let raw_out = std::fs::read(&out).unwrap();
+    assert!(
+        !contains(&raw_out, &body.as_bytes()[..40]),
+        "key bytes left in the output"
+    );
     let after = lvm2(&out);
     assert_eq!(l["pvck"], after["pvck"]);
     for lv in ["data/span", "data/wide"] {
