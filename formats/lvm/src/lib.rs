@@ -183,6 +183,18 @@ pub fn assemble(pvs: &[Option<&PvInfo>]) -> (Vec<Assembled>, Vec<Refused>) {
             });
             continue;
         }
+        let overlap = vg.pvs.iter().zip(&members).find_map(|(pm, &i)| {
+            let info = pvs.get(i).copied().flatten()?;
+            extents_overlap_metadata(info, pm, vg.extent_size)
+        });
+        if let Some(why) = overlap {
+            refused.push(Refused {
+                vg: Some(vg.name.clone()),
+                members: mine,
+                reason: format!("volume group {}: {why}", vg.name),
+            });
+            continue;
+        }
         match allocated_extents(vg) {
             Ok(allocated) => ok.push(Assembled {
                 vg: vg.clone(),
@@ -229,6 +241,41 @@ pub fn assemble(pvs: &[Option<&PvInfo>]) -> (Vec<Assembled>, Vec<Refused>) {
         }
     }
     (ok, refused)
+}
+
+/// Why the extents of `pv` would overlap its label or a metadata or
+/// bootloader area, if they would: an LV written there would corrupt the LVM
+/// metadata (lvm2 never lays a PV out like that; hostile metadata might).
+fn extents_overlap_metadata(info: &PvInfo, pv: &PvMeta, extent_size: u64) -> Option<String> {
+    let end = pv
+        .pe_count
+        .checked_mul(extent_size)
+        .and_then(|b| b.checked_add(pv.pe_start));
+    let Some(end) = end else {
+        return Some(format!("the extents of {} overflow", pv.key));
+    };
+    let label_end = label::LABEL_SCAN_SECTORS * label::SECTOR;
+    if pv.pe_start < label_end {
+        return Some(format!(
+            "the extents of {} start inside the PV label",
+            pv.key
+        ));
+    }
+    for a in info
+        .label
+        .metadata_areas
+        .iter()
+        .chain(&info.label.bootloader_areas)
+    {
+        let a_end = a.offset.saturating_add(a.size);
+        if a.offset < end && pv.pe_start < a_end {
+            return Some(format!(
+                "the extents of {} overlap the metadata or bootloader area at byte {}",
+                pv.key, a.offset
+            ));
+        }
+    }
+    None
 }
 
 /// Bytes of a PV of `dev_len` bytes that no LVM structure uses: outside the
@@ -320,6 +367,30 @@ mod tests {
             refused
                 .iter()
                 .any(|r| r.reason.contains("another volume group")),
+            "{refused:?}"
+        );
+    }
+
+    #[test]
+    fn extents_over_the_metadata_area_are_refused() {
+        // pe_start 64 sectors (32 KiB) is where the test PV's metadata area is.
+        let t = RHEL.replacen("pe_start = 64", "pe_start = 16", 1);
+        let mut d = pv(U0, &t).to_vec();
+        d[512..1024].copy_from_slice(&sector(
+            U0,
+            1 << 20,
+            8192,
+            DiskLocn {
+                offset: 4096,
+                size: 28672,
+            },
+        ));
+        let a = read_pv(&MemDisk::new(d)).unwrap().unwrap();
+        let b = read_pv(&pv(U1, &t)).unwrap().unwrap();
+        let (ok, refused) = assemble(&[Some(&a), Some(&b)]);
+        assert!(ok.is_empty());
+        assert!(
+            refused[0].reason.contains("overlap the metadata"),
             "{refused:?}"
         );
     }
