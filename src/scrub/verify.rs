@@ -166,7 +166,7 @@ fn check_edits(guest: &Guest, t: &SweepTarget, v: &mut Verification) {
     let Some(gfs) = guest
         .filesystems
         .iter()
-        .find(|f| f.identity.partition == t.partition)
+        .find(|f| f.identity.volume_key() == t.volume)
     else {
         return; // reported above: readable in the input, not in the output
     };
