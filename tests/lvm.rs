@@ -369,8 +369,11 @@ fn scrub_through_lvs_keeps_lvm_metadata_and_zeroes_free_extents() {
     );
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out.img");
-    // swap is not read yet: --allow-unreadable scrubs the rest.
-    let o = vmscrub(&[&"scrub", &img, &"-o", &out, &"--allow-unreadable"]);
+    assert!(
+        contains(&raw_in, b"LVMSWAP-PAGED-OUT-"),
+        "the swap LV's marker is planted"
+    );
+    let o = vmscrub(&[&"scrub", &img, &"-o", &out]);
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
     assert!(o.status.success(), "{err}");
     assert!(err.contains("LVM2 volume group rhel:"), "{err}");
@@ -400,7 +403,11 @@ fn scrub_through_lvs_keeps_lvm_metadata_and_zeroes_free_extents() {
     for lv in ["rhel/root", "rhel/home", "rhel/var-log"] {
         fsck_lv(&out, &after, lv, tmp.path());
     }
-    for gone in [&b"LVMSECRET-"[..], b"LVMREMOVED-OLD-EXTENT-"] {
+    for gone in [
+        &b"LVMSECRET-"[..],
+        b"LVMREMOVED-OLD-EXTENT-",
+        b"LVMSWAP-PAGED-OUT-",
+    ] {
         assert!(
             !contains(&raw_out, gone),
             "{} left in the output",
@@ -413,9 +420,30 @@ fn scrub_through_lvs_keeps_lvm_metadata_and_zeroes_free_extents() {
         "LVMKEEP-HOME notes\n"
     );
     assert!(!ok(&vmscrub(&[&"ls", &o, &"/home/user"])).contains("bash_history"));
-    // The swap LV was left as it was.
+    // The swap LV is empty swap again, with its UUID and label (blkid on the LV
+    // extracted at lvm2's offsets).
+    let blkid = |image: &Path, report: &Value| {
+        let f = tmp.path().join("swap.lv");
+        std::fs::write(&f, lv_bytes_by_lvm2(image, report, "rhel/swap")).unwrap();
+        let o = run("blkid", &[&"-p", &"-o", &"export", &f]);
+        let mut kv: Vec<String> = String::from_utf8(o)
+            .unwrap()
+            .lines()
+            .filter(|l| {
+                ["UUID=", "LABEL=", "TYPE="]
+                    .iter()
+                    .any(|k| l.starts_with(k))
+            })
+            .map(str::to_string)
+            .collect();
+        kv.sort();
+        kv
+    };
+    let (a, b) = (blkid(&img, &before), blkid(&out, &after));
+    assert_eq!(a, b);
     assert!(
-        lv_bytes_by_lvm2(&img, &before, "rhel/swap") == lv_bytes_by_lvm2(&out, &after, "rhel/swap")
+        a.contains(&"TYPE=swap".to_string()) && a.contains(&"LABEL=rhelswap".to_string()),
+        "{a:?}"
     );
 }
 

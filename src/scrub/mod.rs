@@ -686,11 +686,7 @@ fn zero_free_space(guest: &Guest, layout: &Layout<Disk>, done: &mut Done) -> Res
 /// Gives every swap volume a fresh header and zeroed page slots (see `swap`).
 fn reinit_swap(layout: &Layout<Disk>, done: &mut Done) -> Result<()> {
     for vol in &layout.volumes {
-        let name = match vol.index {
-            Some(i) => format!("partition {i}"),
-            None => "whole disk".to_string(),
-        };
-        if let Some(r) = swap::reinit(&name, &vol.device)? {
+        if let Some(r) = swap::reinit(&vol.name(), &vol.device)? {
             done.swap.push(r);
         }
     }
