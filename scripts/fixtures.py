@@ -41,7 +41,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 RECIPES = REPO / "fixtures"
 OUT = Path(os.environ.get("VMSCRUB_FIXTURE_DIR", REPO / "fixtures" / "build"))
-SCRIPT_HASH = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
+# The LVM steps live in lvm_fixture.py: a change there rebuilds like a change here.
+SCRIPT_HASH = hashlib.sha256(
+    Path(__file__).read_bytes() + (Path(__file__).parent / "lvm_fixture.py").read_bytes()
+).hexdigest()
 # Fixed times so repeated builds plant identical metadata.
 EPOCH = 1_735_689_600  # 2025-01-01T00:00:00Z
 
@@ -72,7 +75,8 @@ def deps_of(kind: str, spec: dict) -> list[str]:
     if kind == "fs":
         return ([spec["tree"]] if "tree" in spec else []) + mtools_trees(spec)
     if kind == "disk":
-        return [p["fs"] for p in spec.get("partitions", []) if "fs" in p]
+        lvm_fs = [st["fs"] for st in spec.get("lvm", []) if isinstance(st, dict) and "fs" in st]
+        return [p["fs"] for p in spec.get("partitions", []) if "fs" in p] + lvm_fs
     if kind == "container":
         d = [spec["source"]]
         if "backing_source" in spec:
@@ -371,6 +375,11 @@ class Builder:
         for offset, img in placed:
             if img is not None:
                 copy_sparse(img, target, offset)
+        if "lvm" in spec:
+            sys.path.insert(0, str(Path(__file__).parent))
+            import lvm_fixture
+
+            lvm_fixture.apply_steps(target, spec["lvm"], self.build)
         for patch in spec.get("patch", []):
             with target.open("r+b") as fh:
                 fh.seek(parse_size(patch["offset"]))

@@ -25,6 +25,7 @@ PKGS=(
   strace                # the scrub test that proves no plaintext is written anywhere but the archive
   default-jre-headless  # keytool: the JKS/JCEKS/PKCS12 keystore fixtures (no lighter real writer of JKS exists)
   wireguard-tools       # wg genkey: the WireGuard private-key fixture
+  lvm2                  # pvcreate/vgcreate/lvcreate build the LVM fixtures; pvs/lvs/pvck judge them (no device-mapper needed)
   age                   # age, age-keygen: the age secret-key fixture; open the age-format recovery archive without vmscrub
   cpio                  # cpio -o: the nested-archive detector tests
   zstd                  # zstd -d after `age -d`: the archive's payload, decompressed by the reference tool

@@ -66,8 +66,9 @@ pub struct Source {
     #[arg(long, value_name = "N", conflicts_with = "fs")]
     pub partition: Option<u32>,
 
-    /// Use the filesystem with this label or UUID (also PARTLABEL/PARTUUID;
-    /// `LABEL=`, `UUID=` prefixes accepted) on its own
+    /// Use the filesystem with this label or UUID (also PARTLABEL/PARTUUID, or
+    /// an LVM2 logical volume as VG/LV; `LABEL=`, `UUID=`, `LV=` prefixes
+    /// accepted) on its own
     #[arg(long = "fs", value_name = "LABEL|UUID")]
     pub fs: Option<String>,
 
@@ -215,7 +216,7 @@ impl View {
         } else {
             anyhow::bail!(
                 "{image}: no operating system found (no /etc/os-release on any filesystem); \
-                 choose one with --partition N or --fs LABEL|UUID (filesystems: {})",
+                 choose one with --partition N or --fs LABEL|UUID|VG/LV (filesystems: {})",
                 describe_all(&guest)
             );
         };
@@ -359,7 +360,14 @@ fn matches_fs(id: &guest::FsIdentity, partition: Option<u32>, name: Option<&str>
         Some("LABEL") => eq(&id.fs_label),
         Some("PARTUUID") => eq_ci(&id.part_uuid),
         Some("PARTLABEL") => eq(&id.part_name),
-        _ => eq(&id.fs_label) || eq_ci(&id.fs_uuid) || eq(&id.part_name) || eq_ci(&id.part_uuid),
+        Some("LV") => eq(&id.lv),
+        _ => {
+            eq(&id.fs_label)
+                || eq_ci(&id.fs_uuid)
+                || eq(&id.part_name)
+                || eq_ci(&id.part_uuid)
+                || eq(&id.lv)
+        }
     }
 }
 

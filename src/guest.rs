@@ -51,14 +51,17 @@ pub struct FsIdentity {
     pub fs_label: Option<String>,
     /// What the probe found (`ext4`, `vfat`, `xfs`, `directory`, …).
     pub fs_type: Option<String>,
+    /// The LVM2 logical volume holding it, as `vg/lv` (`None` on a partition).
+    pub lv: Option<String>,
 }
 
 impl FsIdentity {
     /// `partition 2 (root, ext4)` for messages.
     pub fn describe(&self) -> String {
-        let mut s = match self.partition {
-            Some(n) => format!("partition {n}"),
-            None => "filesystem".to_string(),
+        let mut s = match (&self.lv, self.partition) {
+            (Some(lv), _) => format!("logical volume {lv}"),
+            (None, Some(n)) => format!("partition {n}"),
+            (None, None) => "filesystem".to_string(),
         };
         let mut extra = vec![];
         if let Some(l) = self.fs_label.as_ref().or(self.part_name.as_ref()) {
@@ -71,6 +74,11 @@ impl FsIdentity {
             s.push_str(&format!(" ({})", extra.join(", ")));
         }
         s
+    }
+
+    /// The volume this came from, as [`crate::image::Volume::key`] says it.
+    pub fn volume_key(&self) -> crate::image::VolumeKey {
+        (self.partition, self.lv.clone())
     }
 
     fn is_esp(&self) -> bool {
@@ -241,6 +249,7 @@ impl Guest {
                 Spec::PartUuid(u) => eq(&id.part_uuid, u),
                 Spec::PartLabel(l) => same(&id.part_name, l),
                 Spec::Partition(n) => id.partition == Some(*n),
+                Spec::Lv { vg, lv } => id.lv.as_deref() == Some(&format!("{vg}/{lv}")),
                 Spec::Other(_) => false,
             }
         })
@@ -656,6 +665,7 @@ fn identity_of<D>(table: &vmscrub_partition::Table, v: &crate::image::Volume<D>)
         fs_uuid: v.filesystem.uuid.clone(),
         fs_label: v.filesystem.label.clone(),
         fs_type: Some(v.filesystem.kind.blkid_type().to_string()),
+        lv: v.lv.as_ref().map(crate::image::LvId::path),
         ..Default::default()
     };
     match (table, v.index) {
@@ -711,10 +721,23 @@ where
                 readable.push(GuestFs { identity, fs });
             }
             Opened::Unreadable(error) => unreadable.push(Unreadable { identity, error }),
+            Opened::Container => {}
             Opened::Nothing => notes.push(format!(
                 "{}: no filesystem signature found; its contents are not read",
                 identity.describe()
             )),
+        }
+    }
+    // Logical volumes vmscrub does not map are named like unreadable partitions.
+    for g in &layout.lvm {
+        for (lv, why) in &g.refused_lvs {
+            unreadable.push(Unreadable {
+                identity: FsIdentity {
+                    lv: Some(lv.path()),
+                    ..Default::default()
+                },
+                error: why.clone(),
+            });
         }
     }
     let mut g = Guest::new(readable, unreadable);
@@ -734,6 +757,8 @@ pub enum Opened {
     Unreadable(String),
     /// No signature at all: empty space, a BIOS boot partition, raw data.
     Nothing,
+    /// An LVM2 physical volume whose logical volumes are volumes of their own.
+    Container,
 }
 
 /// Opens one volume with the adapter the probe's verdict calls for:
@@ -787,10 +812,13 @@ where
             "LUKS-encrypted volume: cannot be read without its key"
                 .to_string(),
         ),
-        Kind::LvmPv => Opened::Unreadable(
-            "LVM2 physical volume: vmscrub does not read logical volumes"
-                .to_string(),
-        ),
+        Kind::LvmPv => match &v.pv {
+            Some(crate::image::PvState::Member { .. }) => Opened::Container,
+            Some(crate::image::PvState::Refused(why)) => {
+                Opened::Unreadable(format!("LVM2 physical volume: {why}"))
+            }
+            None => Opened::Unreadable("LVM2 physical volume: its label cannot be read".into()),
+        },
         Kind::Jbd => Opened::Unreadable(
             "external ext journal device: vmscrub does not read it (it may hold copies of recently written data)"
                 .to_string(),

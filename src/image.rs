@@ -16,7 +16,8 @@
 //!
 //! [`discover`] then finds the partition table (GPT, MBR or none) on the opened
 //! disk and gives every partition — or the bare disk — as a [`Slice`] with what
-//! `vmscrub_fsprobe` says it holds.
+//! `vmscrub_fsprobe` says it holds; the PVs among them are grouped into LVM2
+//! volume groups and every logical volume becomes a volume too ([`lvm`]).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -27,6 +28,12 @@ use std::sync::Arc;
 use vmscrub_blockdev::{FileDisk, ReadAt, Slice};
 use vmscrub_fsprobe::Filesystem;
 use vmscrub_partition::{MbrKind, Table};
+
+mod device;
+pub mod lvm;
+
+pub use device::VolumeDevice;
+pub use lvm::{LvId, PvState, VolumeGroup};
 
 /// How many bytes at the start of the file [`sniff`] looks at.
 pub const SNIFF_HEAD: usize = 4096;
@@ -668,18 +675,43 @@ fn open_vhd(path: &Path, file: FileDisk) -> Result<OpenedImage, ImageError> {
     })
 }
 
-/// A partition, or the whole disk when there is no table, and what it holds.
+/// A partition, the whole disk when there is no table, or an LVM2 logical
+/// volume, and what it holds.
 #[derive(Debug)]
 pub struct Volume<D> {
-    /// Partition number as Linux gives it; `None` for the whole disk.
+    /// Partition number as Linux gives it; `None` for the whole disk and for LVs.
     pub index: Option<u32>,
-    /// Byte range in the disk.
+    /// Byte range in the disk (for an LV: 0 and its size; its bytes are where
+    /// its segments say).
     pub offset: u64,
     pub size: u64,
     /// The volume's bytes, addressed from 0.
-    pub device: Slice<D>,
+    pub device: VolumeDevice<D>,
     pub filesystem: Filesystem,
+    /// Which logical volume this is (`None` for partitions and the whole disk).
+    pub lv: Option<LvId>,
+    /// For a volume carrying an LVM2 PV label: what became of the PV.
+    pub pv: Option<PvState>,
 }
+
+impl<D> Volume<D> {
+    /// `partition 2`, `whole disk`, `logical volume rhel/root`.
+    pub fn name(&self) -> String {
+        match &self.lv {
+            Some(lv) => format!("logical volume {}", lv.path()),
+            None => volume_name(self.index),
+        }
+    }
+
+    /// Says which volume this is, the same way [`crate::guest::FsIdentity::volume_key`] does.
+    pub fn key(&self) -> VolumeKey {
+        (self.index, self.lv.as_ref().map(LvId::path))
+    }
+}
+
+/// Identifies a volume across a layout and the guest view built from it:
+/// (partition number, `vg/lv`).
+pub type VolumeKey = (Option<u32>, Option<String>);
 
 /// The partition table of a disk and its volumes.
 #[derive(Debug)]
@@ -690,6 +722,8 @@ pub struct Layout<D> {
     pub volumes: Vec<Volume<D>>,
     /// From the table and from every filesystem probe (prefixed with the partition).
     pub warnings: Vec<String>,
+    /// LVM2 volume groups found on the volumes (their LVs are in `volumes`).
+    pub lvm: Vec<VolumeGroup>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -771,14 +805,18 @@ pub fn discover<D: ReadAt + Clone>(disk: D) -> Result<Layout<D>, DiscoverError> 
             index,
             offset,
             size,
-            device,
+            device: VolumeDevice::Slice(device),
             filesystem,
+            lv: None,
+            pv: None,
         });
     }
+    let lvm = lvm::add_volumes(&mut volumes, &mut warnings);
     Ok(Layout {
         table,
         volumes,
         warnings,
+        lvm,
     })
 }
 

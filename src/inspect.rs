@@ -19,6 +19,9 @@ use crate::exit;
 use crate::guest::{Guest, MountSource};
 use crate::image::{self, ContainerInfo, Layout, OpenOptions};
 
+mod lvm;
+pub use lvm::{LvReport, PvReport, SegmentReport, StripeReport, VgReport};
+
 /// Version of the JSON document's shape; bumped when a field changes meaning or
 /// disappears (adding fields does not bump it).
 pub const SCHEMA_VERSION: u32 = 1;
@@ -66,6 +69,8 @@ pub struct Report {
     pub image: ImageReport,
     pub partition_table: TableReport,
     pub partitions: Vec<PartitionReport>,
+    /// LVM2 volume groups on the partitions, with their PVs and LVs.
+    pub volume_groups: Vec<VgReport>,
     /// The operating system found on the image, `None` when no readable
     /// filesystem holds `/etc/os-release`.
     pub os: Option<OsReport>,
@@ -77,6 +82,8 @@ pub struct Report {
 pub struct OsReport {
     /// Partition holding the OS root (`None`: the whole disk, no table).
     pub root_partition: Option<u32>,
+    /// Logical volume holding the OS root (`vg/lv`), `None` on a partition.
+    pub root_lv: Option<String>,
     pub name: Option<String>,
     pub version: Option<String>,
     pub id: Option<String>,
@@ -90,6 +97,8 @@ pub struct OsReport {
 pub struct MountReport {
     pub path: String,
     pub partition: Option<u32>,
+    /// Logical volume mounted there (`vg/lv`), `None` for a partition.
+    pub lv: Option<String>,
     /// `root`, `fstab` or `esp-auto`.
     pub source: String,
     pub fstab_line: Option<usize>,
@@ -195,11 +204,11 @@ pub fn build_report(args: &InspectArgs, opts: &OpenOptions) -> anyhow::Result<Re
 
 /// What the guest view says about one volume: readable or why not, and where
 /// it is mounted.
-fn access_of(guest: &Guest, index: Option<u32>) -> (bool, Option<String>, Option<String>) {
+fn access_of(guest: &Guest, key: &image::VolumeKey) -> (bool, Option<String>, Option<String>) {
     if let Some(i) = guest
         .filesystems
         .iter()
-        .position(|f| f.identity.partition == index)
+        .position(|f| f.identity.volume_key() == *key)
     {
         let mp = guest.mount_point(i).map(crate::fs::display_path);
         return (true, None, mp);
@@ -207,7 +216,7 @@ fn access_of(guest: &Guest, index: Option<u32>) -> (bool, Option<String>, Option
     let why = guest
         .unreadable
         .iter()
-        .find(|u| u.identity.partition == index)
+        .find(|u| u.identity.volume_key() == *key)
         .map(|u| u.error.clone());
     (false, why, None)
 }
@@ -227,6 +236,7 @@ fn os_report(guest: &Guest) -> Option<OsReport> {
             MountReport {
                 path: crate::fs::display_path(&m.path),
                 partition: guest.filesystems[m.fs].identity.partition,
+                lv: guest.filesystems[m.fs].identity.lv.clone(),
                 source: source.into(),
                 fstab_line: line,
             }
@@ -235,6 +245,7 @@ fn os_report(guest: &Guest) -> Option<OsReport> {
     mounts.sort_by(|a, b| a.path.cmp(&b.path));
     Some(OsReport {
         root_partition: guest.filesystems[root].identity.partition,
+        root_lv: guest.filesystems[root].identity.lv.clone(),
         name: os.name,
         version: os.version,
         id: os.id,
@@ -266,7 +277,7 @@ fn report_from<D>(path: &str, info: &ContainerInfo, layout: &Layout<D>, guest: &
             .volumes
             .iter()
             .find(|v| v.index == Some(index))
-            .map(|v| fs_report(&v.filesystem, access_of(guest, Some(index))))
+            .map(|v| fs_report(&v.filesystem, access_of(guest, &v.key())))
     };
     let (partition_table, partitions) = match &layout.table {
         Table::Gpt(g) => (
@@ -355,6 +366,7 @@ fn report_from<D>(path: &str, info: &ContainerInfo, layout: &Layout<D>, guest: &
             layout
                 .volumes
                 .iter()
+                .filter(|v| v.lv.is_none())
                 .map(|v| PartitionReport {
                     index: None,
                     role: "whole-disk".into(),
@@ -367,7 +379,7 @@ fn report_from<D>(path: &str, info: &ContainerInfo, layout: &Layout<D>, guest: &
                     uuid: None,
                     attributes: None,
                     bootable: None,
-                    filesystem: Some(fs_report(&v.filesystem, access_of(guest, None))),
+                    filesystem: Some(fs_report(&v.filesystem, access_of(guest, &v.key()))),
                 })
                 .collect(),
         ),
@@ -377,6 +389,7 @@ fn report_from<D>(path: &str, info: &ContainerInfo, layout: &Layout<D>, guest: &
         image,
         partition_table,
         partitions,
+        volume_groups: lvm::vg_reports(layout, guest),
         os: os_report(guest),
         warnings,
     }
@@ -403,6 +416,14 @@ fn where_is(index: Option<u32>) -> String {
     match index {
         Some(i) => format!("partition {i}"),
         None => "the whole disk".into(),
+    }
+}
+
+/// [`where_is`], or `logical volume rhel/root`.
+fn where_is_vol(index: Option<u32>, lv: &Option<String>) -> String {
+    match lv {
+        Some(lv) => format!("logical volume {}", safe(lv)),
+        None => where_is(index),
     }
 }
 
@@ -639,7 +660,7 @@ pub fn render_human(r: &Report) -> String {
                 out,
                 "Operating system: {}{id} on {}",
                 safe(&name),
-                where_is(os.root_partition)
+                where_is_vol(os.root_partition, &os.root_lv)
             );
             out.push_str("Mounts:\n");
             let mut rows = vec![];
@@ -650,14 +671,32 @@ pub fn render_human(r: &Report) -> String {
                     ("esp-auto", _) => "ESP not in fstab: where systemd mounts it".to_string(),
                     (s, _) => s.to_string(),
                 };
-                let fs = r
-                    .partitions
-                    .iter()
-                    .find(|p| p.index == m.partition)
-                    .and_then(|p| p.filesystem.as_ref())
-                    .map(|f| format!("{} {}", f.kind, or_dash(&f.label)))
-                    .unwrap_or_default();
-                rows.push(vec![safe(&m.path), where_is(m.partition), fs, how]);
+                let fs = match &m.lv {
+                    Some(lv) => r
+                        .volume_groups
+                        .iter()
+                        .flat_map(|g| {
+                            g.logical_volumes.iter().filter(move |l| {
+                                g.name
+                                    .as_ref()
+                                    .is_some_and(|n| format!("{n}/{}", l.name) == *lv)
+                            })
+                        })
+                        .find_map(|l| l.filesystem.as_ref()),
+                    None => r
+                        .partitions
+                        .iter()
+                        .find(|p| p.index == m.partition)
+                        .and_then(|p| p.filesystem.as_ref()),
+                }
+                .map(|f| format!("{} {}", f.kind, or_dash(&f.label)))
+                .unwrap_or_default();
+                rows.push(vec![
+                    safe(&m.path),
+                    where_is_vol(m.partition, &m.lv),
+                    fs,
+                    how,
+                ]);
             }
             out.push_str(&table(&rows, &[]));
         }
@@ -681,6 +720,7 @@ pub fn render_human(r: &Report) -> String {
             out.push('\n');
         }
     }
+    lvm::render(&r.volume_groups, &mut out);
     if !details.is_empty() {
         out.push_str("\nFilesystem details:\n");
         for d in details {

@@ -476,9 +476,9 @@ fn inspect_shows_the_os_and_mounts() {
         assert_eq!(
             os["mounts"],
             serde_json::json!([
-                {"path": "/", "partition": 2, "source": "root", "fstab_line": null},
-                {"path": "/boot/efi", "partition": 1, "source": "fstab", "fstab_line": 4},
-                {"path": "/home", "partition": 3, "source": "fstab", "fstab_line": 3},
+                {"path": "/", "partition": 2, "lv": null, "source": "root", "fstab_line": null},
+                {"path": "/boot/efi", "partition": 1, "lv": null, "source": "fstab", "fstab_line": 4},
+                {"path": "/home", "partition": 3, "lv": null, "source": "fstab", "fstab_line": 3},
             ]),
             "{fmt}"
         );

@@ -450,6 +450,7 @@ fn json_matches_its_documentation() {
             "partition_table",
             "partitions",
             "os",
+            "volume_groups",
             "warnings"
         ]
         .map(String::from)
@@ -461,6 +462,9 @@ fn json_matches_its_documentation() {
         "mbr-logical",
         "bare-ext4",
         "gpt-bad-header-crc",
+        "lvm-rhel",
+        "lvm-missing",
+        "lvm-thin",
     ] {
         let (j, _) = inspect_json(&fixture(name));
         let mut keys = BTreeSet::new();

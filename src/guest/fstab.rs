@@ -3,7 +3,8 @@
 //! Only what places a filesystem of this image in the tree matters: the spec
 //! (`UUID=`, `LABEL=`, `PARTUUID=`, `PARTLABEL=`, `/dev/disk/by-*/…`, and
 //! best-effort kernel names of the first disk: `/dev/sda2`, `/dev/vda2`,
-//! `/dev/xvda2`, `/dev/hda2`, `/dev/nvme0n1p2`, `/dev/mmcblk0p2`) and the mount
+//! `/dev/xvda2`, `/dev/hda2`, `/dev/nvme0n1p2`, `/dev/mmcblk0p2`; LVM2 logical
+//! volumes as `/dev/mapper/VG-LV` (a `-` inside a name doubled) or `/dev/VG/LV`) and the mount
 //! point. Swap, pseudo filesystems, network filesystems and bind mounts are
 //! skipped; fields use fstab's octal escapes (`\040` for a space).
 
@@ -18,6 +19,11 @@ pub enum Spec {
     PartLabel(String),
     /// Partition number on the image's (only) disk.
     Partition(u32),
+    /// An LVM2 logical volume, by volume group and LV name.
+    Lv {
+        vg: String,
+        lv: String,
+    },
     /// A device we cannot map (`/dev/sdb1`, `/dev/mapper/…`, …).
     Other(String),
 }
@@ -174,7 +180,42 @@ fn parse_spec(s: &str) -> Spec {
             return mk(unescape_udev(v));
         }
     }
-    kernel_partition(s).map_or_else(|| Spec::Other(s.to_string()), Spec::Partition)
+    if let Some(p) = kernel_partition(s) {
+        return Spec::Partition(p);
+    }
+    lv_name(s).unwrap_or_else(|| Spec::Other(s.to_string()))
+}
+
+/// `/dev/mapper/rhel-root` or `/dev/rhel/root` → (`rhel`, `root`). Device
+/// mapper names double every `-` inside the VG and LV names, so the separator
+/// is the first single `-` (`my--vg-lv--x` is `my-vg` / `lv-x`).
+fn lv_name(s: &str) -> Option<Spec> {
+    let lv = |vg: String, lv: String| {
+        let ok = |n: &str| !n.is_empty() && n != "." && n != "..";
+        (ok(&vg) && ok(&lv)).then_some(Spec::Lv { vg, lv })
+    };
+    if let Some(m) = s.strip_prefix("/dev/mapper/") {
+        let b = m.as_bytes();
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] == b'-' {
+                if b.get(i + 1) == Some(&b'-') {
+                    i += 2;
+                    continue;
+                }
+                let undouble = |t: &str| t.replace("--", "-");
+                return lv(undouble(&m[..i]), undouble(&m[i + 1..]));
+            }
+            i += 1;
+        }
+        return None;
+    }
+    let rest = s.strip_prefix("/dev/")?;
+    let (vg, name) = rest.split_once('/')?;
+    if name.contains('/') || ["disk", "mapper"].contains(&vg) {
+        return None;
+    }
+    lv(vg.to_string(), name.to_string())
 }
 
 /// `/dev/sda2` → 2 (first disk only: the image is one disk).
@@ -216,6 +257,9 @@ PARTLABEL=data /srv/my\\040data ext4 defaults\n\
 /dev/vda3 /opt ext4 defaults\n\
 /dev/nvme0n1p4 /data ext4 defaults\n\
 /dev/sdb1 /other ext4 defaults\n\
+/dev/mapper/my--vg-lv--x /lv1 ext4 defaults\n\
+/dev/rhel/home /home2 xfs defaults\n\
+/dev/mapper/nodash /x ext4 defaults\n\
 /swapfile none swap sw 0 0\n\
 tmpfs /tmp tmpfs defaults 0 0\n\
 /srv /mnt/bind none bind 0 0\n\
@@ -245,6 +289,21 @@ lonely\n",
                 (Spec::Partition(3), "/opt".into()),
                 (Spec::Partition(4), "/data".into()),
                 (Spec::Other("/dev/sdb1".into()), "/other".into()),
+                (
+                    Spec::Lv {
+                        vg: "my-vg".into(),
+                        lv: "lv-x".into()
+                    },
+                    "/lv1".into()
+                ),
+                (
+                    Spec::Lv {
+                        vg: "rhel".into(),
+                        lv: "home".into()
+                    },
+                    "/home2".into()
+                ),
+                (Spec::Other("/dev/mapper/nodash".into()), "/x".into()),
             ]
         );
         assert_eq!(e[1].line, 3);

@@ -86,6 +86,8 @@ pub struct ScrubArgs {
     /// Leave free space as it is. By default every block no file owns is zeroed
     /// (it becomes a hole), so data deleted before the image was taken — an
     /// `rm`'d key, an old log — does not ship either; the output gets smaller too.
+    /// On LVM2, extents no logical volume holds (an `lvremove`d volume's old
+    /// contents) are zeroed the same way; the PV label and metadata are kept.
     #[arg(long)]
     pub keep_free_space: bool,
 

@@ -9,6 +9,12 @@
 //! nothing is read or written for it, and it becomes a hole in the output,
 //! which also makes the output smaller. Filesystem metadata is not touched, so
 //! this cannot make a filesystem inconsistent. `--keep-free-space` turns it off.
+//!
+//! LVM2 has free space of its own: extents no LV holds (where an `lvremove`d
+//! volume's contents stay) and the PV bytes outside the label, the metadata
+//! areas and the extents. [`zero_unused_lvm`] zeroes those on every volume group
+//! vmscrub read completely; the label and metadata areas stay byte-identical,
+//! and a refused VG (a PV missing) is not touched at all.
 
 use vmscrub_blockdev::WriteAt;
 
@@ -87,4 +93,31 @@ fn fat<D: WriteAt + Clone>(dev: D) -> anyhow::Result<u64> {
         zeroed += b - a;
     }
     Ok(zeroed)
+}
+
+/// Zeroes the space no LVM structure uses on the PVs of every fully read volume
+/// group ([`crate::image::VolumeGroup::unused`]); returns the bytes per VG.
+pub fn zero_unused_lvm<D: WriteAt + Clone>(
+    layout: &crate::image::Layout<D>,
+) -> anyhow::Result<Vec<(String, u64)>> {
+    use anyhow::Context;
+    let mut out = vec![];
+    for g in layout.lvm.iter().filter(|g| g.refused.is_none()) {
+        let name = g.name.clone().unwrap_or_default();
+        let mut zeroed = 0u64;
+        for (vol, ranges) in &g.unused {
+            let Some(v) = layout.volumes.get(*vol) else {
+                continue;
+            };
+            for r in ranges.iter() {
+                crate::output::check_interrupted()?;
+                v.device
+                    .zero_range(r.clone())
+                    .with_context(|| format!("volume group {name}: zeroing unused PV space"))?;
+                zeroed += r.end - r.start;
+            }
+        }
+        out.push((name, zeroed));
+    }
+    Ok(out)
 }

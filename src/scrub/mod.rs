@@ -361,9 +361,7 @@ fn replay_journals(args: &ScrubArgs, overlay: &Disk, done: &mut Done) -> Result<
         if !matches!(v.filesystem.kind, Kind::Ext3 | Kind::Ext4 | Kind::Ext2) {
             continue;
         }
-        let name = v
-            .index
-            .map_or("whole disk".to_string(), |i| format!("partition {i}"));
+        let name = v.name();
         match apply::recover_journal(v.device.clone()) {
             Ok(Some(note)) => {
                 if !args.quiet {
@@ -397,9 +395,11 @@ fn refuse_damaged(args: &ScrubArgs, guest: &Guest, swap_on: bool) -> Result<()> 
         if swap_on && u.identity.fs_type.as_deref() == Some("swap") {
             continue; // re-initialized by the `swap` operation, and said then
         }
+        // An LVM2 PV whose volume group cannot be put together (a PV missing,
+        // metadata that contradicts itself) hides LVs vmscrub would read.
         let ours = matches!(
             u.identity.fs_type.as_deref(),
-            Some("ext2" | "ext3" | "ext4" | "vfat")
+            Some("ext2" | "ext3" | "ext4" | "vfat" | "LVM2_member")
         );
         if ours && !args.allow_unreadable {
             damaged.push(format!("{}: {}", u.identity.describe(), u.error));
@@ -416,7 +416,7 @@ fn refuse_damaged(args: &ScrubArgs, guest: &Guest, swap_on: bool) -> Result<()> 
     }
     bail!(
         "{} could not be read, so it cannot be scrubbed; nothing was written \
-         (repair a copy with e2fsck/fsck.fat, or pass --allow-unreadable to scrub the rest): {}",
+         (repair a copy with e2fsck/fsck.fat/vgcfgrestore, or pass --allow-unreadable to scrub the rest): {}",
         if damaged.len() == 1 {
             "a filesystem"
         } else {
@@ -592,7 +592,7 @@ fn edit_filesystems(
             done.units_removed += r.units;
             done.fingerprints += r.fingerprinted;
             targets.push(SweepTarget {
-                partition: gfs.identity.partition,
+                volume: gfs.identity.volume_key(),
                 label: gfs.identity.describe(),
                 unit,
                 prints: r.target_set(&applied.survivors),
@@ -610,7 +610,7 @@ fn volume_of<'a>(layout: &'a Layout<Disk>, gfs: &GuestFs) -> Option<&'a Volume<D
     layout
         .volumes
         .iter()
-        .find(|v| v.index == gfs.identity.partition)
+        .find(|v| v.key() == gfs.identity.volume_key())
 }
 
 /// Reads every file a step removes once, into the archive and into the
@@ -673,17 +673,20 @@ fn zero_free_space(guest: &Guest, layout: &Layout<Disk>, done: &mut Done) -> Res
         done.free_zeroed += zeroed
             .with_context(|| format!("{}: free space cannot be zeroed", gfs.identity.describe()))?;
     }
+    for (vg, n) in free::zero_unused_lvm(layout)? {
+        done.free_zeroed += n;
+        done.notes.push(format!(
+            "LVM2 volume group {vg}: {} of free extents and unused PV space zeroed (label and metadata areas kept)",
+            crate::inspect::human_size(n)
+        ));
+    }
     Ok(())
 }
 
 /// Gives every swap volume a fresh header and zeroed page slots (see `swap`).
 fn reinit_swap(layout: &Layout<Disk>, done: &mut Done) -> Result<()> {
     for vol in &layout.volumes {
-        let name = match vol.index {
-            Some(i) => format!("partition {i}"),
-            None => "whole disk".to_string(),
-        };
-        if let Some(r) = swap::reinit(&name, &vol.device)? {
+        if let Some(r) = swap::reinit(&vol.name(), &vol.device)? {
             done.swap.push(r);
         }
     }

@@ -18,9 +18,17 @@ fn archive_path(guest: &Guest, a: &PlannedAction) -> Vec<u8> {
     if mounted {
         p.extend_from_slice(a.path.strip_prefix(b"/").unwrap_or(&a.path));
     } else {
-        match guest.filesystems[a.filesystem].identity.partition {
-            Some(n) => p.extend_from_slice(format!("partition-{n}/").as_bytes()),
-            None => p.extend_from_slice(b"disk/"),
+        let id = &guest.filesystems[a.filesystem].identity;
+        match (&id.lv, id.partition) {
+            // The /dev/mapper name: `-` inside names doubled, so `a-b/c` and
+            // `a/b-c` do not share a directory.
+            (Some(lv), _) => {
+                let (vg, name) = lv.split_once('/').unwrap_or((lv.as_str(), ""));
+                let dm = format!("{}-{}", vg.replace('-', "--"), name.replace('-', "--"));
+                p.extend_from_slice(format!("lv-{dm}/").as_bytes())
+            }
+            (None, Some(n)) => p.extend_from_slice(format!("partition-{n}/").as_bytes()),
+            (None, None) => p.extend_from_slice(b"disk/"),
         }
         p.extend_from_slice(a.fs_path.strip_prefix(b"/").unwrap_or(&a.fs_path));
     }

@@ -33,8 +33,8 @@ const MAX_HITS: usize = 1000;
 
 /// What to sweep one filesystem of the output for.
 pub struct SweepTarget {
-    /// The partition holding it (`None`: the whole disk), as in the input.
-    pub partition: Option<u32>,
+    /// The volume holding it, as in the input.
+    pub volume: crate::image::VolumeKey,
     pub label: String,
     pub unit: u64,
     pub prints: HashSet<Fingerprint>,
@@ -69,7 +69,7 @@ impl Verification {
 /// filesystems readable in the input (their descriptions).
 pub fn verify(
     disk: Arc<dyn ReadAt>,
-    expected: &[(Option<u32>, String)],
+    expected: &[(crate::image::VolumeKey, String)],
     opts: &ScanOptions<'_>,
     targets: &[SweepTarget],
 ) -> anyhow::Result<Verification> {
@@ -81,12 +81,12 @@ pub fn verify(
         if !guest
             .filesystems
             .iter()
-            .any(|f| f.identity.partition == *part)
+            .any(|f| f.identity.volume_key() == *part)
         {
             let why = guest
                 .unreadable
                 .iter()
-                .find(|u| u.identity.partition == *part)
+                .find(|u| u.identity.volume_key() == *part)
                 .map_or_else(|| "it is missing".to_string(), |u| u.error.clone());
             v.problems.push(format!(
                 "{what} was readable in the input but not in the output: {why}"
@@ -114,7 +114,7 @@ pub fn verify(
             continue;
         }
         v.fingerprints += t.prints.len() as u64;
-        let Some(vol) = layout.volumes.iter().find(|x| x.index == t.partition) else {
+        let Some(vol) = layout.volumes.iter().find(|x| x.key() == t.volume) else {
             v.problems
                 .push(format!("{}: no such volume in the output", t.label));
             continue;
@@ -127,7 +127,7 @@ pub fn verify(
         let live = guest
             .filesystems
             .iter()
-            .find(|f| f.identity.partition == t.partition)
+            .find(|f| f.identity.volume_key() == t.volume)
             .map(|f| live_prints(&*f.fs, t.unit, &hits))
             .transpose()?
             .unwrap_or_default();
@@ -166,7 +166,7 @@ fn check_edits(guest: &Guest, t: &SweepTarget, v: &mut Verification) {
     let Some(gfs) = guest
         .filesystems
         .iter()
-        .find(|f| f.identity.partition == t.partition)
+        .find(|f| f.identity.volume_key() == t.volume)
     else {
         return; // reported above: readable in the input, not in the output
     };
@@ -238,10 +238,10 @@ fn live_prints(
 }
 
 /// The readable filesystems of a guest, as `verify` expects them back.
-pub fn expected_filesystems(guest: &Guest) -> Vec<(Option<u32>, String)> {
+pub fn expected_filesystems(guest: &Guest) -> Vec<(crate::image::VolumeKey, String)> {
     guest
         .filesystems
         .iter()
-        .map(|f| (f.identity.partition, f.identity.describe()))
+        .map(|f| (f.identity.volume_key(), f.identity.describe()))
         .collect()
 }

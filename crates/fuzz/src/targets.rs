@@ -94,6 +94,12 @@ pub fn all() -> Vec<Target> {
             run: recovery_tar_run,
         },
         Target {
+            name: "lvm",
+            about: "LVM2: PV label, metadata area headers and ring buffer, metadata text, VG assembly, LV maps",
+            seeds: lvm_seeds,
+            run: lvm_run,
+        },
+        Target {
             name: "image",
             about: "the image sniffer and discovery: format sniffing, partitions, filesystem probes, the guest view",
             seeds: image_seeds,
@@ -467,6 +473,62 @@ fn recovery_tar_run(input: &[u8], _: &Seed) {
     };
     if let Ok((_, payload)) = vmscrub_recovery::open(&archive[..], &key().0) {
         read_members(payload);
+    }
+}
+
+// -------------------------------------------------------------------- lvm
+
+/// The first MiB of every PV of the LVM fixtures (label, metadata area with its
+/// ring buffer of older copies), as a device of its own.
+fn lvm_seeds() -> Vec<Seed> {
+    let names = ["lvm-rhel", "lvm-striped", "lvm-thin"];
+    vmscrub_fixtures::build(&names);
+    let mut v = vec![];
+    for n in names {
+        let path = vmscrub_fixtures::path_of(n);
+        let Ok(bytes) = std::fs::read(&path) else {
+            continue;
+        };
+        let disk = vmscrub_blockdev::MemDisk::new(bytes.clone());
+        let Ok(t) = vmscrub_partition::detect(&disk) else {
+            continue;
+        };
+        for r in t.table.regions() {
+            let a = r.offset as usize;
+            let b = (a + 1024 * KIB).min(bytes.len());
+            let pv = &bytes[a..b];
+            if pv.get(512..520) == Some(b"LABELONE") {
+                let len = pv.len();
+                v.push(Seed::new(
+                    format!("pv:{n}/{}", r.index),
+                    pv.to_vec(),
+                    Hot(vec![0..len]),
+                ));
+            }
+        }
+    }
+    v
+}
+
+fn lvm_run(input: &[u8], seed: &Seed) {
+    let disk = seed.disk(input);
+    let Ok(Some(pv)) = vmscrub_lvm::read_pv(&disk) else {
+        return;
+    };
+    let (ok, _refused) = vmscrub_lvm::assemble(&[Some(&pv)]);
+    for a in ok {
+        let devs = std::sync::Arc::new(vec![disk.clone()]);
+        for lv in &a.vg.lvs {
+            let Ok(map) = vmscrub_lvm::LvMap::new(&a.vg, lv) else {
+                continue;
+            };
+            if let Ok(dev) = vmscrub_lvm::LvDevice::new(devs.clone(), map) {
+                read_disk(&dev, input.len());
+            }
+        }
+        if let (Some(p), Some(alloc)) = (a.vg.pvs.first(), a.allocated.first()) {
+            let _ = vmscrub_lvm::unused_pv_ranges(&pv, p, a.vg.extent_size, alloc, disk.size());
+        }
     }
 }
 
