@@ -95,6 +95,16 @@ pub struct GuestFs {
     pub fs: Arc<dyn Filesystem>,
 }
 
+/// What one volume group's metadata areas keep besides the current metadata.
+#[derive(Debug, Clone, Serialize)]
+pub struct LvmHistory {
+    pub vg: String,
+    /// Metadata copies in the ring buffers, the current one included.
+    pub copies: usize,
+    /// Every `creation_host` any copy names.
+    pub hosts: Vec<String>,
+}
+
 /// A filesystem the image has but vmscrub could not open (unsupported type,
 /// corrupt superblock): the report names it with its error.
 #[derive(Debug, Clone, Serialize)]
@@ -144,6 +154,9 @@ pub struct Guest {
     /// The user said the input is a data volume (`--data-volume`): no
     /// operating system is expected, so its absence is not warned about.
     pub data_volume: bool,
+    /// Volume groups whose metadata areas still hold older copies or name the
+    /// hosts that wrote them (the `lvm-metadata` operation reports them).
+    pub lvm_history: Vec<LvmHistory>,
 }
 
 /// Bounds on files read to build the view.
@@ -175,6 +188,7 @@ impl Guest {
             facts: OsFacts::default(),
             notes: vec![],
             data_volume: false,
+            lvm_history: Vec::new(),
         };
         g.pick_root();
         if let Some(root) = g.root {
@@ -741,6 +755,16 @@ where
         }
     }
     let mut g = Guest::new(readable, unreadable);
+    g.lvm_history = layout
+        .lvm
+        .iter()
+        .filter(|v| !v.history.hosts.is_empty() || v.history.seqnos.len() > 1)
+        .map(|v| LvmHistory {
+            vg: v.name.clone().unwrap_or_else(|| "(unnamed)".into()),
+            copies: v.history.seqnos.len(),
+            hosts: v.history.hosts.clone(),
+        })
+        .collect();
     g.notes.extend(layout.warnings.iter().cloned());
     g.notes.extend(notes);
     g

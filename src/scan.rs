@@ -226,6 +226,9 @@ pub enum WarningKind {
     UnreadableFilesystem,
     /// A swap volume: memory pages, not files; `scrub` re-initializes it.
     SwapSpace,
+    /// LVM2 metadata areas keep older copies and the hosts that wrote them
+    /// (operation `lvm-metadata`).
+    LvmMetadata,
     /// One file could not be read.
     UnreadableFile,
     /// No OS root, several roots, unresolved fstab lines.
@@ -1339,6 +1342,29 @@ fn guest_warnings(
             (kind == WarningKind::SwapSpace).then_some("swap"),
             format!("{}: not scanned: {}", u.identity.describe(), u.error),
         ));
+    }
+    if opts.selection.contains("lvm-metadata") {
+        for h in &guest.lvm_history {
+            w.push(warn(
+                WarningKind::LvmMetadata,
+                Some("lvm-metadata"),
+                format!(
+                    "volume group {}: its metadata areas keep {} cop{} of the metadata{}; \
+                     scrub leaves LVM metadata byte-identical, so they ship with the image",
+                    h.vg,
+                    h.copies,
+                    if h.copies == 1 { "y" } else { "ies" },
+                    if h.hosts.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            ", naming the host(s) that wrote them: {}",
+                            crate::report::safe_text(&h.hosts.join(", "))
+                        )
+                    }
+                ),
+            ));
+        }
     }
     if guest.root.is_none() && !guest.data_volume {
         w.push(warn(

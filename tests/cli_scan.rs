@@ -73,10 +73,10 @@ fn operations_lists_the_catalogue() {
     assert!(line("logfiles").contains(" * "));
     assert!(!line("user-account").contains(" * "));
     assert!(!line("fs-uuids").contains(" * "));
-    assert_eq!(text.lines().count(), 95);
+    assert_eq!(text.lines().count(), 96);
     let o = vmscrub(&["operations", "--format", "json"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(v.as_array().unwrap().len(), 95);
+    assert_eq!(v.as_array().unwrap().len(), 96);
     let o = vmscrub(&["operations", "--verbose"]);
     let text = String::from_utf8(o.stdout).unwrap();
     assert!(text.contains("rewrite: /etc/machine-id"));

@@ -279,6 +279,43 @@ fn rhel_layout_agrees_with_lvm2_and_reads_through_fstab() {
             .any(|h| format!("\"{}\"", h.as_str().unwrap()) == host),
         "{host}"
     );
+    // The `lvm-metadata` operation (off by default) reports them in a scan, with
+    // the host lvm2's own dump names and the number of copies it lists.
+    let scan = |ops: &str| -> Value {
+        serde_json::from_str(&ok(&vmscrub(&[
+            &"scan",
+            &"--format",
+            &"json",
+            &"--operations",
+            &ops,
+            &img,
+        ])))
+        .unwrap()
+    };
+    let said: Vec<Value> = scan("defaults,+lvm-metadata")["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|w| w["operation"] == "lvm-metadata")
+        .cloned()
+        .collect();
+    assert_eq!(said.len(), 1, "{said:?}");
+    let msg = said[0]["message"].as_str().unwrap();
+    assert_eq!(said[0]["kind"], "lvm-metadata");
+    assert!(msg.starts_with("volume group rhel:"), "{msg}");
+    assert!(
+        msg.contains(&format!("keep {} copies", seqnos.len())),
+        "{msg}"
+    );
+    assert!(msg.contains(host.trim_matches('"')), "{msg}");
+    assert!(
+        !scan("defaults")["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w["operation"] == "lvm-metadata"),
+        "lvm-metadata is off by default"
+    );
     // home's segments are out of PV order (lvm2 says so too).
     let home: Vec<&Value> = l["lvs"]
         .as_array()

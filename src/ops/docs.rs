@@ -73,8 +73,10 @@ fn actions(op: &Operation) -> String {
     if op.needs_guest.is_some() {
         a.push("needs guest".into());
     }
-    if let Some(super::VolumeAction::ReinitSwap) = op.volume {
-        a.push("re-initialize swap volumes".into());
+    match op.volume {
+        Some(super::VolumeAction::ReinitSwap) => a.push("re-initialize swap volumes".into()),
+        Some(super::VolumeAction::ReportLvmMetadata) => a.push("report LVM metadata".into()),
+        None => {}
     }
     a.join(", ")
 }

@@ -241,6 +241,9 @@ pub enum VolumeAction {
     /// Every swap volume gets a fresh header with its UUID, label and page size,
     /// and every page slot is zeroed.
     ReinitSwap,
+    /// Reports what LVM2 metadata areas keep (older copies, creation hosts),
+    /// which the scrub leaves byte-identical.
+    ReportLvmMetadata,
 }
 
 impl Operation {
