@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # vmscrub benchmarks, each beside its floor (the cheapest tool doing the same I/O).
 #
-# usage: scripts/bench.sh [SECTION...]      sections: scan scrub archive debian (default: all)
+# usage: scripts/bench.sh [SECTION...]      sections: scan scrub archive debian lvm (default: all)
 #        RUNS=5 WARMUP=1 THREADS=2 scripts/bench.sh scan
 #
 # Builds the release binary and the bench images (python3 scripts/fixtures.py build
@@ -16,9 +16,9 @@ cd "$ROOT"
 RUNS="${RUNS:-5}"
 WARMUP="${WARMUP:-1}"
 THREADS="${THREADS:-2}"
-SECTIONS=(scan scrub archive debian)
+SECTIONS=(scan scrub archive debian lvm)
 OUT="${VMSCRUB_FIXTURE_DIR:-$ROOT/fixtures/build}"
-VMSCRUB="$ROOT/target/release/vmscrub"
+VMSCRUB="${CARGO_TARGET_DIR:-$ROOT/target}/release/vmscrub"
 CLEANUP=()
 trap 'rm -rf "${CLEANUP[@]}"' EXIT
 
@@ -75,6 +75,27 @@ import json, sys
 s = json.load(sys.stdin)["stats"]
 print("  scanned: %d entries, %d files, %.0f MB of content" % (
     s["entries_walked"], s["files_content_scanned"], s["bytes_content_scanned"] / 1e6))'
+}
+
+# The bench root on an LVM2 logical volume (bench-lvm-disk, RHEL's layout) beside
+# the same root on a plain partition (bench-disk): scan and scrub, interleaved in
+# one hyperfine run each so both see the same machine; the LV must cost within 5 %.
+section_lvm() {
+    need hyperfine
+    python3 scripts/fixtures.py build bench-disk bench-lvm-disk >&2
+    local tmp
+    tmp="$(mktemp -d "$OUT/bench-lvm.XXXXXX")"
+    CLEANUP+=("$tmp")
+    echo "lvm: the bench root on a partition and on an LV, $THREADS threads"
+    hyperfine --style basic -w "$WARMUP" -r "$RUNS" --export-json "$tmp/scan.json" \
+        -n "scan (partition)" "$VMSCRUB scan --threads $THREADS --format json $OUT/bench-disk.img" \
+        -n "scan (LV)" "$VMSCRUB scan --threads $THREADS --format json $OUT/bench-lvm-disk.img" >&2
+    median_ratio "$tmp/scan.json"
+    hyperfine --style basic -w "$WARMUP" -r "$RUNS" --export-json "$tmp/scrub.json" \
+        --prepare "rm -f $tmp/out.img" \
+        -n "scrub (partition)" "$VMSCRUB scrub -q --threads $THREADS $OUT/bench-disk.img -o $tmp/out.img" \
+        -n "scrub (LV)" "$VMSCRUB scrub -q --threads $THREADS $OUT/bench-lvm-disk.img -o $tmp/out.img" >&2
+    median_ratio "$tmp/scrub.json"
 }
 
 # `vmscrub scan` of a real Debian 12 cloud root (fixtures/debian.toml: debootstrapped
