@@ -288,37 +288,3 @@ fn apply_fat<D: WriteAt + Clone>(dev: D, label: &str, steps: &[Step]) -> anyhow:
     }
     Ok(out)
 }
-
-/// An ext3/4 filesystem whose journal holds unapplied transactions is replayed
-/// (in the overlay) and its journal reset before anything reads it, so the scan
-/// sees the filesystem the guest would have seen after its next mount. Returns
-/// a note for the user; `Ok(None)` when there was nothing to replay.
-pub fn recover_journal<D: WriteAt + Clone>(dev: D) -> anyhow::Result<Option<String>> {
-    use vmscrub_ext4::{Editor, EditorOptions, Ext4};
-    // A filesystem that cannot be opened is refused (or, with
-    // --allow-unreadable, left as it is) by the damage check, which names why.
-    let Ok(fs) = Ext4::open(dev.clone()) else {
-        return Ok(None);
-    };
-    let pending = fs.needs_recovery()
-        || fs
-            .journal()
-            .ok()
-            .flatten()
-            .is_some_and(|j| j.superblock.start != 0);
-    if !pending {
-        return Ok(None);
-    }
-    drop(fs);
-    let ed = Editor::open(dev, EditorOptions::default())?;
-    let stats = ed.replay_stats();
-    ed.commit()?;
-    Ok(Some(match stats {
-        Some(r) => format!(
-            "the journal needed recovery: {} committed transaction(s) replayed ({} block(s), {} revoked), \
-             then the journal was reset to empty",
-            r.transactions, r.blocks_replayed, r.blocks_revoked
-        ),
-        None => "the journal needed recovery; it was reset to empty".to_string(),
-    }))
-}

@@ -358,7 +358,7 @@ fn replay_journals(args: &ScrubArgs, overlay: &Disk, done: &mut Done) -> Result<
         let name = v
             .index
             .map_or("whole disk".to_string(), |i| format!("partition {i}"));
-        match apply::recover_journal(v.device.clone()) {
+        match crate::journal::recover(v.device.clone()) {
             Ok(Some(note)) => {
                 if !args.quiet {
                     eprintln!("vmscrub: {name}: {note}");
