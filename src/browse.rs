@@ -158,6 +158,9 @@ impl View {
             image: src.open.options(),
         };
         let guest = guest::guest_from_path(&src.image, &opts)?;
+        for n in &guest.journal_notes {
+            eprintln!("vmscrub: {n}");
+        }
         let image = src.image.display();
         let pick = |what: String, found: Vec<usize>| -> anyhow::Result<usize> {
             match found.as_slice() {

@@ -151,6 +151,10 @@ pub struct Guest {
     /// Things the user should know about how the view was built (several OS
     /// roots, fstab lines that name nothing in this image, …).
     pub notes: Vec<String>,
+    /// What happened to ext3/4 journals that needed recovery (replayed in
+    /// memory, or why not), each naming its filesystem; also in `notes`. The
+    /// browsing verbs print these, since they change what is shown.
+    pub journal_notes: Vec<String>,
     /// The user said the input is a data volume (`--data-volume`): no
     /// operating system is expected, so its absence is not warned about.
     pub data_volume: bool,
@@ -187,6 +191,7 @@ impl Guest {
             uid_range: (1000, 60000),
             facts: OsFacts::default(),
             notes: vec![],
+            journal_notes: vec![],
             data_volume: false,
             lvm_history: Vec::new(),
         };
@@ -724,10 +729,16 @@ where
     let mut readable = vec![];
     let mut unreadable = vec![];
     let mut notes = vec![];
+    let mut journal_notes = vec![];
     for v in &layout.volumes {
         let identity = identity_of(&layout.table, v);
         match open_filesystem(v) {
-            Opened::Fs { fs, notes: n } => {
+            Opened::Fs {
+                fs,
+                notes: n,
+                journal,
+            } => {
+                journal_notes.extend(journal.map(|j| format!("{}: {j}", identity.describe())));
                 notes.extend(
                     n.into_iter()
                         .map(|n| format!("{}: {n}", identity.describe())),
@@ -767,6 +778,8 @@ where
         .collect();
     g.notes.extend(layout.warnings.iter().cloned());
     g.notes.extend(notes);
+    g.notes.extend(journal_notes.iter().cloned());
+    g.journal_notes = journal_notes;
     g
 }
 
@@ -776,6 +789,8 @@ pub enum Opened {
     Fs {
         fs: Arc<dyn Filesystem>,
         notes: Vec<String>,
+        /// What happened to a journal that needed recovery.
+        journal: Option<String>,
     },
     /// A filesystem (or container) vmscrub cannot read, and why.
     Unreadable(String),
@@ -793,27 +808,13 @@ where
     D: vmscrub_blockdev::ReadAt + Clone + 'static,
 {
     use crate::fs::FsType;
-    use crate::fs::ext4::Ext4Fs;
     use crate::fs::fat::FatAdapter;
     use vmscrub_fsprobe::Kind;
     let kind = v.filesystem.kind;
-    let ext = |t: FsType| match Ext4Fs::open(v.device.clone(), t) {
-        Ok(fs) => {
-            let mut notes: Vec<String> = fs.inner().notes().to_vec();
-            if fs.inner().needs_recovery() {
-                notes.push(
-                    "the journal needs recovery (the image was taken from a running or crashed \
-                     system): vmscrub reads the on-disk state and does not replay the journal, \
-                     so the most recent changes may be missing from this scan"
-                        .to_string(),
-                );
-            }
-            Opened::Fs {
-                fs: Arc::new(fs),
-                notes,
-            }
-        }
-        Err(e) => Opened::Unreadable(format!("{t} cannot be read: {e}")),
+    let ext = |t: FsType| match crate::journal::replayed_view(v.device.clone()) {
+        crate::journal::View::AsIs(dev) => open_ext(dev, t, None),
+        crate::journal::View::Replayed(dev, note) => open_ext(dev, t, Some(note)),
+        crate::journal::View::Unreplayable(dev, why) => open_ext(dev, t, Some(why)),
     };
     match kind {
         Kind::Ext2 => ext(FsType::Ext2),
@@ -823,6 +824,7 @@ where
             Ok(fs) => Opened::Fs {
                 fs: Arc::new(fs),
                 notes: vec![],
+                journal: None,
             },
             Err(e) => Opened::Unreadable(format!("vfat cannot be read: {e}")),
         },
@@ -851,6 +853,22 @@ where
             "{} is not supported (vmscrub reads ext2/3/4 and FAT)",
             other.blkid_type()
         )),
+    }
+}
+
+/// Opens ext2/3/4 on `dev` (the volume, or an overlay holding its journal's
+/// replay), with `journal` (what happened to the journal) among its notes.
+fn open_ext<D>(dev: D, t: crate::fs::FsType, journal: Option<String>) -> Opened
+where
+    D: vmscrub_blockdev::ReadAt + Clone + 'static,
+{
+    match crate::fs::ext4::Ext4Fs::open(dev, t) {
+        Ok(fs) => Opened::Fs {
+            notes: fs.inner().notes().to_vec(),
+            fs: Arc::new(fs),
+            journal,
+        },
+        Err(e) => Opened::Unreadable(format!("{t} cannot be read: {e}")),
     }
 }
 

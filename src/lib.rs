@@ -16,6 +16,7 @@ pub mod fs;
 pub mod guest;
 pub mod image;
 pub mod inspect;
+pub mod journal;
 pub mod ops;
 pub mod output;
 pub mod overlay;

@@ -26,6 +26,12 @@ use std::process::Command;
 
 use corpus::{each, every_verb, identical, judge, name, run, scratch_copy};
 
+/// Seconds an oracle (debugfs, e2fsck) may take on one image in the loss
+/// check. A healthy 8 MiB image takes well under a second; a few deliberately
+/// pathological ones (`f_ea_inode_self_ref`, `f_ea_value_crash`) make debugfs
+/// loop, and are then named as not judged instead of costing minutes each.
+const ORACLE_SECONDS: &str = "15";
+
 fn images() -> Vec<PathBuf> {
     let v = vmscrub_fixtures::corpus_files("e2fsprogs", ".img");
     assert!(v.len() > 200, "only {} e2fsprogs images", v.len());
@@ -55,7 +61,7 @@ fn replayed(img: &Path, dir: &Path, as_name: &str) -> PathBuf {
     let copy = scratch_copy(img, dir, as_name);
     if needs_recovery(&copy) {
         let o = Command::new("timeout")
-            .args(["120", "debugfs", "-w", "-R", "journal_run"])
+            .args([ORACLE_SECONDS, "debugfs", "-w", "-R", "journal_run"])
             .arg(&copy)
             .output()
             .unwrap();
@@ -68,7 +74,7 @@ fn replayed(img: &Path, dir: &Path, as_name: &str) -> PathBuf {
 /// it found something corrupt (a structure it could not read).
 fn e2fsck(img: &Path) -> (bool, Vec<String>) {
     let o = Command::new("timeout")
-        .args(["120", "e2fsck", "-fn"])
+        .args([ORACLE_SECONDS, "e2fsck", "-fn"])
         .arg(img)
         .output()
         .unwrap();
@@ -170,13 +176,17 @@ fn loses_nothing(img: &Path) -> Vec<String> {
     p
 }
 
-/// Issue 13: `f_uninit_set_inode_not_set`, `f_bitmaps` (free-space zeroing that
-/// trusts corrupt bitmaps) and journals that are not replayed in every verb fail
-/// this today; the fixes land on another branch. Ignored until they are merged
-/// (run with `cargo test --test corpus_e2fsprogs -- --ignored`).
+/// Issue 13: a scrub that exits 0 loses nothing, on every image. Measured on
+/// the shared 2-core machine under load (load average ~5): 5.3 min alone, 4.1
+/// min together with `every_image_through_every_verb` (2.4 user CPU-minutes);
+/// the oracles' time limit keeps the two images that make debugfs loop
+/// (`f_ea_inode_self_ref`, `f_ea_value_crash`, named as not judged) to seconds.
 #[test]
-#[ignore = "issue 13: data-loss fixes (free-space witnesses, journal replay in every verb) not merged yet"]
 fn a_scrub_that_succeeds_loses_nothing() {
+    support::DEBUGFS_TIMEOUT.store(
+        ORACLE_SECONDS.parse().unwrap(),
+        std::sync::atomic::Ordering::Relaxed,
+    );
     let images = images();
     let problems = each(&images, |img| loses_nothing(img));
     corpus::assert_none("e2fsprogs", images.len(), &problems);

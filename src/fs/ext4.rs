@@ -18,8 +18,8 @@
 //!   them (`filetype` feature); otherwise the inode is read. An inode that cannot
 //!   be read there is listed as a regular file: the error then surfaces, with the
 //!   file's path, when its metadata or content is read.
-//! - The journal is never replayed: with `needs_recovery` the on-disk state is
-//!   what is read (the caller warns; see `guest::open_filesystem`).
+//! - The journal is not replayed here: the caller opens this over an overlay
+//!   holding the replay (`crate::journal`), or warns when it cannot be replayed.
 
 use std::io::Read;
 use std::ops::Range;

@@ -160,7 +160,7 @@ fn apply_ext4<D: WriteAt + Clone>(dev: D, label: &str, steps: &[Step]) -> anyhow
         zero_freed: !fault("keep-freed"),
         ..EditorOptions::default()
     };
-    let mut ed = Editor::open(dev, opts).map_err(|e| refused(label, steps, e))?;
+    let mut ed = Editor::open(dev.clone(), opts).map_err(|e| refused(label, steps, e))?;
     if let Some(r) = ed.replay_stats() {
         out.notes.push(format!(
             "journal replayed first: {} transaction(s), {} block(s)",
@@ -235,6 +235,9 @@ fn apply_ext4<D: WriteAt + Clone>(dev: D, label: &str, steps: &[Step]) -> anyhow
         anyhow::anyhow!("writing the edits into the overlay failed: {e}; nothing was written")
     })?;
     out.zeroed = report.zero_ranges.total();
+    if fault("corrupt-dir-block") {
+        corrupt_parent_dir(&dev, steps)?;
+    }
     if report.journal_reset {
         out.notes
             .push("journal reset to empty (its log was zeroed)".to_string());
@@ -289,36 +292,28 @@ fn apply_fat<D: WriteAt + Clone>(dev: D, label: &str, steps: &[Step]) -> anyhow:
     Ok(out)
 }
 
-/// An ext3/4 filesystem whose journal holds unapplied transactions is replayed
-/// (in the overlay) and its journal reset before anything reads it, so the scan
-/// sees the filesystem the guest would have seen after its next mount. Returns
-/// a note for the user; `Ok(None)` when there was nothing to replay.
-pub fn recover_journal<D: WriteAt + Clone>(dev: D) -> anyhow::Result<Option<String>> {
-    use vmscrub_ext4::{Editor, EditorOptions, Ext4};
-    // A filesystem that cannot be opened is refused (or, with
-    // --allow-unreadable, left as it is) by the damage check, which names why.
-    let Ok(fs) = Ext4::open(dev.clone()) else {
-        return Ok(None);
+/// Fault injection (`VMSCRUB_FAULT=corrupt-dir-block`, debug builds): after the
+/// edits are written, the first block of the nearest directory above the first
+/// step's path that has one (kept, and edited by the scrub; inline directories
+/// have none) is overwritten with garbage, so tests see the tree comparison
+/// reject an output that lost a directory.
+fn corrupt_parent_dir<D: WriteAt + Clone>(dev: &D, steps: &[Step]) -> anyhow::Result<()> {
+    use crate::fs::Filesystem;
+    let Some(s) = steps.first() else {
+        return Ok(());
     };
-    let pending = fs.needs_recovery()
-        || fs
-            .journal()
-            .ok()
-            .flatten()
-            .is_some_and(|j| j.superblock.start != 0);
-    if !pending {
-        return Ok(None);
+    let fs = crate::fs::ext4::Ext4Fs::open(dev.clone(), FsType::Ext4)?;
+    let bs = u64::from(fs.inner().block_size());
+    let mut dir = s.fs_path.clone();
+    while let Some(i) = dir.iter().rposition(|&b| b == b'/') {
+        dir.truncate(i);
+        let path = if dir.is_empty() { &b"/"[..] } else { &dir };
+        let ino = u32::try_from(fs.lookup(path)?)?;
+        if let Some(block) = fs.inner().extents(ino)?.lookup(0) {
+            eprintln!("vmscrub: fault: corrupting {}", display_path(path));
+            dev.write_all_at(&vec![0xA5; bs as usize], block * bs)?;
+            return Ok(());
+        }
     }
-    drop(fs);
-    let ed = Editor::open(dev, EditorOptions::default())?;
-    let stats = ed.replay_stats();
-    ed.commit()?;
-    Ok(Some(match stats {
-        Some(r) => format!(
-            "the journal needed recovery: {} committed transaction(s) replayed ({} block(s), {} revoked), \
-             then the journal was reset to empty",
-            r.transactions, r.blocks_replayed, r.blocks_revoked
-        ),
-        None => "the journal needed recovery; it was reset to empty".to_string(),
-    }))
+    anyhow::bail!("fault: no directory above the first step has a block")
 }

@@ -5,7 +5,8 @@
 //! tree can see it, and virt-sysprep ships it (its manual says to run
 //! virt-sparsify afterwards). So by default every block no file owns — per the
 //! ext4 bitmaps, layout and inode tables together (`free_by_every_witness`),
-//! per every FAT copy — becomes a zero range in the overlay:
+//! per every FAT copy and the directory tree (`free_by_every_witness`) — becomes
+//! a zero range in the overlay:
 //! nothing is read or written for it, and it becomes a hole in the output,
 //! which also makes the output smaller. Filesystem metadata is not touched, so
 //! this cannot make a filesystem inconsistent. `--keep-free-space` turns it off.
@@ -76,7 +77,12 @@ pub fn check_witnesses<D: vmscrub_blockdev::ReadAt>(dev: D, fs_type: FsType) -> 
         FsType::Ext2 | FsType::Ext3 | FsType::Ext4 => {
             vmscrub_ext4::Ext4::open(dev)?.free_by_every_witness()?;
         }
-        FsType::Vfat | FsType::Directory => {}
+        FsType::Vfat => {
+            vmscrub_fat::FatFs::open(dev)?
+                .free_by_every_witness()
+                .map_err(|e| anyhow::anyhow!("{e} (run fsck.fat on a copy first)"))?;
+        }
+        FsType::Directory => {}
     }
     Ok(())
 }
@@ -85,7 +91,7 @@ fn fat<D: WriteAt + Clone>(dev: D) -> anyhow::Result<u64> {
     let fs = vmscrub_fat::FatFs::open(dev.clone())?;
     let g = fs.geometry().clone();
     let mut zeroed = 0u64;
-    for r in fs.free_cluster_runs()? {
+    for r in fs.free_by_every_witness()? {
         crate::output::check_interrupted()?;
         let a = g.cluster_offset(r.start);
         let b = g.cluster_offset(r.end - 1) + u64::from(g.cluster_size);

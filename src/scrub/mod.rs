@@ -33,6 +33,7 @@ pub mod report;
 pub mod residue;
 mod steps;
 pub mod swap;
+mod tree;
 pub mod verify;
 
 pub use self::args::{ABOUT, LONG_ABOUT, ScrubArgs};
@@ -185,6 +186,7 @@ pub fn run(args: &ScrubArgs) -> Result<i32> {
 
     let t_edit = Instant::now();
     let steps = steps_of(&guest, &plan)?;
+    let before = tree_snapshot(verify_on, &guest, &steps)?;
     let mut archive = start_archive(
         args,
         &img,
@@ -241,7 +243,8 @@ pub fn run(args: &ScrubArgs) -> Result<i32> {
     if verify_on {
         let t_verify = Instant::now();
         say.phase("verifying the output");
-        let v = verify_output(args, &guest, out_img, &scan_opts, &targets)?;
+        let mut v = verify_output(args, &guest, out_img, &scan_opts, &targets)?;
+        compare_trees(before.as_ref(), out_img, &mut v)?;
         done.timings.verify = secs(t_verify.elapsed());
         let ok = v.ok();
         done.verification = Some(v);
@@ -362,7 +365,7 @@ fn replay_journals(args: &ScrubArgs, overlay: &Disk, done: &mut Done) -> Result<
             continue;
         }
         let name = v.name();
-        match apply::recover_journal(v.device.clone()) {
+        match crate::journal::recover(v.device.clone()) {
             Ok(Some(note)) => {
                 if !args.quiet {
                     eprintln!("vmscrub: {name}: {note}");
@@ -738,6 +741,30 @@ fn verify_output(
     let v = verify::verify(disk, &expected, &opts, targets)?;
     drop(spinner);
     Ok(v)
+}
+
+/// The input's trees before any edit, for [`compare_trees`] (none without
+/// verification; debug builds measure its cost with `VMSCRUB_FAULT=no-tree`).
+fn tree_snapshot(on: bool, guest: &Guest, steps: &[Step]) -> Result<Option<tree::Snapshot>> {
+    (on && !apply::fault("no-tree"))
+        .then(|| tree::snapshot(guest, steps))
+        .transpose()
+}
+
+/// Every kept path of the input is in the output as it was ([`tree`]).
+fn compare_trees(
+    before: Option<&tree::Snapshot>,
+    out_img: &OutputImage,
+    v: &mut Verification,
+) -> Result<()> {
+    let Some(before) = before else {
+        return Ok(());
+    };
+    let layout = image::discover(out_img.reopen()?)
+        .context("the output's partition table cannot be read")?;
+    let guest = crate::guest::guest_from_layout(&layout);
+    v.problems.extend(tree::compare(before, &guest)?);
+    Ok(())
 }
 
 /// Renames the archive and the output into place; returns the output's size.

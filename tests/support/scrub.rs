@@ -206,10 +206,19 @@ fn walk_host(root: &Path) -> Tree {
     t
 }
 
+/// Seconds one debugfs command may take ([`debugfs`]); the corpus loss check
+/// lowers it, so a pathological image costs seconds, not minutes.
+pub static DEBUGFS_TIMEOUT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(120);
+
 /// debugfs under a time limit: the corpus tests dump deliberately corrupt images.
 fn debugfs() -> Command {
     let mut c = Command::new("timeout");
-    c.args(["120", "debugfs"]);
+    c.arg(
+        DEBUGFS_TIMEOUT
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .to_string(),
+    )
+    .arg("debugfs");
     c
 }
 

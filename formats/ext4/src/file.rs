@@ -89,6 +89,7 @@ impl<D: ReadAt> Ext4<D> {
     }
 
     pub fn open_inode(&self, inode: Inode) -> Result<FileReader<'_, D>> {
+        self.check_data_flags(&inode)?;
         let ft = inode.file_type();
         let content = match ft {
             FileType::Regular | FileType::Directory | FileType::Symlink => {

@@ -271,6 +271,20 @@ impl<D: ReadAt> Ext4<D> {
         inode.has_flag(flags::INLINE_DATA)
     }
 
+    /// An inode flagged both inline-data and extent-mapped has two readings of
+    /// `i_block` (debugfs reads one, the kernel another; e2fsck clears one):
+    /// corrupt, rather than a guess at which one holds the data.
+    pub fn check_data_flags(&self, inode: &Inode) -> Result<()> {
+        if inode.has_flag(flags::INLINE_DATA) && inode.has_flag(flags::EXTENTS) {
+            return Err(Error::corrupt(
+                "inode",
+                Loc::inode(inode.ino),
+                "both the inline-data and the extents flags are set",
+            ));
+        }
+        Ok(())
+    }
+
     /// Is `inode` a symlink whose target is stored in `i_block` itself?
     pub fn is_fast_symlink(&self, inode: &Inode) -> bool {
         if inode.file_type() != FileType::Symlink || self.is_inline(inode) {
@@ -302,6 +316,7 @@ impl<D: ReadAt> Ext4<D> {
     /// The logical-to-physical map of an inode's data (empty for inodes that map
     /// no blocks).
     pub fn file_map(&self, inode: &Inode) -> Result<FileMap> {
+        self.check_data_flags(inode)?;
         if !self.has_block_map(inode) {
             return Ok(FileMap::default());
         }

@@ -80,6 +80,7 @@ mod name;
 mod read;
 mod table;
 mod time;
+mod witness;
 
 use std::collections::HashSet;
 
@@ -93,6 +94,7 @@ pub use error::{FatError, Result};
 pub use read::{Extent, FileReader};
 pub use table::{Chain, FatEntry};
 pub use time::{DateTime, FatTime};
+pub use witness::Disagreement;
 
 use dirent::{ENTRY, Slot, classify};
 use table::FatCache;
