@@ -1317,6 +1317,34 @@ pub fn scan(guest: &Guest, opts: &ScanOptions<'_>) -> Result<ScanResult, ScanErr
     })
 }
 
+/// What the `lvm-metadata` operation reports: per volume group, the metadata
+/// copies its areas keep and the hosts they name (scrub leaves them as they are).
+fn lvm_metadata_warnings(guest: &Guest) -> Vec<Warning> {
+    guest
+        .lvm_history
+        .iter()
+        .map(|h| Warning {
+            kind: WarningKind::LvmMetadata,
+            operation: Some("lvm-metadata".into()),
+            message: format!(
+                "volume group {}: its metadata areas keep {} cop{} of the metadata{}; \
+             scrub leaves LVM metadata byte-identical, so they ship with the image",
+                h.vg,
+                h.copies,
+                if h.copies == 1 { "y" } else { "ies" },
+                if h.hosts.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        ", naming the host(s) that wrote them: {}",
+                        crate::report::safe_text(&h.hosts.join(", "))
+                    )
+                }
+            ),
+        })
+        .collect()
+}
+
 fn guest_warnings(
     guest: &Guest,
     c: &Compiled<'_>,
@@ -1344,27 +1372,7 @@ fn guest_warnings(
         ));
     }
     if opts.selection.contains("lvm-metadata") {
-        for h in &guest.lvm_history {
-            w.push(warn(
-                WarningKind::LvmMetadata,
-                Some("lvm-metadata"),
-                format!(
-                    "volume group {}: its metadata areas keep {} cop{} of the metadata{}; \
-                     scrub leaves LVM metadata byte-identical, so they ship with the image",
-                    h.vg,
-                    h.copies,
-                    if h.copies == 1 { "y" } else { "ies" },
-                    if h.hosts.is_empty() {
-                        String::new()
-                    } else {
-                        format!(
-                            ", naming the host(s) that wrote them: {}",
-                            crate::report::safe_text(&h.hosts.join(", "))
-                        )
-                    }
-                ),
-            ));
-        }
+        w.extend(lvm_metadata_warnings(guest));
     }
     if guest.root.is_none() && !guest.data_volume {
         w.push(warn(
