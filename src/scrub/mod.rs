@@ -689,7 +689,7 @@ fn zero_free_space(guest: &Guest, layout: &Layout<Disk>, done: &mut Done) -> Res
 /// Gives every swap volume a fresh header and zeroed page slots (see `swap`).
 fn reinit_swap(layout: &Layout<Disk>, done: &mut Done) -> Result<()> {
     for vol in &layout.volumes {
-        if let Some(r) = swap::reinit(&vol.name(), &vol.device)? {
+        if let Some(r) = swap::reinit(&vol.name(), vol.filesystem.kind, &vol.device)? {
             done.swap.push(r);
         }
     }

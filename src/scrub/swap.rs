@@ -8,6 +8,7 @@
 use anyhow::{Context, Result};
 use serde::Serialize;
 use vmscrub_blockdev::WriteAt;
+use vmscrub_fsprobe::Kind;
 use vmscrub_swap::Header;
 
 /// One swap volume the scrub re-initialized.
@@ -26,16 +27,21 @@ pub struct SwapReset {
     pub zeroed_bytes: u64,
 }
 
-/// Re-initializes `dev` if it holds a swap header; `Ok(None)` if it does not.
-/// A swap signature whose header cannot be trusted (unknown version, a volume
-/// too small for it) refuses the scrub: shipping it unexamined could ship memory.
-pub fn reinit<D: WriteAt>(volume: &str, dev: &D) -> Result<Option<SwapReset>> {
+/// Re-initializes `dev` if the probe called it swap (`kind`) and it holds a
+/// swap header; `Ok(None)` otherwise. Only the probe's verdict counts: a
+/// filesystem can hold the bytes of a swap or hibernation signature at a page's
+/// end in a file's data, and zeroing it on that evidence would destroy it.
+/// A swap header that cannot be trusted (unknown version, a volume too small
+/// for it) refuses the scrub: shipping it unexamined could ship memory.
+pub fn reinit<D: WriteAt>(volume: &str, kind: Kind, dev: &D) -> Result<Option<SwapReset>> {
+    if kind != Kind::Swap {
+        return Ok(None);
+    }
     let Some(h) = Header::find(dev).with_context(|| format!("{volume}: swap space"))? else {
         return Ok(None);
     };
     let size = dev.size();
     let page = h.fresh_page(size);
-    let body = h.pages(size) * h.page_size;
     dev.zero_range(h.page_size..size)
         .and_then(|()| dev.write_all_at(&page, 0))
         .with_context(|| format!("{volume}: re-initializing the swap space"))?;
@@ -44,7 +50,7 @@ pub fn reinit<D: WriteAt>(volume: &str, dev: &D) -> Result<Option<SwapReset>> {
         uuid: h.uuid_string(),
         label: h.label_string(),
         page_size: h.page_size,
-        pages: body / h.page_size,
+        pages: h.pages(size),
         hibernation: h.hibernation,
         zeroed_bytes: size - h.page_size,
     }))
@@ -66,18 +72,19 @@ mod tests {
         d[1036..1052].copy_from_slice(&[0x11; 16]);
         d[1052..1056].copy_from_slice(b"swp0");
         d[ps - 10..ps].copy_from_slice(b"S1SUSPEND\0");
-        let m = MemDisk::new(d);
-        let r = reinit("partition 2", &m).unwrap().unwrap();
+        // The probe's verdict decides: the same bytes on a volume it calls
+        // something else (a file holding the signature text) are not touched.
+        let m = MemDisk::new(d.clone());
+        assert!(reinit("partition 2", Kind::Ext4, &m).unwrap().is_none());
+        assert_eq!(m.to_vec(), d);
+        let r = reinit("partition 2", Kind::Swap, &m).unwrap().unwrap();
         assert_eq!(r.hibernation, Some("swsusp (S1SUSPEND)"));
         assert_eq!((r.label.as_str(), r.pages), ("swp0", 16));
         let out = m.to_vec();
         assert_eq!(&out[ps - 10..ps], b"SWAPSPACE2");
         assert_eq!(&out[1052..1056], b"swp0");
         assert!(out[ps..].iter().all(|&b| b == 0));
-        assert!(
-            reinit("partition 1", &MemDisk::zeroed(1 << 20))
-                .unwrap()
-                .is_none()
-        );
+        let zeros = MemDisk::zeroed(1 << 20);
+        assert!(reinit("partition 1", Kind::Swap, &zeros).unwrap().is_none());
     }
 }
