@@ -30,7 +30,7 @@ use std::ffi::OsStr;
 use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Mutex, mpsc};
 
 use globset::{Candidate, GlobSet, GlobSetBuilder};
 use regex::bytes::Regex;
@@ -41,9 +41,12 @@ use crate::guest::{Guest, read_bounded};
 use crate::ops::pattern::{self, Expansions};
 use crate::ops::rules::Allow;
 use crate::ops::{ActionKind, Catalogue, NeedsGuestWhen, Operation, Rule, Selection};
+pub use memo::{ContentMemo, Digests};
 
 pub mod content;
+pub mod memo;
 pub mod redact;
+mod workers;
 mod xattrs;
 
 /// Largest file a `rewrite` or `if-line` rule reads to decide.
@@ -920,6 +923,17 @@ fn split_tree(
 /// Scans a guest. Errors only for an invalid `--keep` or rule; unreadable
 /// filesystems and files become warnings.
 pub fn scan(guest: &Guest, opts: &ScanOptions<'_>) -> Result<ScanResult, ScanError> {
+    scan_digesting(guest, opts, Digests::Off).map(|(r, _)| r)
+}
+
+/// [`scan`], also taking every scanned file's content digest (and, with
+/// [`Digests::Reuse`], judging known content without the detectors): what a
+/// scrub's verification compares instead of reading every file again.
+pub fn scan_digesting(
+    guest: &Guest,
+    opts: &ScanOptions<'_>,
+    digests: Digests<'_>,
+) -> Result<(ScanResult, ContentMemo), ScanError> {
     let c = compile(guest, opts)?;
     let threads = if opts.threads == 0 {
         std::thread::available_parallelism().map_or(2, |n| n.get())
@@ -931,84 +945,16 @@ pub fn scan(guest: &Guest, opts: &ScanOptions<'_>) -> Result<ScanResult, ScanErr
     } else {
         opts.content
     };
-    let content_results: Mutex<Vec<(Job, Vec<ContentHit>)>> = Mutex::new(vec![]);
-    let content_errors: Mutex<Vec<Warning>> = Mutex::new(vec![]);
-    let scanned: Mutex<(u64, u64)> = Mutex::new((0, 0));
+    let content = workers::ContentOut::default();
     let mut outcomes: Vec<FsOutcome> = vec![];
 
+    let (tx, rx) = mpsc::sync_channel::<Job>(256);
+    let rx = Mutex::new(rx);
     std::thread::scope(|s| {
-        let (tx, rx) = mpsc::sync_channel::<Job>(256);
-        let rx = Arc::new(Mutex::new(rx));
         if let Some(sc) = scanner {
             for _ in 0..threads {
-                let rx = Arc::clone(&rx);
-                let (results, errors, scanned) = (&content_results, &content_errors, &scanned);
-                s.spawn(move || {
-                    loop {
-                        let job = {
-                            let Ok(guard) = rx.lock() else { return };
-                            match guard.recv() {
-                                Ok(j) => j,
-                                Err(_) => return,
-                            }
-                        };
-                        let fs = &*guest.filesystems[job.fs].fs;
-                        let r = fs
-                            .open(job.meta.id)
-                            .map_err(io::Error::other)
-                            .and_then(|mut rd| sc.scan_file(&job.path, &mut rd, job.meta.size))
-                            .map(|mut cs| {
-                                xattrs::scan_user_xattrs(sc, fs, job.meta.id, &job.path, &mut cs);
-                                cs
-                            });
-                        match r {
-                            Ok(ContentScan { hits, notes }) => {
-                                if !notes.is_empty()
-                                    && let Ok(mut v) = errors.lock()
-                                {
-                                    for n in notes {
-                                        v.push(Warning {
-                                            kind: WarningKind::NestedContent,
-                                            operation: None,
-                                            message: format!(
-                                                "{}: {}: {n}",
-                                                guest.filesystems[job.fs].identity.describe(),
-                                                display_path(&job.path)
-                                            ),
-                                        });
-                                    }
-                                }
-                                if let Ok(mut s) = scanned.lock() {
-                                    s.0 += 1;
-                                    s.1 += job.meta.size;
-                                }
-                                if let Some(p) = opts.progress {
-                                    use std::sync::atomic::Ordering::Relaxed;
-                                    p.files.fetch_add(1, Relaxed);
-                                    p.bytes.fetch_add(job.meta.size, Relaxed);
-                                }
-                                if !hits.is_empty()
-                                    && let Ok(mut v) = results.lock()
-                                {
-                                    v.push((job, hits));
-                                }
-                            }
-                            Err(e) => {
-                                if let Ok(mut v) = errors.lock() {
-                                    v.push(Warning {
-                                        kind: WarningKind::UnreadableFile,
-                                        operation: None,
-                                        message: format!(
-                                            "{}: {} (content not scanned: {e})",
-                                            guest.filesystems[job.fs].identity.describe(),
-                                            display_path(&job.path)
-                                        ),
-                                    });
-                                }
-                            }
-                        }
-                    }
-                });
+                let (rx, content) = (&rx, &content);
+                s.spawn(move || workers::work(guest, sc, rx, content, opts.progress, digests));
             }
         }
         let tx_ref = scanner.map(|_| tx.clone());
@@ -1153,8 +1099,8 @@ pub fn scan(guest: &Guest, opts: &ScanOptions<'_>) -> Result<ScanResult, ScanErr
             }
         }
     }
-    file_warnings.extend(content_errors.into_inner().unwrap_or_default());
-    if let Ok((n, b)) = scanned.into_inner() {
+    file_warnings.extend(content.errors.into_inner().unwrap_or_default());
+    if let Ok((n, b)) = content.scanned.into_inner() {
         stats.files_content_scanned = n;
         stats.bytes_content_scanned = b;
     }
@@ -1165,7 +1111,7 @@ pub fn scan(guest: &Guest, opts: &ScanOptions<'_>) -> Result<ScanResult, ScanErr
         .package_trust
         .then(|| crate::pkgtrust::PackageTrust::new(guest));
     let mut vendor = vec![];
-    for (job, hits) in content_results.into_inner().unwrap_or_default() {
+    for (job, hits) in content.results.into_inner().unwrap_or_default() {
         let mut job_findings = vec![];
         let mut per_op: BTreeMap<usize, Vec<ContentHit>> = BTreeMap::new();
         for h in hits {
@@ -1308,13 +1254,17 @@ pub fn scan(guest: &Guest, opts: &ScanOptions<'_>) -> Result<ScanResult, ScanErr
             message: format!("{extra} more files could not be read"),
         });
     }
-    Ok(ScanResult {
-        findings,
-        warnings,
-        operations,
-        stats,
-        vendor,
-    })
+    let memo = content.memo.into_inner().unwrap_or_default();
+    Ok((
+        ScanResult {
+            findings,
+            warnings,
+            operations,
+            stats,
+            vendor,
+        },
+        memo,
+    ))
 }
 
 /// What the `lvm-metadata` operation reports: per volume group, the metadata

@@ -312,6 +312,35 @@ fn verification_catches_removed_content_left_in_the_output() {
 /// debug builds can inject: the directory that held the first removed path):
 /// the tree comparison finds what was readable in the input unreadable in the
 /// output, exit 4, nothing kept, the path named.
+/// Verification compares kept files by the digests the scans took while
+/// reading (no second read of the input): a kept file whose bytes changed in
+/// the output must still fail it.
+#[test]
+fn verification_catches_a_kept_file_whose_content_changed() {
+    let input = image("scrub-disk");
+    let dir = tempfile::tempdir().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_vmscrub"))
+        .env("VMSCRUB_FAULT", "corrupt-kept-file")
+        .args(["scrub", "-q"])
+        .arg(&input)
+        .arg("-o")
+        .arg(dir.path().join("o.img"))
+        .arg("--rules")
+        .arg(rules())
+        .output()
+        .unwrap();
+    let err = expect(&o, 4, "its content differs from the input's");
+    let corrupted = err
+        .lines()
+        .find_map(|l| l.strip_prefix("vmscrub: fault: corrupting "))
+        .expect("the fault names the file it corrupts");
+    assert!(
+        err.contains(&format!("{corrupted}: its content differs")),
+        "the problem names {corrupted}:\n{err}"
+    );
+    assert!(names(dir.path()).is_empty(), "{:?}", names(dir.path()));
+}
+
 #[test]
 fn verification_catches_a_kept_directory_lost_in_the_output() {
     let input = image("scrub-disk");

@@ -1,6 +1,7 @@
 use super::*;
 use crate::fs::walk::memfs::MemFs;
 use crate::guest::{FsIdentity, GuestFs};
+use std::sync::Arc;
 
 /// A test detector: `-----BEGIN TEST PRIVATE KEY-----` is a private key,
 /// `tok_` followed by 8 letters a token, `ALIEN` a hit for an operation the

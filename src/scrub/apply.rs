@@ -238,6 +238,9 @@ fn apply_ext4<D: WriteAt + Clone>(dev: D, label: &str, steps: &[Step]) -> anyhow
     if fault("corrupt-dir-block") {
         corrupt_parent_dir(&dev, steps)?;
     }
+    if fault("corrupt-kept-file") {
+        corrupt_kept_file(&dev, steps)?;
+    }
     if report.journal_reset {
         out.notes
             .push("journal reset to empty (its log was zeroed)".to_string());
@@ -316,4 +319,38 @@ fn corrupt_parent_dir<D: WriteAt + Clone>(dev: &D, steps: &[Step]) -> anyhow::Re
         }
     }
     anyhow::bail!("fault: no directory above the first step has a block")
+}
+
+/// The `corrupt-kept-file` fault: inverts the first block of the first
+/// regular file (of a block or more) the plan keeps, so tests see the tree
+/// comparison catch a kept file whose content changed.
+fn corrupt_kept_file<D: WriteAt + Clone>(dev: &D, steps: &[Step]) -> anyhow::Result<()> {
+    use crate::fs::Filesystem;
+    let fs = crate::fs::ext4::Ext4Fs::open(dev.clone(), FsType::Ext4)?;
+    let bs = u64::from(fs.inner().block_size());
+    let planned = |p: &[u8]| steps.iter().any(|s| p.starts_with(&s.fs_path));
+    let mut target = None;
+    crate::fs::walk::walk(&fs, fs.root(), b"", |e| {
+        if target.is_none()
+            && e.entry.kind == FileKind::Regular
+            && !planned(&e.path)
+            && fs.metadata(e.entry.id)?.size >= bs
+        {
+            target = Some((e.path.clone(), e.entry.id));
+        }
+        Ok(target.is_none())
+    })?;
+    // A filesystem with no such file is left alone (the test's root has one).
+    let Some((path, id)) = target else {
+        return Ok(());
+    };
+    let Some(block) = fs.inner().extents(u32::try_from(id)?)?.lookup(0) else {
+        anyhow::bail!("fault: {} has no first block", display_path(&path))
+    };
+    let mut buf = vec![0u8; usize::try_from(bs)?];
+    dev.read_exact_at(&mut buf, block * bs)?;
+    buf.iter_mut().for_each(|b| *b = !*b);
+    eprintln!("vmscrub: fault: corrupting {}", display_path(&path));
+    dev.write_all_at(&buf, block * bs)?;
+    Ok(())
 }

@@ -180,13 +180,13 @@ pub fn run(args: &ScrubArgs) -> Result<i32> {
         package_trust: !args.select.no_package_trust,
         progress: None,
     };
-    let result = scan_guest(args, &guest, &scan_opts)?;
+    let (result, memo) = scan_guest(args, &guest, &scan_opts, verify_on)?;
     let plan = result.plan();
     done.timings.scan = secs(t_scan.elapsed());
 
     let t_edit = Instant::now();
     let steps = steps_of(&guest, &plan)?;
-    let before = tree_snapshot(verify_on, &guest, &steps)?;
+    let before = tree_snapshot(verify_on, &guest, &steps, memo)?;
     let mut archive = start_archive(
         args,
         &img,
@@ -243,8 +243,7 @@ pub fn run(args: &ScrubArgs) -> Result<i32> {
     if verify_on {
         let t_verify = Instant::now();
         say.phase("verifying the output");
-        let mut v = verify_output(args, &guest, out_img, &scan_opts, &targets)?;
-        compare_trees(before.as_ref(), out_img, &mut v)?;
+        let v = verify_output(args, &guest, out_img, &scan_opts, &targets, before.as_ref())?;
         done.timings.verify = secs(t_verify.elapsed());
         let ok = v.ok();
         done.verification = Some(v);
@@ -431,7 +430,14 @@ fn refuse_damaged(args: &ScrubArgs, guest: &Guest, swap_on: bool) -> Result<()> 
 
 /// Scans with a progress spinner; what could not be read refuses the scrub
 /// (unless --allow-unreadable), since what it holds is unknown.
-fn scan_guest(args: &ScrubArgs, guest: &Guest, opts: &ScanOptions<'_>) -> Result<scan::ScanResult> {
+/// The scan of the input; with `digests`, also every file's content digest
+/// (for verification's tree comparison).
+fn scan_guest(
+    args: &ScrubArgs,
+    guest: &Guest,
+    opts: &ScanOptions<'_>,
+    digests: bool,
+) -> Result<(scan::ScanResult, scan::ContentMemo)> {
     let progress = Arc::new(scan::ScanProgress::default());
     let opts = ScanOptions {
         progress: Some(&progress),
@@ -442,7 +448,12 @@ fn scan_guest(args: &ScrubArgs, guest: &Guest, opts: &ScanOptions<'_>) -> Result
         let p = progress.clone();
         crate::progress::Spinner::start(!args.quiet, "scanning", move || p.describe())
     };
-    let result = scan::scan(guest, &opts).map_err(usage)?;
+    let mode = if digests {
+        scan::Digests::Take
+    } else {
+        scan::Digests::Off
+    };
+    let (result, memo) = scan::scan_digesting(guest, &opts, mode).map_err(usage)?;
     drop(spinner);
     let unread: Vec<&scan::Warning> = result
         .warnings
@@ -480,7 +491,7 @@ fn scan_guest(args: &ScrubArgs, guest: &Guest, opts: &ScanOptions<'_>) -> Result
             crate::report::safe_text(f.note.as_deref().unwrap_or("skipped"))
         );
     }
-    Ok(result)
+    Ok((result, memo))
 }
 
 /// The archive writer, when --recovery asks for one (a dry run encodes into
@@ -725,6 +736,7 @@ fn verify_output(
     out_img: &mut OutputImage,
     scan_opts: &ScanOptions<'_>,
     targets: &[SweepTarget],
+    before: Option<&tree::Snapshot>,
 ) -> Result<Verification> {
     let disk = out_img.reopen()?;
     let expected = verify::expected_filesystems(guest);
@@ -738,33 +750,22 @@ fn verify_output(
         let p = progress.clone();
         crate::progress::Spinner::start(!args.quiet, "verifying", move || p.describe())
     };
-    let v = verify::verify(disk, &expected, &opts, targets)?;
+    let v = verify::verify(disk, &expected, &opts, targets, before)?;
     drop(spinner);
     Ok(v)
 }
 
 /// The input's trees before any edit, for [`compare_trees`] (none without
 /// verification; debug builds measure its cost with `VMSCRUB_FAULT=no-tree`).
-fn tree_snapshot(on: bool, guest: &Guest, steps: &[Step]) -> Result<Option<tree::Snapshot>> {
+fn tree_snapshot(
+    on: bool,
+    guest: &Guest,
+    steps: &[Step],
+    memo: scan::ContentMemo,
+) -> Result<Option<tree::Snapshot>> {
     (on && !apply::fault("no-tree"))
-        .then(|| tree::snapshot(guest, steps))
+        .then(|| tree::snapshot(guest, steps, memo))
         .transpose()
-}
-
-/// Every kept path of the input is in the output as it was ([`tree`]).
-fn compare_trees(
-    before: Option<&tree::Snapshot>,
-    out_img: &OutputImage,
-    v: &mut Verification,
-) -> Result<()> {
-    let Some(before) = before else {
-        return Ok(());
-    };
-    let layout = image::discover(out_img.reopen()?)
-        .context("the output's partition table cannot be read")?;
-    let guest = crate::guest::guest_from_layout(&layout);
-    v.problems.extend(tree::compare(before, &guest)?);
-    Ok(())
 }
 
 /// Renames the archive and the output into place; returns the output's size.

@@ -149,7 +149,7 @@ pub fn summary(done: &Done, args: &ScrubArgs) -> String {
     if let Some(v) = &done.verification {
         let _ = writeln!(
             s,
-            "  verified: re-scan found nothing left to do; {} swept for {} fingerprint(s) of removed content: none found{}",
+            "  verified: kept paths as in the input, re-scan found nothing left to do; {} swept for {} fingerprint(s) of removed content: none found{}",
             human_size(v.swept_bytes),
             v.fingerprints,
             if v.excused_units > 0 {

@@ -12,19 +12,24 @@
 //! `verify::check_edits`'s). Anything readable in the input and unreadable in
 //! the output is a failure: a damaged output must not pass for a clean one.
 //!
+//! Content digests come from the scans ([`ContentMemo`]): the scrub's scan of
+//! the input and verification's re-scan of the output each read every file
+//! once anyway, so comparing trees costs a walk of metadata, not two more full
+//! reads. A file a scan did not read (no content detector selected) is read
+//! here.
+//!
 //! Directory sizes and link counts are not compared: removing entries
 //! legitimately changes them. Access times are not compared either.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Read;
 
 use anyhow::Result;
-use xxhash_rust::xxh3::Xxh3;
 
 use super::apply::Step;
 use crate::fs::{FileKind, Filesystem, display_path};
 use crate::guest::Guest;
 use crate::ops::ActionKind;
+use crate::scan::ContentMemo;
 
 /// Most problems listed per filesystem.
 const MAX_LISTED: usize = 20;
@@ -68,6 +73,15 @@ pub struct Snapshot {
     /// Per filesystem: its volume (partition and LV), description, tree and the
     /// plan's changes.
     filesystems: Vec<(crate::image::VolumeKey, String, Tree, Changes)>,
+    /// The input scan's digests and judgements, which the output's re-scan
+    /// reuses for content it finds unchanged.
+    memo: ContentMemo,
+}
+
+impl Snapshot {
+    pub fn memo(&self) -> &ContentMemo {
+        &self.memo
+    }
 }
 
 /// The plan's changes on one filesystem: by path, and the nodes whose content
@@ -78,8 +92,9 @@ struct Changes {
     edited_nodes: std::collections::HashSet<crate::fs::NodeId>,
 }
 
-/// Walks every filesystem of `guest` (the input, before the edits of `steps`).
-pub fn snapshot(guest: &Guest, steps: &[Step]) -> Result<Snapshot> {
+/// Walks every filesystem of `guest` (the input, before the edits of `steps`);
+/// `memo` holds the digests its scan took.
+pub fn snapshot(guest: &Guest, steps: &[Step], memo: ContentMemo) -> Result<Snapshot> {
     let mut filesystems = Vec::new();
     for (i, g) in guest.filesystems.iter().enumerate() {
         let mut changes = Changes::default();
@@ -96,26 +111,28 @@ pub fn snapshot(guest: &Guest, steps: &[Step]) -> Result<Snapshot> {
         filesystems.push((
             g.identity.volume_key(),
             g.identity.describe(),
-            tree_of(&*g.fs)?,
+            tree_of(&*g.fs, i, &memo)?,
             changes,
         ));
     }
-    Ok(Snapshot { filesystems })
+    Ok(Snapshot { filesystems, memo })
 }
 
-/// The problems of `output` against the snapshot (empty: the trees agree).
-pub fn compare(before: &Snapshot, output: &Guest) -> Result<Vec<String>> {
+/// The problems of `output` against the snapshot (empty: the trees agree);
+/// `memo` holds the digests the output's re-scan took.
+pub fn compare(before: &Snapshot, output: &Guest, memo: &ContentMemo) -> Result<Vec<String>> {
     let mut problems = Vec::new();
     for (part, label, tree, changes) in &before.filesystems {
         // Readable in the input, not in the output: `verify` says so.
-        let Some(g) = output
+        let Some((i, g)) = output
             .filesystems
             .iter()
-            .find(|f| f.identity.volume_key() == *part)
+            .enumerate()
+            .find(|(_, f)| f.identity.volume_key() == *part)
         else {
             continue;
         };
-        let after = tree_of(&*g.fs)?;
+        let after = tree_of(&*g.fs, i, memo)?;
         let mut found = Vec::new();
         for (path, want) in &tree.paths {
             let change = change_of(&changes.paths, path);
@@ -228,9 +245,9 @@ fn normal(p: &[u8]) -> Vec<u8> {
     v
 }
 
-/// Walks `fs`, reading every regular file's content into its digest (files in
-/// parallel: this reads every kept byte, twice per scrub).
-fn tree_of(fs: &dyn Filesystem) -> Result<Tree> {
+/// Walks `fs` (filesystem `index` of its guest), with each regular file's
+/// digest from `memo`, or read (files in parallel) where the scan took none.
+fn tree_of(fs: &dyn Filesystem, index: usize, memo: &ContentMemo) -> Result<Tree> {
     let mut t = Tree::default();
     let mut found: Vec<(Vec<u8>, crate::fs::NodeId)> = Vec::new();
     let skipped = crate::fs::walk::walk(fs, fs.root(), b"", |e| {
@@ -241,7 +258,10 @@ fn tree_of(fs: &dyn Filesystem) -> Result<Tree> {
     vmscrub_parmap::map_ordered(
         &opts,
         found,
-        |(path, id)| Ok::<_, std::io::Error>((path, facts(fs, id))),
+        |(path, id)| {
+            let known = memo.digests.get(&(index, id)).copied();
+            Ok::<_, std::io::Error>((path, facts(fs, id, known)))
+        },
         |(path, f)| {
             match f {
                 Ok(f) => {
@@ -266,12 +286,22 @@ fn tree_of(fs: &dyn Filesystem) -> Result<Tree> {
     Ok(t)
 }
 
-fn facts(fs: &dyn Filesystem, id: crate::fs::NodeId) -> crate::fs::FsResult<Facts> {
+fn facts(
+    fs: &dyn Filesystem,
+    id: crate::fs::NodeId,
+    known: Option<u128>,
+) -> crate::fs::FsResult<Facts> {
     let m = fs.metadata(id)?;
     let (size, link, digest) = match m.kind {
         FileKind::Directory => (None, None, None),
         FileKind::Symlink => (Some(m.size), Some(fs.read_link(id)?), None),
-        FileKind::Regular => (Some(m.size), None, Some(digest(fs, id)?)),
+        FileKind::Regular => {
+            let d = match known {
+                Some(d) => d,
+                None => crate::scan::memo::digest_of(fs.open(id)?)?,
+            };
+            (Some(m.size), None, Some(d))
+        }
         _ => (Some(m.size), None, None),
     };
     Ok(Facts {
@@ -286,19 +316,6 @@ fn facts(fs: &dyn Filesystem, id: crate::fs::NodeId) -> crate::fs::FsResult<Fact
         digest,
         id,
     })
-}
-
-/// xxh3-128 of a file's content, streamed.
-fn digest(fs: &dyn Filesystem, id: crate::fs::NodeId) -> crate::fs::FsResult<u128> {
-    let mut r = fs.open(id)?;
-    let mut h = Xxh3::new();
-    let mut buf = zeroize::Zeroizing::new(vec![0u8; 256 << 10]);
-    loop {
-        match r.read(&mut buf)? {
-            0 => return Ok(h.digest128()),
-            n => h.update(&buf[..n]),
-        }
-    }
 }
 
 #[cfg(test)]

@@ -13,7 +13,14 @@
 //!    output (two files with identical blocks) is not a leak and is excused;
 //!    that check reads the live files only when the sweep found something;
 //! 4. every rewritten or redacted file reads back as exactly the content the
-//!    scrub wrote: the secret gone, every other byte as it was.
+//!    scrub wrote: the secret gone, every other byte as it was;
+//! 5. every kept path of the input is in the output as it was
+//!    ([`tree`](super::tree)).
+//!
+//! The re-scan of step 2 reads every file of the output once, hashing it on
+//! the way; a file whose bytes hash to content the scrub's scan already
+//! judged is not run through the detectors again (the detectors are functions
+//! of the bytes), and its digest is what step 5 compares.
 
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
@@ -57,6 +64,8 @@ pub struct Verification {
     pub excused_units: u64,
     /// Warnings of the re-scan (files the scan could not read, …).
     pub rescan_warnings: usize,
+    /// Files of the re-scan whose content the scrub's scan had already judged.
+    pub rescan_reused: u64,
 }
 
 impl Verification {
@@ -72,6 +81,7 @@ pub fn verify(
     expected: &[(crate::image::VolumeKey, String)],
     opts: &ScanOptions<'_>,
     targets: &[SweepTarget],
+    before: Option<&super::tree::Snapshot>,
 ) -> anyhow::Result<Verification> {
     let mut v = Verification::default();
     let layout =
@@ -93,7 +103,11 @@ pub fn verify(
             ));
         }
     }
-    let result = scan::scan(&guest, opts).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let input = before.map(super::tree::Snapshot::memo);
+    let mode = input.map_or(scan::Digests::Off, scan::Digests::Reuse);
+    let (result, memo) =
+        scan::scan_digesting(&guest, opts, mode).map_err(|e| anyhow::anyhow!("{e}"))?;
+    v.rescan_reused = memo.reused;
     v.rescan_warnings = result.warnings.len();
     v.remaining = result.plan();
     for a in v.remaining.iter().take(20) {
@@ -154,6 +168,10 @@ pub fn verify(
                 if leaks.len() > 5 { ", …" } else { "" }
             ));
         }
+    }
+    if let Some(before) = before {
+        v.problems
+            .extend(super::tree::compare(before, &guest, &memo)?);
     }
     Ok(v)
 }
