@@ -312,6 +312,20 @@ fn verification_catches_removed_content_left_in_the_output() {
 /// debug builds can inject: the directory that held the first removed path):
 /// the tree comparison finds what was readable in the input unreadable in the
 /// output, exit 4, nothing kept, the path named.
+/// A scrub of `input` into `out` with the test rules, under a debug-only fault.
+fn faulty_scrub(fault: &str, input: &Path, out: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_vmscrub"))
+        .env("VMSCRUB_FAULT", fault)
+        .args(["scrub", "-q"])
+        .arg(input)
+        .arg("-o")
+        .arg(out)
+        .arg("--rules")
+        .arg(rules())
+        .output()
+        .unwrap()
+}
+
 /// Verification compares kept files by the digests the scans took while
 /// reading (no second read of the input): a kept file whose bytes changed in
 /// the output must still fail it.
@@ -319,16 +333,7 @@ fn verification_catches_removed_content_left_in_the_output() {
 fn verification_catches_a_kept_file_whose_content_changed() {
     let input = image("scrub-disk");
     let dir = tempfile::tempdir().unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_vmscrub"))
-        .env("VMSCRUB_FAULT", "corrupt-kept-file")
-        .args(["scrub", "-q"])
-        .arg(&input)
-        .arg("-o")
-        .arg(dir.path().join("o.img"))
-        .arg("--rules")
-        .arg(rules())
-        .output()
-        .unwrap();
+    let o = faulty_scrub("corrupt-kept-file", &input, &dir.path().join("o.img"));
     let err = expect(&o, 4, "its content differs from the input's");
     let corrupted = err
         .lines()
@@ -345,16 +350,7 @@ fn verification_catches_a_kept_file_whose_content_changed() {
 fn verification_catches_a_kept_directory_lost_in_the_output() {
     let input = image("scrub-disk");
     let dir = tempfile::tempdir().unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_vmscrub"))
-        .env("VMSCRUB_FAULT", "corrupt-dir-block")
-        .args(["scrub", "-q"])
-        .arg(&input)
-        .arg("-o")
-        .arg(dir.path().join("o.img"))
-        .arg("--rules")
-        .arg(rules())
-        .output()
-        .unwrap();
+    let o = faulty_scrub("corrupt-dir-block", &input, &dir.path().join("o.img"));
     let err = expect(&o, 4, "unreadable in the output");
     for n in [
         "partition 2 (root, ext4): /",
