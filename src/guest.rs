@@ -789,7 +789,8 @@ pub enum Opened {
     Fs {
         fs: Arc<dyn Filesystem>,
         notes: Vec<String>,
-        /// What happened to a journal that needed recovery.
+        /// What makes the state read differ from the primary on-disk state (a
+        /// journal replayed or not, a backup superblock), which every verb says.
         journal: Option<String>,
     },
     /// A filesystem (or container) vmscrub cannot read, and why.
@@ -811,6 +812,33 @@ where
     use crate::fs::fat::FatAdapter;
     use vmscrub_fsprobe::Kind;
     let kind = v.filesystem.kind;
+    if let Some(backup) = backup_superblock(v) {
+        let t = match kind {
+            Kind::Ext2 => FsType::Ext2,
+            Kind::Ext3 => FsType::Ext3,
+            _ => FsType::Ext4,
+        };
+        return match crate::fs::ext4::Ext4Fs::open_backup(v.device.clone(), t, backup) {
+            // Every verb says this one (with the journal's notes): what is
+            // shown is not what the primary superblock would show.
+            Ok(fs) => {
+                let (view, notes): (Vec<String>, Vec<String>) = fs
+                    .inner()
+                    .notes()
+                    .iter()
+                    .cloned()
+                    .partition(|n| n.starts_with("read through the backup superblock"));
+                Opened::Fs {
+                    notes,
+                    fs: Arc::new(fs),
+                    journal: view.into_iter().next(),
+                }
+            }
+            Err(e) => Opened::Unreadable(format!(
+                "{t} cannot be read through its backup superblock: {e}"
+            )),
+        };
+    }
     let ext = |t: FsType| match crate::journal::replayed_view(v.device.clone()) {
         crate::journal::View::AsIs(dev) => open_ext(dev, t, None),
         crate::journal::View::Replayed(dev, note) => open_ext(dev, t, Some(note)),
@@ -854,6 +882,20 @@ where
             other.blkid_type()
         )),
     }
+}
+
+/// Where the probe read a volume's ext superblock when that was a backup
+/// (the primary is damaged): such a filesystem is read through it, without
+/// replaying its journal (the backup's journal fields may be stale).
+pub fn backup_superblock<D>(v: &crate::image::Volume<D>) -> Option<vmscrub_ext4::BackupSuperblock> {
+    let at = v.filesystem.ext.as_ref()?.superblock_offset;
+    let bs = u64::from(v.filesystem.block_size?);
+    (at != 1024 && bs > 0 && at % bs == 0).then(|| vmscrub_ext4::BackupSuperblock {
+        group: 1,
+        block: at / bs,
+        block_size: bs as u32,
+        offset: at,
+    })
 }
 
 /// Opens ext2/3/4 on `dev` (the volume, or an overlay holding its journal's

@@ -666,11 +666,10 @@ pub fn discover<D: ReadAt + Clone>(disk: D) -> Result<Layout<D>, DiscoverError> 
                 volume: volume.clone(),
                 source,
             })?;
-        let filesystem =
-            vmscrub_fsprobe::probe(&device).map_err(|source| DiscoverError::Probe {
-                volume: volume.clone(),
-                source,
-            })?;
+        let filesystem = probe_volume(&device).map_err(|source| DiscoverError::Probe {
+            volume: volume.clone(),
+            source,
+        })?;
         warnings.extend(filesystem.warnings.iter().map(|w| format!("{volume}: {w}")));
         volumes.push(Volume {
             index,
@@ -688,6 +687,25 @@ pub fn discover<D: ReadAt + Clone>(disk: D) -> Result<Layout<D>, DiscoverError> 
         volumes,
         warnings,
         lvm,
+    })
+}
+
+/// What a volume holds, by the probe; where the probe finds nothing, an ext
+/// filesystem whose primary superblock is damaged is still found through a
+/// backup, as `e2fsck` finds it (blkid does not look there). It is read
+/// through that backup with a warning, and `scrub` refuses to edit it.
+pub fn probe_volume<D: ReadAt + ?Sized>(device: &D) -> Result<Filesystem, vmscrub_fsprobe::Error> {
+    let fs = vmscrub_fsprobe::probe(device)?;
+    if fs.kind != vmscrub_fsprobe::Kind::Unknown {
+        return Ok(fs);
+    }
+    let Some(b) = vmscrub_ext4::find_backup(device) else {
+        return Ok(fs);
+    };
+    // The reader opened through it says so, with the repair command.
+    Ok(match vmscrub_fsprobe::ext::probe_at(device, b.offset)? {
+        Some(found) if found.kind != vmscrub_fsprobe::Kind::Unknown => found,
+        _ => fs,
     })
 }
 

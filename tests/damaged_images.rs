@@ -259,3 +259,84 @@ fn a_boot_loader_in_the_boot_block_is_not_an_mbr() {
         "{out}"
     );
 }
+
+/// `f_zero_super`: an ext4 whose primary superblock is zeroed is read through
+/// group 1's backup superblock, as e2fsck reads it; debugfs pointed at the same
+/// backup (`-s`/`-b`) judges what vmscrub lists and reads. Scrub refuses it:
+/// the input stays as it was and nothing is written.
+#[test]
+fn a_zeroed_primary_superblock_is_read_through_its_backup() {
+    use std::os::unix::fs::FileExt;
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("fs.img");
+    // 1 KiB blocks and the default 8192-block groups: group 1's backup at 8193.
+    run("mkfs.ext4", &[&"-q", &"-F", &"-b", &"1024", &img, &"24M"]);
+    let data = dir.path().join("data");
+    let content: Vec<u8> = (0..300_000u32).map(|i| (i * 13 % 241) as u8).collect();
+    std::fs::write(&data, &content).unwrap();
+    debugfs_w(
+        &img,
+        &format!("mkdir etc\ncd etc\nwrite {} payload.bin\n", data.display()),
+    );
+    fsck_clean(&img, false);
+    let f = std::fs::OpenOptions::new().write(true).open(&img).unwrap();
+    f.write_all_at(&[0u8; 1024], 1024).unwrap();
+    drop(f);
+    let e2fsck = std::process::Command::new("e2fsck")
+        .args(["-fn"])
+        .arg(&img)
+        .output()
+        .unwrap();
+    assert_ne!(e2fsck.status.code(), Some(0), "the damage is real");
+    // -c: the backup's bitmap checksums are as stale as its counters.
+    let backup = |req: &str| {
+        run(
+            "debugfs",
+            &[&"-c", &"-s", &"8193", &"-b", &"1024", &"-R", &req, &img],
+        )
+    };
+    assert!(
+        backup("cat /etc/payload.bin") == content,
+        "debugfs reads the backup"
+    );
+
+    let o = vmscrub(&["cat".as_ref(), img.as_os_str(), "/etc/payload.bin".as_ref()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(o.stdout == content, "vmscrub reads what debugfs reads");
+    assert!(
+        stderr(&o).contains("read through the backup"),
+        "the user is told: {}",
+        stderr(&o)
+    );
+    let listed = String::from_utf8(backup("ls -p /etc")).unwrap();
+    let o = vmscrub(&["ls".as_ref(), img.as_os_str(), "/etc".as_ref()]);
+    assert!(listed.contains("/payload.bin/300000/"), "{listed}");
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("payload.bin"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+
+    let before = file_sha(&img);
+    let out = dir.path().join("out.img");
+    let o = vmscrub(&[
+        "scrub".as_ref(),
+        "-q".as_ref(),
+        img.as_os_str(),
+        "-o".as_ref(),
+        out.as_os_str(),
+        "--data-volume".as_ref(),
+        "--allow-unreadable".as_ref(),
+    ]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    for n in [
+        "primary superblock is damaged",
+        "e2fsck -b 8193 -B 1024",
+        "nothing was written",
+    ] {
+        assert!(err.contains(n), "expected {n:?} in:\n{err}");
+    }
+    assert!(!out.exists());
+    assert_eq!(file_sha(&img), before, "the input changed");
+}

@@ -47,6 +47,22 @@ impl<D: ReadAt> Ext4Fs<D> {
         })
     }
 
+    /// Opens through a backup superblock (the primary is damaged), read-only.
+    pub fn open_backup(
+        dev: D,
+        kind: FsType,
+        backup: vmscrub_ext4::BackupSuperblock,
+    ) -> Result<Self, Ext4Error> {
+        let opts = vmscrub_ext4::OpenOptions {
+            backup: Some(backup),
+            ..Default::default()
+        };
+        Ok(Ext4Fs {
+            fs: Ext4::open_with(dev, opts)?,
+            kind,
+        })
+    }
+
     /// The reader below, for the editor and for facts the trait does not carry.
     pub fn inner(&self) -> &Ext4<D> {
         &self.fs

@@ -189,7 +189,7 @@ fn add_group<D: ReadAt + Clone>(
                 continue;
             }
         };
-        let filesystem = match vmscrub_fsprobe::probe(&device) {
+        let filesystem = match super::probe_volume(&device) {
             Ok(f) => f,
             Err(e) => {
                 refused_lvs.push((id, format!("cannot be probed: {e}")));

@@ -165,6 +165,7 @@ pub fn run(args: &ScrubArgs) -> Result<i32> {
     guest.require_readable(&args.image)?;
     guest.require_os(&args.image, args.select.data_volume)?;
     refuse_damaged(args, &guest, selection.contains("swap"))?;
+    refuse_backup_superblocks(&layout)?;
     free::refuse_disagreeing(&guest, &layout)?;
 
     say.phase("scanning");
@@ -391,6 +392,35 @@ fn replay_journals(args: &ScrubArgs, overlay: &Disk, done: &mut Done) -> Result<
 /// A filesystem vmscrub reads but could not open is damaged: its secrets would
 /// ship unexamined, so that refuses the scrub. One it does not read at all
 /// (swap, LVM, xfs, LUKS) is said.
+/// A filesystem read through a backup superblock is for reading only: its
+/// primary is damaged, the backup's counters and flags may be stale, and an
+/// edit would be made on a guess. `--allow-unreadable` does not override this:
+/// the filesystem is readable, so skipping it would publish it unscrubbed.
+fn refuse_backup_superblocks<D>(layout: &image::Layout<D>) -> Result<()> {
+    let damaged: Vec<String> = layout
+        .volumes
+        .iter()
+        .filter_map(|v| {
+            let b = crate::guest::backup_superblock(v)?;
+            Some(format!(
+                "{}: its primary superblock is damaged (read through the backup at block {}; \
+                 repair a copy with `e2fsck -b {} -B {}` and scrub that)",
+                v.name(),
+                b.block,
+                b.block,
+                b.block_size
+            ))
+        })
+        .collect();
+    if damaged.is_empty() {
+        return Ok(());
+    }
+    bail!(
+        "vmscrub edits only filesystems whose primary superblock is intact; nothing was written: {}",
+        damaged.join("; ")
+    )
+}
+
 fn refuse_damaged(args: &ScrubArgs, guest: &Guest, swap_on: bool) -> Result<()> {
     let mut damaged: Vec<String> = Vec::new();
     for u in &guest.unreadable {
@@ -429,9 +459,9 @@ fn refuse_damaged(args: &ScrubArgs, guest: &Guest, swap_on: bool) -> Result<()> 
 }
 
 /// Scans with a progress spinner; what could not be read refuses the scrub
-/// (unless --allow-unreadable), since what it holds is unknown.
-/// The scan of the input; with `digests`, also every file's content digest
-/// (for verification's tree comparison).
+/// (unless --allow-unreadable), since what it holds is unknown. With
+/// `digests`, also takes every file's content digest (for verification's tree
+/// comparison).
 fn scan_guest(
     args: &ScrubArgs,
     guest: &Guest,

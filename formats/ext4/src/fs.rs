@@ -4,6 +4,7 @@
 
 use vmscrub_blockdev::ReadAt;
 
+use crate::backup::BackupSuperblock;
 use crate::block_group::{self, GroupDesc, GroupLayout};
 use crate::error::{Error, Loc, Result};
 use crate::inode::{FileType, Inode, flags};
@@ -20,12 +21,17 @@ pub struct OpenOptions {
     /// off only to inspect a damaged image, knowing that what is read may be wrong.
     /// Structural checks (bounds, loops, magic numbers) stay on either way.
     pub verify_checksums: bool,
+    /// Read through this backup superblock (and its group's copy of the
+    /// descriptor table) instead of the primary: for reading a filesystem whose
+    /// primary superblock is damaged ([`crate::backup`]). Never for editing.
+    pub backup: Option<BackupSuperblock>,
 }
 
 impl Default for OpenOptions {
     fn default() -> Self {
         OpenOptions {
             verify_checksums: true,
+            backup: None,
         }
     }
 }
@@ -56,18 +62,31 @@ impl<D: ReadAt> Ext4<D> {
     }
 
     pub fn open_with(dev: D, opts: OpenOptions) -> Result<Self> {
+        let at = opts.backup.map_or(SUPERBLOCK_OFFSET, |b| b.offset);
         let mut raw = [0u8; SUPERBLOCK_SIZE];
-        dev.read_exact_at(&mut raw, SUPERBLOCK_OFFSET)
+        dev.read_exact_at(&mut raw, at)
             .map_err(|source| Error::Io {
                 what: "superblock",
-                offset: SUPERBLOCK_OFFSET,
+                offset: at,
                 source,
             })?;
         let sb = Superblock::parse(&raw, dev.size())?;
         if opts.verify_checksums {
             sb.verify_checksum()?;
         }
-        let notes = sb.features.check_readable()?;
+        let mut notes = sb.features.check_readable()?;
+        if let Some(b) = opts.backup {
+            if sb.features.has_incompat(crate::features::incompat::META_BG) {
+                return Err(Error::unsupported(
+                    "reading through a backup superblock with meta_bg",
+                ));
+            }
+            notes.push(format!(
+                "read through the backup superblock at block {} (group {}): the primary is damaged; \
+                 its groups' uninitialized flags are ignored, as e2fsck does (`e2fsck -b {} -B {}` repairs a copy)",
+                b.block, b.group, b.block, b.block_size
+            ));
+        }
         let csum_seed = sb.checksum_seed();
         let mut fs = Ext4 {
             dev,
@@ -89,7 +108,10 @@ impl<D: ReadAt> Ext4<D> {
         let mut groups = Vec::with_capacity(count.min(1 << 20) as usize);
         let mut buf = vec![0u8; self.block_size() as usize];
         for blk_idx in 0..count.div_ceil(dpb) {
-            let blk = block_group::descriptor_block(sb, blk_idx);
+            let blk = match self.opts.backup {
+                Some(b) => sb.group_first_block(u64::from(b.group)) + 1 + blk_idx,
+                None => block_group::descriptor_block(sb, blk_idx),
+            };
             self.check_blocks("group descriptor table", Loc::NONE, blk, 1)?;
             self.read_block(blk, &mut buf, "group descriptor block")?;
             for j in 0..dpb {
@@ -99,11 +121,16 @@ impl<D: ReadAt> Ext4<D> {
                 }
                 let at = (j as usize) * ds;
                 let raw = &buf[at..at + ds];
-                let d = GroupDesc::parse(sb, g as u32, raw, (blk, at as u32));
+                let mut d = GroupDesc::parse(sb, g as u32, raw, (blk, at as u32));
                 if self.opts.verify_checksums {
                     d.verify_checksum(sb)?;
                 }
                 d.validate(sb)?;
+                if self.opts.backup.is_some() {
+                    d.flags &= !(block_group::bg_flags::INODE_UNINIT
+                        | block_group::bg_flags::BLOCK_UNINIT);
+                    d.itable_unused = 0;
+                }
                 groups.push(d);
             }
         }

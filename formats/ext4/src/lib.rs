@@ -19,6 +19,7 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod backup;
 pub mod bitmap;
 pub mod block_group;
 pub mod block_map;
@@ -41,6 +42,7 @@ pub mod superblock;
 pub mod witness;
 pub mod xattr;
 
+pub use backup::{BackupSuperblock, find_backup};
 pub use bitmap::{Bitmap, InodesInUse};
 pub use block_group::{GroupDesc, GroupLayout};
 pub use dir::{DirBlock, DirBlockKind, ReadDir};

@@ -100,7 +100,13 @@ pub fn feature_names(compat: u32, incompat: u32, ro_compat: u32) -> Vec<String> 
 }
 
 pub(crate) fn probe<D: ReadAt + ?Sized>(dev: &D) -> Result<Option<Filesystem>, Error> {
-    let Some(sb) = read_opt(dev, SB_OFFSET, 1024, "ext superblock")? else {
+    probe_at(dev, SB_OFFSET)
+}
+
+/// The ext superblock at byte `offset` (1024 for the primary; a backup's place
+/// when the primary is damaged), identified the same way.
+pub fn probe_at<D: ReadAt + ?Sized>(dev: &D, offset: u64) -> Result<Option<Filesystem>, Error> {
+    let Some(sb) = read_opt(dev, offset, 1024, "ext superblock")? else {
         return Ok(None);
     };
     if le16(&sb, 0x38) != MAGIC {
@@ -160,6 +166,7 @@ pub(crate) fn probe<D: ReadAt + ?Sized>(dev: &D) -> Result<Option<Filesystem>, E
             compat,
             incompat,
             ro_compat,
+            superblock_offset: offset,
         }),
         fat: None,
         warnings,

@@ -119,6 +119,9 @@ pub struct ExtDetails {
     pub compat: u32,
     pub incompat: u32,
     pub ro_compat: u32,
+    /// Where the superblock described was read: 1024 for the primary, further
+    /// in for a backup read because the primary is damaged.
+    pub superblock_offset: u64,
 }
 
 /// FAT specifics.
