@@ -32,6 +32,7 @@ fn lax(p: &Path) -> Ext4<FileDisk> {
         FileDisk::open(p).unwrap(),
         OpenOptions {
             verify_checksums: false,
+            ..Default::default()
         },
     )
     .unwrap()

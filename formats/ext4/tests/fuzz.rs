@@ -170,6 +170,7 @@ fn fuzz(name: &str, seed: u64) {
             MemDisk::new(data),
             OpenOptions {
                 verify_checksums: verify,
+                ..Default::default()
             },
         ) {
             opened += 1;
