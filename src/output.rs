@@ -14,19 +14,22 @@
 //! never read nor written: they become holes or unallocated grains/clusters.
 //!
 //! **Formats** ([`OutputFormat`], [`create_output`]): raw, VMDK (streamOptimized,
-//! monolithicSparse, monolithicFlat) and qcow2 (version 2 or 3, any cluster
-//! size, optionally zlib- or zstd-compressed; [`qcow2`]).
+//! monolithicSparse, monolithicFlat), qcow2 (version 2 or 3, any cluster
+//! size, optionally zlib- or zstd-compressed; [`qcow2`]) and VHD (fixed,
+//! dynamic; [`vhd`]).
 //!
 //! **Options** ([`OutputArgs`]): the command-line options choosing all that,
 //! shared by every verb that writes an image.
 
 mod args;
 mod qcow2;
+mod vhd;
 mod writeback;
 use writeback::SyncingFile;
 
 pub use args::{FormatArg, OutputArgs, ResolvedOutput, UsageError, parse_cluster_size};
 pub use qcow2::{Qcow2Compat, Qcow2Compression, Qcow2Options, Qcow2Sink};
+pub use vhd::{VhdDynamicSink, VhdFixedSink, VhdSubformat};
 
 use std::fs::File;
 use std::io;
@@ -299,6 +302,15 @@ pub trait ImageSink {
 /// Writes the `Plain` units of `run` in place in `file`, coalescing neighbours
 /// into one write; zero units stay holes.
 fn write_plain_units(file: &mut SyncingFile, run: &Run, unit: u64) -> io::Result<()> {
+    for span in plain_spans(run, unit) {
+        file.write_all_at(&run.data[span.clone()], run.offset + span.start as u64)?;
+    }
+    Ok(())
+}
+
+/// The byte ranges of `run.data` its `Plain` units cover, neighbours joined.
+fn plain_spans(run: &Run, unit: u64) -> Vec<std::ops::Range<usize>> {
+    let mut spans = Vec::new();
     let mut i = 0;
     while i < run.units.len() {
         if run.units[i] != Unit::Plain {
@@ -311,10 +323,10 @@ fn write_plain_units(file: &mut SyncingFile, run: &Run, unit: u64) -> io::Result
         }
         let start = (i as u64 * unit) as usize;
         let end = ((j as u64 * unit) as usize).min(run.data.len());
-        file.write_all_at(&run.data[start..end], run.offset + start as u64)?;
+        spans.push(start..end);
         i = j;
     }
-    Ok(())
+    spans
 }
 
 /// A raw image: data written in place, zero units left as holes, length set at
@@ -482,14 +494,11 @@ impl ImageSink for VmdkFlatSink {
 
 // ---------------------------------------------------------- output formats
 
-/// VMDK variants vmscrub writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+/// VMDK variants vmscrub writes (`--subformat` names them: [`args::SubformatArg`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VmdkSubformat {
-    #[value(name = "streamOptimized")]
     StreamOptimized,
-    #[value(name = "monolithicSparse")]
     MonolithicSparse,
-    #[value(name = "monolithicFlat")]
     MonolithicFlat,
 }
 
@@ -513,12 +522,19 @@ pub enum OutputFormat {
         disk: vmscrub_vmdk::DiskOptions,
     },
     Qcow2(Qcow2Options),
+    Vhd {
+        subformat: VhdSubformat,
+        /// The virtual size to write (a fixed disk's may be the input's rounded
+        /// up to a whole MiB).
+        size: u64,
+    },
 }
 
 impl OutputFormat {
     pub fn describe(&self) -> String {
         match self {
             OutputFormat::Raw => "raw".into(),
+            OutputFormat::Vhd { subformat, .. } => format!("vhd ({})", subformat.as_str()),
             OutputFormat::Vmdk { subformat, .. } => format!("vmdk ({})", subformat.as_str()),
             OutputFormat::Qcow2(o) => o.describe(),
         }
@@ -742,6 +758,19 @@ pub fn create_output(
                     })
                 }
             }
+        }
+        OutputFormat::Vhd { subformat, size } => {
+            let p = PendingFile::create(target, force)?;
+            let sink: Box<dyn ImageSink> = match subformat {
+                VhdSubformat::Fixed => Box::new(VhdFixedSink::new(handle(&p)?, *size)?),
+                VhdSubformat::Dynamic => Box::new(VhdDynamicSink::new(handle(&p)?, *size)?),
+            };
+            Ok(OutputImage {
+                files: vec![p],
+                sink,
+                finished: false,
+                syncing: None,
+            })
         }
         OutputFormat::Qcow2(opts) => {
             let p = PendingFile::create(target, force)?;

@@ -193,8 +193,9 @@ fn qcow2_backing_outside_the_directory_is_refused() {
 }
 
 /// A VHD scrubs to the same disk as the raw image it was converted from (judged
-/// by `qemu-img compare`); with no output format named, the output is raw, as
-/// with qemu-img, and the scrub says so (vmscrub does not write VHD).
+/// by `qemu-img compare`); with no output format named, the output is a VHD of
+/// the input's subformat, which qemu reads as that (`qemu-img info -f vpc`) and
+/// finds identical to the raw image's scrub.
 #[test]
 fn vhd_scrubs_like_its_raw_disk() {
     let dir = tempfile::tempdir().unwrap();
@@ -218,21 +219,35 @@ fn vhd_scrubs_like_its_raw_disk() {
             String::from_utf8_lossy(&o.stderr)
         );
         run("qemu-img", &[&"compare", &"-q", &want, &out]);
-        let raw_out = dir.path().join(format!("{name}.img"));
-        let o = scrub(&fixture(name), &raw_out, &[]);
+        let vhd_out = dir.path().join(format!("{name}.vhd"));
+        let o = scrub(&fixture(name), &vhd_out, &[]);
         assert!(
             o.status.success(),
             "{name}: {}",
             String::from_utf8_lossy(&o.stderr)
         );
-        assert!(
-            String::from_utf8_lossy(&o.stderr).contains("the output is raw (sparse)"),
-            "{name}: {}",
-            String::from_utf8_lossy(&o.stderr)
+        let info: serde_json::Value = serde_json::from_slice(&run(
+            "qemu-img",
+            &[&"info", &"--output=json", &"-f", &"vpc", &vhd_out],
+        ))
+        .unwrap();
+        assert_eq!(info["format"], "vpc", "{name}");
+        let disk_type = {
+            use std::os::unix::fs::FileExt;
+            let f = std::fs::File::open(&vhd_out).unwrap();
+            let mut b = [0u8; 4];
+            f.read_exact_at(&mut b, f.metadata().unwrap().len() - 512 + 60)
+                .unwrap();
+            u32::from_be_bytes(b)
+        };
+        let want_type = if name == "c-vhd-fixed" { 2 } else { 3 };
+        assert_eq!(
+            disk_type, want_type,
+            "{name}: the input's subformat is kept"
         );
         run(
             "qemu-img",
-            &[&"compare", &"-q", &"-F", &"raw", &want, &raw_out],
+            &[&"compare", &"-q", &"-F", &"vpc", &want, &vhd_out],
         );
     }
 }

@@ -42,6 +42,67 @@ fn qemu_info(path: &Path) -> Value {
     serde_json::from_slice(&run("qemu-img", &[&"info", &"--output=json", &path])).unwrap()
 }
 
+/// `qemu-img info` with the format given (qemu does not recognise a fixed VHD,
+/// whose only signature is its footer).
+fn qemu_info_as(path: &Path, format: &str) -> Value {
+    serde_json::from_slice(&run(
+        "qemu-img",
+        &[&"info", &"--output=json", &"-f", &format, &path],
+    ))
+    .unwrap()
+}
+
+/// A VHD output against the specification and Azure's rules, read with our own
+/// eyes (not the reader under test): the footer at the end (and, dynamic, at
+/// the start) with its cookie, type and checksum; a fixed disk's size a whole
+/// number of MiB and the file exactly that plus the footer; holes kept.
+fn vhd_checks(out: &Path, oracle: &Path, subformat: &str, virt: u64, what: &str) {
+    use std::os::unix::fs::{FileExt, MetadataExt};
+    let f = std::fs::File::open(out).unwrap();
+    let meta = f.metadata().unwrap();
+    let mut footer = [0u8; 512];
+    f.read_exact_at(&mut footer, meta.len() - 512).unwrap();
+    assert_eq!(&footer[..8], b"conectix", "{what}");
+    let be32 = |b: &[u8], at: usize| u32::from_be_bytes(b[at..at + 4].try_into().unwrap());
+    let sum = footer
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !(64..68).contains(i))
+        .fold(0u32, |s, (_, &x)| s.wrapping_add(u32::from(x)));
+    assert_eq!(be32(&footer, 64), !sum, "{what}: footer checksum");
+    let size = u64::from_be_bytes(footer[48..56].try_into().unwrap());
+    assert_eq!(size, virt, "{what}: the footer's size is what qemu reads");
+    match subformat {
+        "fixed" => {
+            assert_eq!(be32(&footer, 60), 2, "{what}");
+            assert_eq!(size % (1 << 20), 0, "{what}: Azure wants whole MiB");
+            assert_eq!(meta.len(), size + 512, "{what}");
+        }
+        _ => {
+            assert_eq!(be32(&footer, 60), 3, "{what}");
+            let mut head = [0u8; 520];
+            f.read_exact_at(&mut head, 0).unwrap();
+            assert_eq!(&head[..512], &footer[..], "{what}: the copy at the start");
+            assert_eq!(&head[512..520], b"cxsparse", "{what}");
+        }
+    }
+    // Holes stay holes: no more allocated than the data, plus a page or two
+    // per block (its bitmap) and the tables.
+    let data: u64 = vmscrub_blockdev::FileDisk::open(oracle)
+        .unwrap()
+        .allocated_ranges()
+        .unwrap()
+        .iter()
+        .map(|r| r.end - r.start)
+        .sum();
+    let overhead = (virt / (2 << 20) + 1) * 8192 + (1 << 20);
+    assert!(
+        meta.blocks() * 512 <= data + overhead,
+        "{what}: {} bytes allocated for {data} bytes of data",
+        meta.blocks() * 512
+    );
+}
+
 /// Container fixtures (qemu-made) and the edge shapes of fixtures/convert.toml.
 const INPUTS: &[&str] = &[
     "c-raw",
@@ -80,12 +141,13 @@ struct Qcow2Expect {
 }
 
 /// One output of the matrix: the arguments, the qemu format, and what the
-/// output must look like (VMDK create-type, qcow2 header).
+/// output must look like (VMDK create-type, qcow2 header, VHD subformat).
 struct Out {
     args: &'static [&'static str],
     format: &'static str,
     vmdk: Option<&'static str>,
     qcow2: Option<Qcow2Expect>,
+    vhd: Option<&'static str>,
 }
 
 const fn vmdk(args: &'static [&'static str], ct: &'static str) -> Out {
@@ -94,6 +156,17 @@ const fn vmdk(args: &'static [&'static str], ct: &'static str) -> Out {
         format: "vmdk",
         vmdk: Some(ct),
         qcow2: None,
+        vhd: None,
+    }
+}
+
+const fn vhd(args: &'static [&'static str], subformat: &'static str) -> Out {
+    Out {
+        args,
+        format: "vpc",
+        vmdk: None,
+        qcow2: None,
+        vhd: Some(subformat),
     }
 }
 
@@ -114,6 +187,7 @@ const fn qcow2(
             compression_type,
             compressed,
         }),
+        vhd: None,
     }
 }
 
@@ -123,7 +197,10 @@ const OUTPUTS: &[Out] = &[
         format: "raw",
         vmdk: None,
         qcow2: None,
+        vhd: None,
     },
+    vhd(&["-O", "vhd", "--subformat", "fixed"], "fixed"),
+    vhd(&["-O", "vpc"], "dynamic"),
     vmdk(&["--subformat", "streamOptimized"], "streamOptimized"),
     vmdk(&["--subformat", "monolithicSparse"], "monolithicSparse"),
     vmdk(&["--subformat", "monolithicFlat"], "monolithicFlat"),
@@ -205,7 +282,7 @@ fn compressed_bytes(out: &Path) -> u64 {
 /// output; our raw output keeps the exact size); the extra bytes must be zeros.
 /// Every byte of the device is read; where the oracle file is a hole (the host
 /// filesystem's map), it is compared with zeros instead of reading the hole.
-fn same_bytes(dev: &dyn ReadAt, oracle: &Path, what: &str) {
+fn same_bytes(dev: &dyn ReadAt, oracle: &Path, slack: u64, what: &str) {
     use std::os::unix::fs::FileExt;
     let o = std::fs::File::open(oracle).unwrap();
     let olen = o.metadata().unwrap().len();
@@ -214,7 +291,7 @@ fn same_bytes(dev: &dyn ReadAt, oracle: &Path, what: &str) {
         .allocated_ranges()
         .unwrap();
     assert!(
-        dev.size().abs_diff(olen) < 512,
+        dev.size().abs_diff(olen) < slack,
         "{what}: size {} vs {olen}",
         dev.size()
     );
@@ -263,8 +340,21 @@ fn judge(input: &Path, oracle: &Path, out: &Path, o: &Out, what: &str) {
         String::from_utf8_lossy(&cmp.stdout),
         String::from_utf8_lossy(&cmp.stderr)
     );
-    let info = qemu_info(out);
+    let info = if format == "vpc" {
+        qemu_info_as(out, format)
+    } else {
+        qemu_info(out)
+    };
     assert_eq!(info["format"], format, "{what}");
+    if let Some(sub) = o.vhd {
+        vhd_checks(
+            out,
+            oracle,
+            sub,
+            info["virtual-size"].as_u64().unwrap(),
+            what,
+        );
+    }
     if let Some(ct) = ct {
         let data = &info["format-specific"]["data"];
         assert_eq!(data["create-type"], ct, "{what}");
@@ -308,11 +398,14 @@ fn judge(input: &Path, oracle: &Path, out: &Path, o: &Out, what: &str) {
         }
     }
     let img = image::open(out, &OpenOptions::default()).unwrap();
-    assert_eq!(img.info.format.as_str(), format, "{what}");
-    if let Some(ct) = ct {
+    let ours = if format == "vpc" { "vhd" } else { format };
+    assert_eq!(img.info.format.as_str(), ours, "{what}");
+    if let Some(ct) = ct.or(o.vhd) {
         assert_eq!(img.info.subformat.as_deref(), Some(ct), "{what}");
     }
-    same_bytes(&*img.disk, oracle, what);
+    // A fixed VHD is rounded up to a whole MiB (its tail zeros); others to a sector.
+    let slack = if o.vhd == Some("fixed") { 1 << 20 } else { 512 };
+    same_bytes(&*img.disk, oracle, slack, what);
     if ct == Some("streamOptimized") {
         // 7-Zip's VMDK handler: an independent reader of VMware-style streams.
         // Its output is streamed and compared chunk by chunk (the big shape is 6 GiB).

@@ -4,8 +4,9 @@
 //!
 //! Resolution rules, in order:
 //! 1. `--output-format` if given;
-//! 2. else `--subformat` implies VMDK;
-//! 3. else the input's format (a VMDK input keeps its adapter type and versions).
+//! 2. else `--subformat` implies its container (VMDK or VHD);
+//! 3. else the input's format (a VMDK input keeps its adapter type and
+//!    versions, a VHD input its subformat).
 //!
 //! qcow2 options (`--compress`, `--cluster-size`, `--compat`) never pick the
 //! format by themselves: given for an output that is not qcow2 they are a usage
@@ -15,6 +16,7 @@
 use std::path::Path;
 
 use super::qcow2::{Qcow2Compat, Qcow2Compression, Qcow2Options};
+use super::vhd::{AZURE_ALIGN, VhdSubformat};
 use super::{OutputFormat, VmdkSubformat};
 use crate::image::{Format, OpenedImage};
 
@@ -24,6 +26,9 @@ pub enum FormatArg {
     Raw,
     Vmdk,
     Qcow2,
+    /// VHD (Virtual PC, Hyper-V, Azure); `vpc` is qemu's name for it.
+    #[value(alias = "vpc")]
+    Vhd,
 }
 
 impl FormatArg {
@@ -32,7 +37,60 @@ impl FormatArg {
             FormatArg::Raw => "raw",
             FormatArg::Vmdk => "vmdk",
             FormatArg::Qcow2 => "qcow2",
+            FormatArg::Vhd => "vhd",
         }
+    }
+}
+
+/// `--subformat` values: VMDK's and VHD's variants; each implies its container.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SubformatArg {
+    /// VMDK: compressed grains, one file (the default VMDK; what OVAs hold).
+    #[value(name = "streamOptimized")]
+    StreamOptimized,
+    /// VMDK: sparse grains, one file.
+    #[value(name = "monolithicSparse")]
+    MonolithicSparse,
+    /// VMDK: a descriptor and a flat extent file.
+    #[value(name = "monolithicFlat")]
+    MonolithicFlat,
+    /// VHD: data then footer (what Azure takes; its size is rounded up to 1 MiB).
+    Fixed,
+    /// VHD: 2 MiB blocks allocated as written (the default VHD).
+    Dynamic,
+}
+
+impl SubformatArg {
+    /// The container this subformat belongs to.
+    pub fn container(self) -> FormatArg {
+        match self {
+            SubformatArg::Fixed | SubformatArg::Dynamic => FormatArg::Vhd,
+            _ => FormatArg::Vmdk,
+        }
+    }
+
+    fn vmdk(self) -> Option<VmdkSubformat> {
+        match self {
+            SubformatArg::StreamOptimized => Some(VmdkSubformat::StreamOptimized),
+            SubformatArg::MonolithicSparse => Some(VmdkSubformat::MonolithicSparse),
+            SubformatArg::MonolithicFlat => Some(VmdkSubformat::MonolithicFlat),
+            _ => None,
+        }
+    }
+
+    fn vhd(self) -> Option<VhdSubformat> {
+        match self {
+            SubformatArg::Fixed => Some(VhdSubformat::Fixed),
+            SubformatArg::Dynamic => Some(VhdSubformat::Dynamic),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        self.vmdk()
+            .map(VmdkSubformat::as_str)
+            .or(self.vhd().map(VhdSubformat::as_str))
+            .unwrap_or("?")
     }
 }
 
@@ -47,10 +105,14 @@ pub struct OutputArgs {
     /// Output container format (default: the input's).
     #[arg(long, short = 'O', value_enum, value_name = "FORMAT")]
     pub output_format: Option<FormatArg>,
-    /// VMDK variant to write (implies --output-format vmdk; default
-    /// streamOptimized).
+    /// VMDK or VHD variant to write (implies its format; defaults:
+    /// streamOptimized for VMDK, dynamic for VHD, or the input's).
     #[arg(long, value_enum, value_name = "SUBFORMAT")]
-    pub subformat: Option<VmdkSubformat>,
+    pub subformat: Option<SubformatArg>,
+    /// Fixed VHD: keep the exact virtual size, and refuse a size that is not a
+    /// whole number of MiB (which Azure rejects) instead of rounding it up.
+    #[arg(long)]
+    pub exact_size: bool,
     /// qcow2: compress clusters, zlib by default (`--compress=zstd` for zstd,
     /// which needs compat 1.1). Clusters that do not shrink are stored as is.
     #[arg(
@@ -134,11 +196,21 @@ impl OutputArgs {
     /// The usage errors visible without the input.
     pub fn check(&self) -> Result<(), UsageError> {
         let q = self.qcow2_flags();
-        if let (Some(f), Some(_)) = (self.output_format, self.subformat)
-            && f != FormatArg::Vmdk
+        if let (Some(f), Some(sub)) = (self.output_format, self.subformat)
+            && f != sub.container()
+        {
+            return Err(UsageError(format!(
+                "--subformat {} applies to --output-format {} only",
+                sub.name(),
+                sub.container().name()
+            )));
+        }
+        if self.exact_size
+            && (self.subformat.is_some_and(|s| s != SubformatArg::Fixed)
+                || self.output_format.is_some_and(|f| f != FormatArg::Vhd))
         {
             return Err(UsageError(
-                "--subformat applies to --output-format vmdk only".into(),
+                "--exact-size applies to fixed VHD output only (--subformat fixed)".into(),
             ));
         }
         if let Some(first) = q.first() {
@@ -148,9 +220,10 @@ impl OutputArgs {
                     f.name()
                 )));
             }
-            if self.subformat.is_some() {
+            if let Some(sub) = self.subformat {
                 return Err(UsageError(format!(
-                    "{first} applies to qcow2 output only, and --subformat makes a VMDK"
+                    "{first} applies to qcow2 output only, and --subformat makes a {}",
+                    sub.container().name().to_uppercase()
                 )));
             }
         }
@@ -170,21 +243,12 @@ impl OutputArgs {
         let mut warnings = Vec::new();
         let chosen = match (self.output_format, self.subformat) {
             (Some(f), _) => f,
-            (None, Some(_)) => FormatArg::Vmdk,
+            (None, Some(sub)) => sub.container(),
             (None, None) => match img.info.format {
                 Format::Raw => FormatArg::Raw,
                 Format::Qcow2 => FormatArg::Qcow2,
                 Format::Vmdk => FormatArg::Vmdk,
-                // As qemu-img does when no -O is given: raw (sparse).
-                Format::Vhd => {
-                    warnings.push(
-                        "vmscrub reads VHD but does not write it: the output is raw (sparse); \
-                         --output-format qcow2 or vmdk for another (qemu-img convert -O vpc \
-                         makes a VHD of it)"
-                            .into(),
-                    );
-                    FormatArg::Raw
-                }
+                Format::Vhd => FormatArg::Vhd,
             },
         };
         let q = self.qcow2_flags();
@@ -199,7 +263,13 @@ impl OutputArgs {
         }
         let format = match chosen {
             FormatArg::Raw => OutputFormat::Raw,
-            FormatArg::Vmdk => vmdk_format(input, img, self.subformat, &mut warnings),
+            FormatArg::Vmdk => vmdk_format(
+                input,
+                img,
+                self.subformat.and_then(SubformatArg::vmdk),
+                &mut warnings,
+            ),
+            FormatArg::Vhd => self.vhd_format(img, &mut warnings)?,
             FormatArg::Qcow2 => {
                 let defaults = Qcow2Options::default();
                 let opts = Qcow2Options {
@@ -217,6 +287,57 @@ impl OutputArgs {
             }
         };
         Ok(ResolvedOutput { format, warnings })
+    }
+}
+
+impl OutputArgs {
+    /// VHD output: the subformat asked for, else the input's (a VHD input), else
+    /// dynamic; a fixed disk's size rounded up to a whole MiB for Azure, with a
+    /// warning, unless `--exact-size` (then such a size is refused).
+    fn vhd_format(
+        &self,
+        img: &OpenedImage,
+        warnings: &mut Vec<String>,
+    ) -> Result<OutputFormat, UsageError> {
+        let input_sub = (img.info.format == Format::Vhd)
+            .then_some(img.info.subformat.as_deref())
+            .flatten();
+        let subformat = match (self.subformat.and_then(SubformatArg::vhd), input_sub) {
+            (Some(s), _) => s,
+            (None, Some("fixed")) => VhdSubformat::Fixed,
+            _ => VhdSubformat::Dynamic,
+        };
+        let size = img.info.virtual_size;
+        // Whole sectors, as the other containers store it (the tail reads as zeros).
+        let mut out_size = size.next_multiple_of(512);
+        if subformat == VhdSubformat::Fixed && !size.is_multiple_of(AZURE_ALIGN) {
+            if self.exact_size {
+                return Err(UsageError(format!(
+                    "the disk is {size} bytes, not a whole number of MiB, which Azure refuses \
+                     for a fixed VHD; drop --exact-size to round it up"
+                )));
+            }
+            out_size = size.next_multiple_of(AZURE_ALIGN);
+            warnings.push(format!(
+                "the fixed VHD's virtual size is rounded up from {size} to {out_size} bytes \
+                 (a whole number of MiB, as Azure requires; the added tail reads as zeros; \
+                 --exact-size keeps the size and refuses instead)"
+            ));
+        }
+        let probe = vmscrub_vhd::create::NewDisk {
+            size: out_size,
+            disk_type: match subformat {
+                VhdSubformat::Fixed => vmscrub_vhd::DiskType::Fixed,
+                VhdSubformat::Dynamic => vmscrub_vhd::DiskType::Dynamic,
+            },
+            unique_id: [0; 16],
+            unix_time: 0,
+        };
+        probe.check().map_err(|e| UsageError(e.to_string()))?;
+        Ok(OutputFormat::Vhd {
+            subformat,
+            size: out_size,
+        })
     }
 }
 
@@ -338,7 +459,23 @@ mod tests {
         let cases: &[(&[&str], &str)] = &[
             (
                 &["-O", "raw", "--subformat", "streamOptimized"],
-                "--subformat applies",
+                "--subformat streamOptimized applies to --output-format vmdk only",
+            ),
+            (
+                &["-O", "vmdk", "--subformat", "fixed"],
+                "--subformat fixed applies to --output-format vhd only",
+            ),
+            (
+                &["-O", "qcow2", "--exact-size"],
+                "--exact-size applies to fixed VHD output only",
+            ),
+            (
+                &["--subformat", "dynamic", "--exact-size"],
+                "--exact-size applies to fixed VHD output only",
+            ),
+            (
+                &["--subformat", "fixed", "--compress"],
+                "--subformat makes a VHD",
             ),
             (
                 &["-O", "raw", "--compress"],
@@ -368,6 +505,8 @@ mod tests {
             &["--compress", "--cluster-size", "2M"],
             &["--subformat", "streamOptimized"],
             &["-O", "raw"],
+            &["-O", "vpc"],
+            &["--subformat", "fixed", "--exact-size"],
         ] {
             let mut v = ok.to_vec();
             v.extend(["in", "out"]);

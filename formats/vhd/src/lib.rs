@@ -4,6 +4,8 @@
 //! the start), a dynamic-disk header, and a block allocation table (BAT) whose
 //! blocks each begin with a sector bitmap.
 //!
+//! Written by [`create`]'s encoders (the caller streams the data).
+//!
 //! Read-only and random access, like the qcow2 and VMDK readers: fixed disks are
 //! their data followed by the footer; dynamic disks map each block through the
 //! BAT, and a sector whose bitmap bit is clear, or a block the BAT leaves
@@ -11,6 +13,7 @@
 //! refused with a reason. Every structure is checked against the file's size
 //! before it is used: a hostile image gets a typed error, never a panic.
 
+pub mod create;
 mod dynamic;
 mod error;
 mod footer;
