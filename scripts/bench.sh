@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # vmscrub benchmarks, each beside its floor (the cheapest tool doing the same I/O).
 #
-# usage: scripts/bench.sh [SECTION...]      sections: scan scrub archive debian lvm (default: all)
+# usage: scripts/bench.sh [SECTION...]      sections: scan scrub archive debian lvm realistic (default: all)
 #        RUNS=5 WARMUP=1 THREADS=2 scripts/bench.sh scan
 #
 # Builds the release binary and the bench images (python3 scripts/fixtures.py build
@@ -16,7 +16,7 @@ cd "$ROOT"
 RUNS="${RUNS:-5}"
 WARMUP="${WARMUP:-1}"
 THREADS="${THREADS:-2}"
-SECTIONS=(scan scrub archive debian lvm)
+SECTIONS=(scan scrub archive debian lvm realistic)
 OUT="${VMSCRUB_FIXTURE_DIR:-$ROOT/fixtures/build}"
 VMSCRUB="${CARGO_TARGET_DIR:-$ROOT/target}/release/vmscrub"
 CLEANUP=()
@@ -194,6 +194,59 @@ EOF2
         $s --no-verify "$img" -o "$tmp/out.img" --force $r $f
         echo "  archive size ($f): $(du -m "$tmp/r.vsr" | cut -f1) MiB for 1024 MiB of logs"
     done
+}
+
+# Issue 19's figures, on the real Debian root (fixtures/debian.toml: GPT with an
+# ESP and an ext4 root debootstrapped from Debian's packages with a cloud image's
+# package set) in each input format users have: raw, qcow2, zlib-compressed
+# qcow2 and a streamOptimized VMDK (made from the raw disk by qemu-img here).
+# Per format, beside the floor `qemu-img convert -O raw` of the same input (with
+# `sync` of its output, since vmscrub fsyncs its output before renaming it):
+# `scrub` verified and --no-verify (raw out), and `scan` beside the floor without
+# sync. Then each vmscrub command once more under /usr/bin/time for its peak
+# memory (maximum resident set).
+section_realistic() {
+    need hyperfine
+    need qemu-img
+    need /usr/bin/time
+    python3 scripts/fixtures.py build debian-cloud-disk >&2
+    local tmp raw
+    tmp="$(mktemp -d "$OUT/bench-realistic.XXXXXX")"
+    CLEANUP+=("$tmp")
+    raw="$OUT/debian-cloud-disk.img"
+    qemu-img convert -f raw -O qcow2 "$raw" "$tmp/in.qcow2"
+    qemu-img convert -f raw -O qcow2 -c "$raw" "$tmp/in-z.qcow2"
+    qemu-img convert -f raw -O vmdk -o subformat=streamOptimized "$raw" "$tmp/in.vmdk"
+    echo "realistic: $raw ($(du -m --apparent-size "$raw" | cut -f1) MiB, $(du -m "$raw" | cut -f1) MiB allocated), $THREADS threads"
+    local fmt img
+    for fmt in raw qcow2 qcow2-zlib vmdk-stream; do
+        case $fmt in
+            raw) img="$raw" ;;
+            qcow2) img="$tmp/in.qcow2" ;;
+            qcow2-zlib) img="$tmp/in-z.qcow2" ;;
+            vmdk-stream) img="$tmp/in.vmdk" ;;
+        esac
+        echo "  $fmt input ($(du -m "$img" | cut -f1) MiB):"
+        hyperfine --style basic -w "$WARMUP" -r "$RUNS" --export-json "$tmp/scrub-$fmt.json" \
+            --prepare "rm -f $tmp/out.img" \
+            -n "qemu-img convert -O raw && sync" "qemu-img convert -O raw $img $tmp/out.img && sync $tmp/out.img" \
+            -n "vmscrub scrub --no-verify" "$VMSCRUB scrub -q --threads $THREADS --no-verify $img -O raw -o $tmp/out.img" \
+            -n "vmscrub scrub" "$VMSCRUB scrub -q --threads $THREADS $img -O raw -o $tmp/out.img" >&2
+        median_ratio "$tmp/scrub-$fmt.json"
+        hyperfine --style basic -w "$WARMUP" -r "$RUNS" --export-json "$tmp/scan-$fmt.json" \
+            --prepare "rm -f $tmp/out.img" \
+            -n "qemu-img convert -O raw" "qemu-img convert -O raw $img $tmp/out.img" \
+            -n "vmscrub scan" "$VMSCRUB scan --threads $THREADS --format json $img" >&2
+        median_ratio "$tmp/scan-$fmt.json" | tail -n 1
+        rm -f "$tmp/out.img"
+        local peak
+        peak=$( { /usr/bin/time -f %M "$VMSCRUB" scrub -q --threads "$THREADS" "$img" -O raw -o "$tmp/out.img" >/dev/null; } 2>&1 | tail -n 1)
+        echo "    peak memory: scrub $((peak / 1024)) MiB"
+        rm -f "$tmp/out.img"
+        peak=$( { /usr/bin/time -f %M "$VMSCRUB" scan --threads "$THREADS" --format json "$img" >/dev/null; } 2>&1 | tail -n 1)
+        echo "    peak memory: scan $((peak / 1024)) MiB"
+    done
+    "$VMSCRUB" scrub --threads "$THREADS" "$raw" -o "$tmp/out.img" 2>&1 | grep -E 'time:' | sed 's/^/  phases (raw, verified): /'
 }
 
 main() {
