@@ -76,10 +76,13 @@ impl<F: ReadAt> Vhd<F> {
         }
     }
 
-    /// Bytes of the disk the image stores (allocated blocks, or all of a fixed disk).
+    /// Bytes of the disk the image stores (allocated blocks; for a fixed disk,
+    /// its data where the file is not a hole).
     pub fn allocated_bytes(&self) -> u64 {
         match &self.layout {
-            Layout::Fixed => self.footer.current_size,
+            Layout::Fixed => self
+                .allocated_ranges()
+                .map_or(self.footer.current_size, |r| r.total()),
             Layout::Dynamic(t) => t.allocated_blocks() * u64::from(t.block_size),
         }
     }
@@ -108,11 +111,12 @@ impl<F: ReadAt> ReadAt for Vhd<F> {
 
     fn allocated_ranges(&self) -> io::Result<RangeSet> {
         match &self.layout {
-            Layout::Fixed => {
-                let mut s = RangeSet::new();
-                s.insert(0..self.size());
-                Ok(s)
-            }
+            // The file's own holes are the disk's (a fixed VHD is its data as is).
+            Layout::Fixed => Ok(self
+                .file
+                .allocated_ranges()?
+                .overlapping(0..self.size())
+                .collect()),
             Layout::Dynamic(t) => Ok(t.allocated_ranges(self.size())),
         }
     }
