@@ -89,7 +89,7 @@ def out_path(name: str, kind: str, spec: dict) -> Path:
     if kind == "tree":
         return OUT / "trees" / name
     if kind == "container":
-        ext = {"qcow2": "qcow2", "vmdk": "vmdk", "raw": "img", "vpc": "vhd"}[spec["format"]]
+        ext = {"qcow2": "qcow2", "vmdk": "vmdk", "raw": "img", "vpc": "vhd", "vhdx": "vhdx"}[spec["format"]]
         return OUT / f"{name}.{ext}"
     return OUT / f"{name}.img"
 

@@ -30,6 +30,7 @@ use vmscrub_fsprobe::Filesystem;
 use vmscrub_partition::{MbrKind, Table};
 
 mod device;
+mod hyperv;
 pub mod lvm;
 mod sniff;
 
@@ -45,6 +46,7 @@ pub enum Format {
     Vmdk,
     /// Read only: outputs are raw, qcow2 or VMDK.
     Vhd,
+    Vhdx,
 }
 
 impl Format {
@@ -54,6 +56,7 @@ impl Format {
             Format::Qcow2 => "qcow2",
             Format::Vmdk => "vmdk",
             Format::Vhd => "vhd",
+            Format::Vhdx => "vhdx",
         }
     }
 }
@@ -227,7 +230,8 @@ pub fn open(path: &Path, opts: &OpenOptions) -> Result<OpenedImage, ImageError> 
     match sniff(&head, &tail) {
         Sniffed::Raw => open_raw(path, file),
         Sniffed::Qcow2 => open_qcow2(path, file, opts),
-        Sniffed::Vhd => open_vhd(path, file),
+        Sniffed::Vhd => hyperv::open_vhd(path, file),
+        Sniffed::Vhdx => hyperv::open_vhdx(path, file),
         Sniffed::Vmdk(kind) => open_vmdk(path, file, kind, opts),
         Sniffed::Refused { format, advice } => Err(ImageError::Unsupported {
             path: path.to_path_buf(),
@@ -501,48 +505,6 @@ fn open_vmdk(
             details,
             warnings,
         },
-    })
-}
-
-/// A VHD, fixed or dynamic (`vmscrub-vhd`); differencing disks are refused there
-/// with the way out.
-fn open_vhd(path: &Path, file: FileDisk) -> Result<OpenedImage, ImageError> {
-    let file_size = file.size();
-    let vhd = vmscrub_vhd::Vhd::open(file).map_err(|e| ImageError::Container {
-        path: path.to_path_buf(),
-        format: Format::Vhd,
-        source: Box::new(e),
-    })?;
-    let mut details = BTreeMap::new();
-    details.insert(
-        "creator".into(),
-        String::from_utf8_lossy(&vhd.footer.creator)
-            .trim()
-            .to_string()
-            .into(),
-    );
-    if let Some(h) = vhd.dynamic_header() {
-        details.insert("block_size".into(), h.block_size.into());
-    }
-    let mut warnings = Vec::new();
-    if vhd.footer.at == 0 {
-        warnings.push(
-            "the VHD footer at the end of the file is missing or damaged; read with the copy at \
-             its start"
-                .to_string(),
-        );
-    }
-    Ok(OpenedImage {
-        info: ContainerInfo {
-            format: Format::Vhd,
-            subformat: Some(vhd.subformat().to_string()),
-            virtual_size: vhd.footer.current_size,
-            file_size,
-            allocated_bytes: Some(vhd.allocated_bytes()),
-            details,
-            warnings,
-        },
-        disk: Arc::new(vhd),
     })
 }
 

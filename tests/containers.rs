@@ -54,6 +54,8 @@ const VARIANTS: &[(&str, &str, &str)] = &[
     ("c-vmdk-2gb-flat", "vmdk", "twoGbMaxExtentFlat"),
     ("c-vhd-dynamic", "vhd", "dynamic"),
     ("c-vhd-fixed", "vhd", "fixed"),
+    ("c-vhdx-dynamic", "vhdx", "dynamic"),
+    ("c-vhdx-fixed", "vhdx", "fixed"),
 ];
 
 #[test]
@@ -195,7 +197,7 @@ fn qcow2_backing_outside_the_directory_is_refused() {
 /// A VHD scrubs to the same disk as the raw image it was converted from (judged
 /// by `qemu-img compare`); with no output format named, the output is a VHD of
 /// the input's subformat, which qemu reads as that (`qemu-img info -f vpc`) and
-/// finds identical to the raw image's scrub.
+/// finds identical to the raw image's scrub. A VHDX scrubs the same way.
 #[test]
 fn vhd_scrubs_like_its_raw_disk() {
     let dir = tempfile::tempdir().unwrap();
@@ -248,6 +250,27 @@ fn vhd_scrubs_like_its_raw_disk() {
         run(
             "qemu-img",
             &[&"compare", &"-q", &"-F", &"vpc", &want, &vhd_out],
+        );
+    }
+    // VHDX: read, scrubbed to the same disk; vmscrub writes no VHDX yet, so with
+    // no format named the output is raw and the scrub says so.
+    for name in ["c-vhdx-dynamic", "c-vhdx-fixed"] {
+        let out = dir.path().join(format!("{name}.qcow2"));
+        let o = scrub(&fixture(name), &out, &["--output-format", "qcow2"]);
+        assert!(
+            o.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        run("qemu-img", &[&"compare", &"-q", &want, &out]);
+        let raw_out = dir.path().join(format!("{name}.img"));
+        let o = scrub(&fixture(name), &raw_out, &[]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{name}: {err}");
+        assert!(err.contains("the output is raw (sparse)"), "{name}: {err}");
+        run(
+            "qemu-img",
+            &[&"compare", &"-q", &"-F", &"raw", &want, &raw_out],
         );
     }
 }

@@ -690,7 +690,6 @@ fn other_formats_are_refused_by_content() {
             b"\x28\xb5\x2f\xfd\0\0\0\0",
             "zstd-compressed file",
         ),
-        ("disk.vmdk", b"vhdxfile\0\0\0\0", "VHDX"),
         (
             "disk.vdi",
             b"<<< Oracle VM VirtualBox Disk Image >>>\n",
@@ -702,6 +701,16 @@ fn other_formats_are_refused_by_content() {
         std::fs::write(&p, bytes).unwrap();
         expect_error(&p, &[needle, "does not read"]);
     }
+    // A VHDX signature is read as a VHDX: twelve bytes of it are a truncated one.
+    let p = dir.path().join("disk.vmdk");
+    std::fs::write(&p, b"vhdxfile\0\0\0\0").unwrap();
+    expect_error(
+        &p,
+        &[
+            "vhdx image",
+            "header needs bytes up to 69632 but the file has 12",
+        ],
+    );
     // A VHD cookie is read as a VHD now: twelve bytes of it are a truncated one.
     let p = dir.path().join("disk.img");
     std::fs::write(&p, b"conectix\0\0\0\0").unwrap();

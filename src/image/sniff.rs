@@ -27,6 +27,8 @@ pub enum Sniffed {
     Qcow2,
     /// A footer ("conectix") at the end, or its copy at the start.
     Vhd,
+    /// "vhdxfile" at the start.
+    Vhdx,
     Vmdk(VmdkKind),
     /// Recognised, not read: `format` names it, `advice` says what to do instead.
     Refused {
@@ -66,7 +68,7 @@ pub fn sniff(head: &[u8], tail: &[u8]) -> Sniffed {
         return Sniffed::Vhd;
     }
     if starts(b"vhdxfile") {
-        return refuse("VHDX (Hyper-V)", CONVERT);
+        return Sniffed::Vhdx;
     }
     if head.get(0x40..0x44) == Some(&[0x7f, 0x10, 0xda, 0xbe][..])
         || starts(b"<<< Oracle VM VirtualBox Disk Image >>>")
@@ -158,9 +160,9 @@ mod tests {
         assert_eq!(sniff_head(&[0u8; 4096]), Sniffed::Raw);
         assert_eq!(sniff_head(b""), Sniffed::Raw);
         assert_eq!(sniff_head(b"conectix\0\0"), Sniffed::Vhd);
+        assert_eq!(sniff_head(b"vhdxfile\0\0"), Sniffed::Vhdx);
         for (head, name) in [
-            (&b"vhdxfile"[..], "VHDX"),
-            (b"<<< Oracle VM VirtualBox Disk Image >>>\n", "VDI"),
+            (&b"<<< Oracle VM VirtualBox Disk Image >>>\n"[..], "VDI"),
             (b"QED\0", "QED"),
             (&[0x1f, 0x8b, 8, 0], "gzip"),
             (&[0xfd, b'7', b'z', b'X', b'Z', 0], "xz"),

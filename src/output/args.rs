@@ -249,6 +249,16 @@ impl OutputArgs {
                 Format::Qcow2 => FormatArg::Qcow2,
                 Format::Vmdk => FormatArg::Vmdk,
                 Format::Vhd => FormatArg::Vhd,
+                // As qemu-img does when no -O is given: raw (sparse).
+                Format::Vhdx => {
+                    warnings.push(
+                        "vmscrub reads VHDX but does not write it: the output is raw (sparse); \
+                         --output-format vhd, qcow2 or vmdk for another (qemu-img convert -O \
+                         vhdx makes a VHDX of it)"
+                            .into(),
+                    );
+                    FormatArg::Raw
+                }
             },
         };
         let q = self.qcow2_flags();
