@@ -261,7 +261,13 @@ class Builder:
             if tool is None:
                 raise RecipeError(f"mkfs.{fstype} is not installed (Debian: {'xfsprogs' if fstype == 'xfs' else 'btrfs-progs'})")
             args = [tool, "-f"] + (["-L", spec["label"]] if "label" in spec else [])
-            args += ["-m" if fstype == "xfs" else "-U", f"uuid={uuid_for(name)}" if fstype == "xfs" else uuid_for(name)]
+            uuid = spec.get("uuid", uuid_for(name))
+            args += ["-m" if fstype == "xfs" else "-U", f"uuid={uuid}" if fstype == "xfs" else uuid]
+            mkfs_env = None
+            if fstype == "xfs" and spec.get("small"):
+                # fstests' escape hatch: mkfs.xfs then accepts filesystems below
+                # its 300 MB minimum (and a log below 64 MB), so LV fixtures stay small.
+                mkfs_env = {"TEST_DIR": "1", "TEST_DEV": "1", "QA_CHECK_FS": "1"}
             proto = None
             if fstype == "xfs" and "protofile" in spec:
                 # mkfs.xfs -p: the filesystem filled by mkfs itself (no kernel
@@ -271,7 +277,7 @@ class Builder:
                 proto.close()
                 args += ["-p", proto.name]
             try:
-                run(args + spec.get("mkfs_args", []) + [str(target)])
+                run(args + spec.get("mkfs_args", []) + [str(target)], env=mkfs_env)
             finally:
                 if proto is not None:
                     os.unlink(proto.name)

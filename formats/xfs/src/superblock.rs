@@ -221,8 +221,15 @@ impl Superblock {
             };
             return Err(Error::unsupported(what));
         }
+        // The log lies inside one AG, inside the data blocks.
+        let log_last = self
+            .log_start
+            .saturating_add(u64::from(self.log_blocks))
+            .saturating_sub(1);
         if self.log_blocks == 0
-            || self.log_start.saturating_add(u64::from(self.log_blocks)) > self.dblocks_span()
+            || self.fsb_to_byte(self.log_start).is_none()
+            || self.fsb_to_byte(log_last).is_none()
+            || log_last >> self.ag_block_log != self.log_start >> self.ag_block_log
         {
             return Err(Error::corrupt(
                 "superblock",
@@ -234,11 +241,6 @@ impl Superblock {
             ));
         }
         Ok(())
-    }
-
-    /// The largest filesystem block number (AG-encoded) plus one.
-    fn dblocks_span(&self) -> u64 {
-        u64::from(self.ag_count.saturating_sub(1)) << self.ag_block_log | u64::from(self.ag_blocks)
     }
 
     pub fn has_crc(&self) -> bool {
