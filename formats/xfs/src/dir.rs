@@ -130,27 +130,26 @@ impl<D: ReadAt> Xfs<D> {
         let dbs = u64::from(self.sb.dir_block_size());
         let per = dbs / bs;
         let leaf_fb = LEAF_OFFSET / bs;
-        let mut dir_blocks: Vec<u64> = vec![];
-        for e in &map.extents {
-            let (start, end) = (e.offset, e.end().min(leaf_fb));
-            let mut d = start / per;
-            while d * per < end {
-                if dir_blocks.last() != Some(&d) {
-                    dir_blocks.push(d);
-                }
-                d += 1;
-            }
-        }
         let mut out = vec![];
         let mut buf = vec![0u8; dbs as usize];
-        for d in dir_blocks {
-            let loc = Loc::inode(dir.ino);
-            self.read_mapped(map, d * dbs, &mut buf, loc)?;
-            let phys = map
-                .lookup(d * per)
-                .and_then(|e| self.sb.fsb_to_byte(e.start + (d * per - e.offset)))
-                .unwrap_or(0);
-            self.block_entries(&buf, phys, loc.with_offset(phys), &mut out)?;
+        let loc = Loc::inode(dir.ino);
+        // Directory blocks in order, each once (an extent may start inside a
+        // multi-block directory block the previous extent began). The extents
+        // are checked to lie inside the filesystem, so this is bounded by it.
+        let mut next = 0u64;
+        for e in &map.extents {
+            let end = e.end().min(leaf_fb);
+            let mut d = (e.offset / per).max(next);
+            while d * per < end {
+                self.read_mapped(map, d * dbs, &mut buf, loc)?;
+                let phys = map
+                    .lookup(d * per)
+                    .and_then(|e| self.sb.fsb_to_byte(e.start + (d * per - e.offset)))
+                    .unwrap_or(0);
+                self.block_entries(&buf, phys, loc.with_offset(phys), &mut out)?;
+                d += 1;
+            }
+            next = d;
         }
         Ok(out)
     }

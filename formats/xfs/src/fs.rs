@@ -57,6 +57,19 @@ impl<D: ReadAt> Xfs<D> {
             notes: vec![],
         };
         fs.verify = opts.verify_checksums && fs.sb.has_crc();
+        // Every block the filesystem claims must be on the device: a truncated
+        // image is refused here rather than failing file by file.
+        let claimed = fs.sb.dblocks.saturating_mul(u64::from(fs.sb.block_size));
+        if claimed > fs.dev.size() {
+            return Err(Error::corrupt(
+                "superblock",
+                Loc::at(0),
+                format!(
+                    "the filesystem is {claimed} bytes but the device holds {} (truncated image?)",
+                    fs.dev.size()
+                ),
+            ));
+        }
         fs.ag_headers(0)?;
         if fs.sb.version == 4 {
             fs.notes
