@@ -33,6 +33,9 @@ struct Seen {
     ino: u64,
     rdev: Option<(u32, u32)>,
     mtime: (i64, u32),
+    ctime: (i64, u32),
+    /// Creation time (v5 inodes; the kernel's statx birth time).
+    crtime: Option<(i64, u32)>,
     link: Option<Vec<u8>>,
     xattrs: BTreeMap<Vec<u8>, Vec<u8>>,
     digest: Option<[u8; 32]>,
@@ -110,6 +113,14 @@ fn kernel_xattrs(p: &Path) -> BTreeMap<Vec<u8>, Vec<u8>> {
     out
 }
 
+/// The kernel's birth time (statx), when it reports one.
+fn birth_time(p: &Path) -> Option<(i64, u32)> {
+    use rustix::fs::{AtFlags, CWD, StatxFlags, statx};
+    let x = statx(CWD, p, AtFlags::SYMLINK_NOFOLLOW, StatxFlags::BTIME).unwrap();
+    (x.stx_mask & StatxFlags::BTIME.bits() != 0)
+        .then_some((x.stx_btime.tv_sec, x.stx_btime.tv_nsec))
+}
+
 fn kernel_tree(root: &Path) -> BTreeMap<Vec<u8>, Seen> {
     let mut out = BTreeMap::new();
     let mut todo = vec![root.to_path_buf()];
@@ -141,6 +152,8 @@ fn kernel_tree(root: &Path) -> BTreeMap<Vec<u8>, Seen> {
                     ino: m.ino(),
                     rdev: dev,
                     mtime: (m.mtime(), m.mtime_nsec() as u32),
+                    ctime: (m.ctime(), m.ctime_nsec() as u32),
+                    crtime: birth_time(&p),
                     link: (kind == FileKind::Symlink).then(|| {
                         std::fs::read_link(&p)
                             .unwrap()
@@ -194,6 +207,8 @@ fn our_tree(img: &Path) -> BTreeMap<Vec<u8>, Seen> {
                 ino: id,
                 rdev: m.rdev,
                 mtime: (m.mtime.sec, m.mtime.nsec),
+                ctime: (m.ctime.sec, m.ctime.nsec),
+                crtime: m.crtime.map(|t| (t.sec, t.nsec)),
                 link: (m.kind == FileKind::Symlink).then(|| fs.read_link(id).unwrap()),
                 xattrs,
                 digest,
@@ -294,6 +309,40 @@ fn rich_fixture_reads_as_the_kernel_reads_it() {
     let node = &ours[&b"/xattr/node".to_vec()].xattrs;
     assert_eq!(node.len(), 800);
     assert_eq!(ours[&b"/meta/y2100".to_vec()].mtime, (4_102_444_800, 0));
+    assert!(ours[&b"/meta/nsec".to_vec()].crtime.is_some());
+    data_ranges_match_xfs_db(&img);
+}
+
+/// Written extents (xfs_db `bmap`: flag 0) merged and clipped to the size
+/// are what `data_ranges` reports; unwritten ones (flag 1) are holes.
+fn data_ranges_match_xfs_db(img: &Path) {
+    let fs = XfsFs::open(FileDisk::open(img).unwrap()).unwrap();
+    for path in [
+        "/files/sparse",
+        "/files/prealloc",
+        "/files/fragmented",
+        "/files/3M",
+    ] {
+        let id = fs.lookup(path.as_bytes()).unwrap();
+        let size = fs.metadata(id).unwrap().size;
+        let mut want: Vec<std::ops::Range<u64>> = vec![];
+        for l in xfs_db(img, &[&format!("path {path}"), "bmap"]).lines() {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            assert_eq!((f[0], f[1]), ("data", "offset"), "{l}");
+            let (off, count, flag): (u64, u64, &str) =
+                (f[2].parse().unwrap(), f[7].parse().unwrap(), f[9]);
+            if flag != "0" {
+                continue;
+            }
+            let r = off * 4096..((off + count) * 4096).min(size);
+            match want.last_mut() {
+                Some(last) if last.end == r.start => last.end = r.end,
+                _ => want.push(r),
+            }
+        }
+        assert!(!want.is_empty(), "{path}");
+        assert_eq!(fs.data_ranges(id).unwrap(), want, "{path}");
+    }
 }
 
 #[test]
