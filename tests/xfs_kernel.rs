@@ -298,6 +298,40 @@ fn rich_fixture_reads_as_the_kernel_reads_it() {
         "shortform attributes"
     );
     assert!(afmt("/xattr/node").contains("extents"), "attribute blocks");
+    // Leaf and node directories: the block at the leaf offset (32 GiB) is a
+    // leaf1 block or a da-btree node; attributes in one leaf block and in a node.
+    let at_leaf = |p: &str, field: &str| {
+        xfs_db(
+            &img,
+            &[
+                &format!("path {p}"),
+                "dblock 8388608",
+                &format!("print {field}"),
+            ],
+        )
+    };
+    assert!(
+        at_leaf("/leaf", "lhdr.info.hdr.magic").contains("0x3df1"),
+        "leaf directory"
+    );
+    assert!(
+        at_leaf("/node", "nhdr.info.hdr.magic").contains("0x3ebe"),
+        "node directory"
+    );
+    let attr_root = |p: &str| {
+        xfs_db(
+            &img,
+            &[&format!("path {p}"), "ablock 0", "print hdr.info.hdr.magic"],
+        )
+    };
+    assert!(
+        attr_root("/xattr/leaf").contains("0x3bee"),
+        "attribute leaf"
+    );
+    assert!(
+        attr_root("/xattr/node").contains("0x3ebe"),
+        "attribute node"
+    );
     let ours = compare(&img, "ro,loop");
     assert!(ours.len() > 4900, "{} paths", ours.len());
     let acl = &ours[&b"/xattr/acl".to_vec()].xattrs;
@@ -361,6 +395,7 @@ fn small_blocks_and_every_v5_feature_read_as_the_kernel_reads_them() {
         "reflink",
         "inobtcount",
         "bigtime",
+        "nrext64",
     ] {
         assert!(feats.contains(&f), "{f} missing from {feats:?}");
     }
@@ -381,6 +416,7 @@ fn v4_reads_as_xfs_db_lists_it() {
     let tree = vmscrub_fixtures::fixture("xfs-v4-tree");
     let fs = XfsFs::open(FileDisk::open(&img).unwrap()).unwrap();
     assert_eq!(fs.inner().superblock().version, 4);
+    assert!(!fs.inner().superblock().has_ftype());
     let mut ours = BTreeMap::new();
     walk(&fs, fs.root(), b"/", |e| {
         ours.insert(String::from_utf8(e.path.clone()).unwrap(), e.entry.id);
