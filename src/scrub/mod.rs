@@ -412,7 +412,7 @@ fn refuse_xfs(guest: &Guest) -> Result<()> {
 
 /// A filesystem vmscrub reads but could not open is damaged: its secrets would
 /// ship unexamined, so that refuses the scrub. One it does not read at all
-/// (swap, LVM, xfs, LUKS) is said.
+/// (swap, btrfs, LUKS) is said.
 fn refuse_damaged(args: &ScrubArgs, guest: &Guest, swap_on: bool) -> Result<()> {
     let mut damaged: Vec<String> = Vec::new();
     for u in &guest.unreadable {
@@ -423,7 +423,7 @@ fn refuse_damaged(args: &ScrubArgs, guest: &Guest, swap_on: bool) -> Result<()> 
         // metadata that contradicts itself) hides LVs vmscrub would read.
         let ours = matches!(
             u.identity.fs_type.as_deref(),
-            Some("ext2" | "ext3" | "ext4" | "vfat" | "LVM2_member")
+            Some("ext2" | "ext3" | "ext4" | "vfat" | "xfs" | "LVM2_member")
         );
         if ours && !args.allow_unreadable {
             damaged.push(format!("{}: {}", u.identity.describe(), u.error));
