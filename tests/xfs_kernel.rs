@@ -400,7 +400,13 @@ fn small_blocks_and_every_v5_feature_read_as_the_kernel_reads_them() {
         assert!(feats.contains(&f), "{f} missing from {feats:?}");
     }
     // Below mkfs.xfs's usual minimum (the LVM guest's volumes): 2 AGs, a small log.
-    for name in ["xfs-rocky-root", "xfs-rocky-home", "xfs-rocky-boot"] {
+    // And 4 KiB sectors, 1 KiB inodes, 64 KiB directory blocks.
+    for name in [
+        "xfs-rocky-root",
+        "xfs-rocky-home",
+        "xfs-rocky-boot",
+        "xfs-4k-sectors",
+    ] {
         let img = fixture(name);
         repair_clean(&img);
         assert!(compare(&img, "ro,loop").len() > 1, "{name}");
