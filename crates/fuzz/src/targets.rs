@@ -77,7 +77,7 @@ pub fn all() -> Vec<Target> {
         },
         Target {
             name: "xfs",
-            about: "XFS: superblock, AGF/AGI, inodes, extent lists and bmap B+trees, every directory and attribute form, symlinks, the log head",
+            about: "XFS: superblock, AGF/AGI and the AG B+trees, inodes, extent lists and bmap B+trees, every directory and attribute form, symlinks, the log head",
             seeds: xfs_seeds,
             run: xfs_run,
         },
@@ -324,6 +324,12 @@ fn xfs_run(input: &[u8], seed: &Seed) {
     };
     for ag in 0..fs.superblock().ag_count.min(16) {
         let _ = fs.ag_headers(ag);
+        let _ = fs.free_extents(ag, vmscrub_xfs::AgTree::Bno);
+        let _ = fs.free_extents(ag, vmscrub_xfs::AgTree::Cnt);
+        let _ = fs.inode_chunks(ag, vmscrub_xfs::AgTree::Ino);
+        let _ = fs.inode_chunks(ag, vmscrub_xfs::AgTree::Fino);
+        let _ = fs.rmaps(ag);
+        let _ = fs.refcounts(ag);
     }
     let _ = fs.log_state();
     let mut seen = std::collections::HashSet::new();

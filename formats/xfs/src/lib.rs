@@ -21,6 +21,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod ag;
+pub mod agbtree;
 pub mod attr;
 mod be;
 pub mod bmap;
@@ -35,6 +36,7 @@ pub mod superblock;
 pub mod symlink;
 
 pub use ag::{Agf, Agi};
+pub use agbtree::{AgTree, FreeExtent, InodeChunk, Refcount, Rmap};
 pub use attr::{AttrPlace, Xattr};
 pub use bmap::{BlockMap, Extent, Fork};
 pub use dir::{DirEntry, EntryPlace};
