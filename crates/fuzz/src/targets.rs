@@ -324,6 +324,7 @@ fn xfs_run(input: &[u8], seed: &Seed) {
     };
     for ag in 0..fs.superblock().ag_count.min(16) {
         let _ = fs.ag_headers(ag);
+        let _ = fs.agfl(ag);
         let _ = fs.free_extents(ag, vmscrub_xfs::AgTree::Bno);
         let _ = fs.free_extents(ag, vmscrub_xfs::AgTree::Cnt);
         let _ = fs.inode_chunks(ag, vmscrub_xfs::AgTree::Ino);

@@ -1,7 +1,9 @@
 //! Allocation group headers: the AGF (free space: the bnobt/cntbt roots, the
 //! rmapbt and refcountbt roots, the AGFL window) in the AG's second sector and
 //! the AGI (inodes: the inobt and finobt roots, unlinked buckets) in its third.
-//! Each names its AG, so a header copied to the wrong place is caught.
+//! Each names its AG, so a header copied to the wrong place is caught. The
+//! AGFL (fourth sector) holds the blocks reserved for B+tree growth, a ring
+//! the AGF's first/last/count fields index.
 
 use vmscrub_blockdev::ReadAt;
 
@@ -13,6 +15,9 @@ use crate::fs::Xfs;
 const AGF_MAGIC: &[u8; 4] = b"XAGF";
 const AGI_MAGIC: &[u8; 4] = b"XAGI";
 const AGF_CRC_OFFSET: usize = 216;
+const AGFL_MAGIC: &[u8; 4] = b"XAFL";
+const AGFL_V5_HDR: usize = 36;
+const AGFL_CRC_OFFSET: usize = 32;
 const AGI_CRC_OFFSET: usize = 312;
 
 /// The AGF's fields, with where it sits.
@@ -78,6 +83,57 @@ impl<D: ReadAt> Xfs<D> {
         self.read_bytes(&mut buf, base + 2 * sect, "AGI")?;
         let agi = self.parse_agi(&buf, base + 2 * sect, agno)?;
         Ok((agf, agi))
+    }
+
+    /// The blocks on AG `agno`'s free list (AGFL), in list order.
+    pub fn agfl(&self, agno: u32) -> Result<Vec<u32>> {
+        let (agf, _) = self.ag_headers(agno)?;
+        let sect = u64::from(self.sb.sect_size);
+        let at = self.sb.ag_byte(agno) + 3 * sect;
+        let loc = Loc::at(at);
+        let mut buf = vec![0u8; usize::from(self.sb.sect_size)];
+        self.read_bytes(&mut buf, at, "AGFL")?;
+        let hdr = if self.sb.has_crc() {
+            if buf.get(0..4) != Some(AGFL_MAGIC) {
+                return Err(Error::corrupt("AGFL", loc, "bad magic"));
+            }
+            checksum::verify(self.verify, "AGFL", &buf, AGFL_CRC_OFFSET, loc)?;
+            if u32_at(&buf, 4) != agno {
+                return Err(Error::corrupt(
+                    "AGFL",
+                    loc,
+                    format!("names AG {}", u32_at(&buf, 4)),
+                ));
+            }
+            AGFL_V5_HDR
+        } else {
+            0
+        };
+        let size = (buf.len() - hdr) / 4;
+        let (first, count) = (agf.fl_first as usize, agf.fl_count as usize);
+        if count > size || first >= size || agf.fl_last as usize >= size {
+            return Err(Error::corrupt(
+                "AGF",
+                Loc::at(agf.offset),
+                format!(
+                    "free list {first}..{} of {count} in {size} slots",
+                    agf.fl_last
+                ),
+            ));
+        }
+        let mut out = Vec::with_capacity(count);
+        for i in 0..count {
+            let b = u32_at(&buf, hdr + ((first + i) % size) * 4);
+            if b >= self.sb.ag_blocks {
+                return Err(Error::corrupt(
+                    "AGFL",
+                    loc,
+                    format!("block {b} outside the AG"),
+                ));
+            }
+            out.push(b);
+        }
+        Ok(out)
     }
 
     fn check_header(

@@ -65,7 +65,14 @@ fn free_space_and_inode_trees_agree_with_xfs_db_and_the_headers() {
                 "{name}: cntbt order"
             );
             // xfs_db's freesp counts the AG free list's blocks as free too.
-            free += sum(&bno) + u64::from(agf.fl_count);
+            let agfl = fs.agfl(ag).unwrap();
+            assert_eq!(agfl.len(), agf.fl_count as usize, "{name} AG {ag}: AGFL");
+            assert!(
+                agfl.iter()
+                    .all(|b| !bno.iter().any(|e| e.agbno <= *b && *b < e.agbno + e.len)),
+                "{name} AG {ag}: an AGFL block is also in the bnobt"
+            );
+            free += sum(&bno) + agfl.len() as u64;
             let ino = fs.inode_chunks(ag, AgTree::Ino).unwrap();
             let count: u32 = ino.iter().map(|c| u32::from(c.count)).sum();
             let nfree: u32 = ino.iter().map(|c| u32::from(c.free_count)).sum();
