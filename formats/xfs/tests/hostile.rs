@@ -179,3 +179,59 @@ fn random_mutations_give_errors_not_panics_or_hangs() {
         }
     }
 }
+
+/// Shared subtrees (two pointers to one block) would make a walk repeat work
+/// without end in a deeper tree: the bmap B+tree and the attribute da-btree
+/// refuse a block met twice, with CRCs recomputed so the checks behind them run.
+#[test]
+fn a_block_reached_twice_is_refused_in_both_btrees() {
+    use vmscrub_xfs::checksum;
+    let img = image("xfs-rich");
+    let fs = open(img.clone(), true).unwrap();
+    // The fragmented file's bmap root (in the inode): its second child pointer
+    // made equal to the first.
+    let ino = fs.lookup(b"/files/fragmented", false).unwrap();
+    let inode = fs.inode(ino).unwrap();
+    let fork = inode.data_fork();
+    assert!(
+        u16::from_be_bytes([fork[2], fork[3]]) >= 2,
+        "the root has two children"
+    );
+    let maxrecs = (fork.len() - 4) / 16;
+    let root = inode.offset as usize + inode.data_fork_offset();
+    let ptrs = root + 4 + maxrecs * 8;
+    let mut bad = img.clone();
+    bad.copy_within(ptrs..ptrs + 8, ptrs + 8);
+    let at = inode.offset as usize;
+    let size = inode.raw().len();
+    let crc = checksum::compute(&bad[at..at + size], 100);
+    bad[at + 100..at + 104].copy_from_slice(&crc.to_le_bytes());
+    let fs2 = open(bad, true).unwrap();
+    let e = fs2
+        .open_file(fs2.inode(ino).unwrap())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("reached twice"), "{e}");
+    // The attribute node's second child pointed back at the node itself.
+    let ino = fs.lookup(b"/xattr/node", false).unwrap();
+    let inode = fs.inode(ino).unwrap();
+    let map = fs.block_map(&inode, vmscrub_xfs::Fork::Attr).unwrap();
+    let node = fs.superblock().fsb_to_byte(map.extents[0].start).unwrap() as usize;
+    let bs = fs.block_size() as usize;
+    let mut bad = img;
+    assert_eq!(
+        &bad[node + 8..node + 10],
+        &[0x3e, 0xbe],
+        "block 0 is a da-btree node"
+    );
+    bad[node + 64 + 8 + 4..node + 64 + 8 + 8].fill(0); // entry 1's child = block 0
+    let crc = checksum::compute(&bad[node..node + bs], 12);
+    bad[node + 12..node + 16].copy_from_slice(&crc.to_le_bytes());
+    let fs2 = open(bad, true).unwrap();
+    let e = fs2
+        .xattrs(&fs2.inode(ino).unwrap())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("reached twice"), "{e}");
+}
