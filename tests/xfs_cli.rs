@@ -148,3 +148,36 @@ fn dirty_log_is_reported_and_warned_about() {
         "{j}"
     );
 }
+
+/// A realtime device and an external log live outside the image: refused by
+/// name (exit 3), never read half. Made here with mkfs.xfs (two files each).
+#[test]
+fn external_log_and_realtime_device_are_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for (opt, file, want) in [
+        ("-l", "logdev", "an external log device (logdev)"),
+        ("-r", "rtdev", "a realtime device (rtdev)"),
+    ] {
+        let data = d.join(format!("{file}-data.img"));
+        let other = d.join(format!("{file}.img"));
+        for f in [&data, &other] {
+            std::fs::File::create(f).unwrap().set_len(64 << 20).unwrap();
+        }
+        let st = std::process::Command::new("mkfs.xfs")
+            .args(["-q", "-f", opt, &format!("{file}={}", other.display())])
+            .arg(&data)
+            // fstests' override of mkfs.xfs's 300 MB minimum.
+            .envs([("TEST_DIR", "1"), ("TEST_DEV", "1"), ("QA_CHECK_FS", "1")])
+            .status()
+            .unwrap();
+        assert!(st.success(), "mkfs.xfs {opt} {file}=");
+        let o = vmscrub(["ls".as_ref(), data.as_os_str(), "/".as_ref()]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(3), "{err}");
+        assert!(
+            err.contains(&format!("unsupported XFS feature: {want}")),
+            "{err}"
+        );
+    }
+}
