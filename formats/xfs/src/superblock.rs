@@ -182,7 +182,9 @@ impl Superblock {
             ));
         }
         let max = u64::from(self.ag_count) * u64::from(self.ag_blocks);
-        if self.dblocks == 0 || self.dblocks > max {
+        // Every AG but the last is whole, so each starts inside the data blocks.
+        let whole = u64::from(self.ag_count - 1) * u64::from(self.ag_blocks);
+        if self.dblocks == 0 || self.dblocks > max || self.dblocks <= whole {
             return bad(format!("{} data blocks in {max} AG blocks", self.dblocks));
         }
         if u32::from(self.dir_block_log) + u32::from(self.block_log) > 16 {
@@ -325,7 +327,7 @@ impl Superblock {
         if linear >= self.dblocks {
             return None;
         }
-        Some(linear << self.block_log)
+        linear.checked_mul(u64::from(self.block_size))
     }
 
     /// Byte offset of inode `ino`, or `None` when the number names no place
@@ -338,12 +340,12 @@ impl Superblock {
         if agno >= u64::from(self.ag_count) {
             return None;
         }
-        Some(self.fsb_to_byte(fsb)? + (index << self.inode_log))
+        self.fsb_to_byte(fsb)?.checked_add(index << self.inode_log)
     }
 
     /// Byte offset of AG `agno`'s first block.
     pub fn ag_byte(&self, agno: u32) -> u64 {
-        (u64::from(agno) * u64::from(self.ag_blocks)) << self.block_log
+        (u64::from(agno) * u64::from(self.ag_blocks)).saturating_mul(u64::from(self.block_size))
     }
 }
 
@@ -408,5 +410,24 @@ mod tests {
         let mut d = sb();
         d[120] = 200;
         assert!(Superblock::parse(&d, false).is_err());
+    }
+
+    /// Extreme values in any field (all ones, all zeros) give a value or an
+    /// error, never an arithmetic overflow, here or in the offset helpers.
+    #[test]
+    fn extreme_fields_do_not_overflow() {
+        for at in 0..256 {
+            for fill in [0x00, 0x7f, 0xff] {
+                let mut d = sb();
+                let end = (at + 8).min(256);
+                d[at..end].fill(fill);
+                if let Ok(s) = Superblock::parse(&d, false) {
+                    for x in [0, 1, u64::MAX, u64::from(u32::MAX), s.dblocks] {
+                        let _ = (s.fsb_to_byte(x), s.inode_to_byte(x));
+                    }
+                    let _ = s.ag_byte(s.ag_count - 1);
+                }
+            }
+        }
     }
 }
