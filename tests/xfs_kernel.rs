@@ -400,16 +400,25 @@ fn small_blocks_and_every_v5_feature_read_as_the_kernel_reads_them() {
         assert!(feats.contains(&f), "{f} missing from {feats:?}");
     }
     // Below mkfs.xfs's usual minimum (the LVM guest's volumes): 2 AGs, a small log.
-    // And 4 KiB sectors, 1 KiB inodes, 64 KiB directory blocks.
+    // And 4 KiB sectors, 1 KiB inodes, 64 KiB directory blocks; and inode
+    // numbers above 2^32 (8-byte numbers in shortform directories).
     for name in [
         "xfs-rocky-root",
         "xfs-rocky-home",
         "xfs-rocky-boot",
         "xfs-4k-sectors",
+        "xfs-wide-inodes",
     ] {
         let img = fixture(name);
         repair_clean(&img);
-        assert!(compare(&img, "ro,loop").len() > 1, "{name}");
+        let ours = compare(&img, "ro,loop");
+        assert!(ours.len() > 1, "{name}");
+        if name == "xfs-wide-inodes" {
+            assert!(
+                ours.values().any(|s| s.ino > u64::from(u32::MAX)),
+                "no inode above 2^32"
+            );
+        }
     }
 }
 
