@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # vmscrub benchmarks, each beside its floor (the cheapest tool doing the same I/O).
 #
-# usage: scripts/bench.sh [SECTION...]      sections: scan scrub archive debian lvm realistic (default: all)
+# usage: scripts/bench.sh [SECTION...]      sections: scan scrub archive debian lvm realistic xfs (default: all)
 #        RUNS=5 WARMUP=1 THREADS=2 scripts/bench.sh scan
 #
 # Builds the release binary and the bench images (python3 scripts/fixtures.py build
@@ -16,7 +16,7 @@ cd "$ROOT"
 RUNS="${RUNS:-5}"
 WARMUP="${WARMUP:-1}"
 THREADS="${THREADS:-2}"
-SECTIONS=(scan scrub archive debian lvm realistic)
+SECTIONS=(scan scrub archive debian lvm realistic xfs)
 OUT="${VMSCRUB_FIXTURE_DIR:-$ROOT/fixtures/build}"
 VMSCRUB="${CARGO_TARGET_DIR:-$ROOT/target}/release/vmscrub"
 CLEANUP=()
@@ -96,6 +96,29 @@ section_lvm() {
         -n "scrub (partition)" "$VMSCRUB scrub -q --threads $THREADS $OUT/bench-disk.img -o $tmp/out.img" \
         -n "scrub (LV)" "$VMSCRUB scrub -q --threads $THREADS $OUT/bench-lvm-disk.img -o $tmp/out.img" >&2
     median_ratio "$tmp/scrub.json"
+}
+
+# The bench root on XFS (bench-xfs-disk) beside the same root on ext4 (bench-disk):
+# `scan` walks every entry and reads every file's content, interleaved in one
+# hyperfine run so both see the same machine (issue 15: XFS within 10 % of ext4),
+# with `qemu-img convert -O raw` of the XFS disk as the floor of each.
+section_xfs() {
+    need hyperfine
+    need qemu-img
+    python3 scripts/fixtures.py build bench-disk bench-xfs-disk >&2
+    local tmp
+    tmp="$(mktemp -d "$OUT/bench-xfs.XXXXXX")"
+    CLEANUP+=("$tmp")
+    echo "xfs: the bench root on ext4 and on XFS, $THREADS threads"
+    hyperfine --style basic -w "$WARMUP" -r "$RUNS" --export-json "$tmp/scan.json" \
+        -n "scan (ext4)" "$VMSCRUB scan --threads $THREADS --format json $OUT/bench-disk.img" \
+        -n "scan (xfs)" "$VMSCRUB scan --threads $THREADS --format json $OUT/bench-xfs-disk.img" >&2
+    median_ratio "$tmp/scan.json"
+    hyperfine --style basic -w "$WARMUP" -r "$RUNS" --export-json "$tmp/floor.json" \
+        --prepare "rm -f $tmp/out.raw" \
+        -n "qemu-img convert -O raw (xfs)" "qemu-img convert -f raw -O raw $OUT/bench-xfs-disk.img $tmp/out.raw" \
+        -n "vmscrub scan (xfs)" "$VMSCRUB scan --threads $THREADS --format json $OUT/bench-xfs-disk.img" >&2
+    median_ratio "$tmp/floor.json"
 }
 
 # `vmscrub scan` of a real Debian 12 cloud root (fixtures/debian.toml: debootstrapped

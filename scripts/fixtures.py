@@ -261,8 +261,28 @@ class Builder:
             if tool is None:
                 raise RecipeError(f"mkfs.{fstype} is not installed (Debian: {'xfsprogs' if fstype == 'xfs' else 'btrfs-progs'})")
             args = [tool, "-f"] + (["-L", spec["label"]] if "label" in spec else [])
-            args += ["-m" if fstype == "xfs" else "-U", f"uuid={uuid_for(name)}" if fstype == "xfs" else uuid_for(name)]
-            run(args + spec.get("mkfs_args", []) + [str(target)])
+            uuid = spec.get("uuid", uuid_for(name))
+            args += ["-m" if fstype == "xfs" else "-U", f"uuid={uuid}" if fstype == "xfs" else uuid]
+            mkfs_env = None
+            if fstype == "xfs" and spec.get("small"):
+                # fstests' escape hatch: mkfs.xfs then accepts filesystems below
+                # its 300 MB minimum (and a log below 64 MB), so LV fixtures stay small.
+                mkfs_env = {"TEST_DIR": "1", "TEST_DEV": "1", "QA_CHECK_FS": "1"}
+            proto = None
+            if fstype == "xfs" and "protofile" in spec:
+                # mkfs.xfs -p: the filesystem filled by mkfs itself (no kernel
+                # needed, so also for v4, which current kernels may not mount).
+                proto = tempfile.NamedTemporaryFile("w", suffix=".proto", delete=False)
+                proto.write(spec["protofile"].replace("{tree}", str(tree)))
+                proto.close()
+                args += ["-p", proto.name]
+            try:
+                run(args + spec.get("mkfs_args", []) + [str(target)], env=mkfs_env)
+            finally:
+                if proto is not None:
+                    os.unlink(proto.name)
+            if fstype == "xfs" and "protofile" not in spec and ("populate" in spec or tree is not None):
+                populate_mounted(target, tree, spec)
         elif fstype == "luks":
             make_sparse(target, size)
             run(["cryptsetup", "luksFormat", "--batch-mode", "--type", spec.get("version", "luks2"),
@@ -854,6 +874,32 @@ def share_xattr_block(img: Path, keep: str, other: str) -> None:
 
 
 FAT_POST_COMMANDS = {"mcopy", "mdel", "mdeltree", "mmd", "mrd", "mren", "mattrib", "fill"}
+
+
+def populate_mounted(img: Path, tree: Path | None, spec: dict) -> None:
+    """Fills a filesystem through the kernel (root only): loop-mounts `img`
+    read-write, copies `tree` in (`cp -a`), runs the `populate` shell script in the
+    mount point (`$MNT`), then unmounts. `shutdown = true` instead ends with
+    `xfs_io -x -c "shutdown -f"` (log flushed, no unmount record): a dirty log, as
+    a snapshot of a running VM has. What only the kernel makes (leaf/node/B+tree
+    directories, reflinks, unwritten extents, ACLs) is made this way."""
+    if os.geteuid() != 0:
+        raise RecipeError(f"{img.name}: populating through a loop mount needs root")
+    mnt = Path(tempfile.mkdtemp(prefix="vmscrub-fx-mnt-"))
+    try:
+        run(["mount", "-o", "loop", str(img), str(mnt)])
+        try:
+            if tree is not None:
+                run(["cp", "-a", f"{tree}/.", str(mnt)])
+            if "populate" in spec:
+                run(["sh", "-euc", spec["populate"]], env={"MNT": str(mnt)}, cwd=mnt)
+            run(["sync"])
+            if spec.get("shutdown"):
+                run(["xfs_io", "-x", "-c", "shutdown -f", str(mnt)])
+        finally:
+            subprocess.run(["umount", str(mnt)], check=False)
+    finally:
+        mnt.rmdir()
 
 
 def mtools_trees(spec: dict) -> list[str]:

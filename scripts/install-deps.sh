@@ -29,6 +29,7 @@ PKGS=(
   age                   # age, age-keygen: the age secret-key fixture; open the age-format recovery archive without vmscrub
   cpio                  # cpio -o: the nested-archive detector tests
   zstd                  # zstd -d after `age -d`: the archive's payload, decompressed by the reference tool
+  acl attr              # setfacl/setfattr: the XFS fixtures' ACLs and xattrs, made through the kernel (fixtures/xfs.toml)
   xxd                   # scripts/corpora.py: dosfstools ships its test images as xxd hex dumps
 )
 missing=()

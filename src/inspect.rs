@@ -35,8 +35,8 @@ pub const LONG_ABOUT: &str = "Show what an image is and what it holds: container
                   from the content, never the file name), virtual size, allocated and file size, the \
                   partition table (GPT with 512- or 4096-byte sectors, MBR with logical partitions, or \
                   none), and for each partition its type, name, GUID, offset and size, and the \
-                  filesystem on it (type, label, UUID, version, ext features and whether the journal \
-                  needs recovery), whether vmscrub can read it and where the guest mounts it; then the \
+                  filesystem on it (type, label, UUID, version, ext and XFS features and whether the journal \
+                  or log needs recovery), whether vmscrub can read it and where the guest mounts it; then the \
                   operating system: which filesystem is the OS root, its /etc/os-release NAME, VERSION \
                   and ID, and the mount layout from its /etc/fstab.\n\nThe image is opened read-only and never modified. Damaged \
                   tables are reported: a damaged primary GPT falls back to the backup with a warning; \
@@ -255,7 +255,12 @@ fn os_report(guest: &Guest) -> Option<OsReport> {
     })
 }
 
-fn report_from<D>(path: &str, info: &ContainerInfo, layout: &Layout<D>, guest: &Guest) -> Report {
+fn report_from<D: vmscrub_blockdev::ReadAt + Clone + 'static>(
+    path: &str,
+    info: &ContainerInfo,
+    layout: &Layout<D>,
+    guest: &Guest,
+) -> Report {
     let mut warnings = info.warnings.clone();
     warnings.extend(layout.warnings.iter().cloned());
     for n in &guest.notes {
@@ -277,7 +282,7 @@ fn report_from<D>(path: &str, info: &ContainerInfo, layout: &Layout<D>, guest: &
             .volumes
             .iter()
             .find(|v| v.index == Some(index))
-            .map(|v| fs_report(&v.filesystem, access_of(guest, &v.key())))
+            .map(|v| fs_report_of(v, access_of(guest, &v.key())))
     };
     let (partition_table, partitions) = match &layout.table {
         Table::Gpt(g) => (
@@ -379,7 +384,7 @@ fn report_from<D>(path: &str, info: &ContainerInfo, layout: &Layout<D>, guest: &
                     uuid: None,
                     attributes: None,
                     bootable: None,
-                    filesystem: Some(fs_report(&v.filesystem, access_of(guest, &v.key()))),
+                    filesystem: Some(fs_report_of(v, access_of(guest, &v.key()))),
                 })
                 .collect(),
         ),
@@ -393,6 +398,28 @@ fn report_from<D>(path: &str, info: &ContainerInfo, layout: &Layout<D>, guest: &
         os: os_report(guest),
         warnings,
     }
+}
+
+/// [`fs_report`], with what only the filesystem's own reader knows: for XFS,
+/// the feature names (as mkfs.xfs calls them) and whether the log is dirty.
+pub(crate) fn fs_report_of<D: vmscrub_blockdev::ReadAt + Clone + 'static>(
+    v: &crate::image::Volume<D>,
+    access: (bool, Option<String>, Option<String>),
+) -> FsReport {
+    let mut r = fs_report(&v.filesystem, access);
+    if v.filesystem.kind == vmscrub_fsprobe::Kind::Xfs
+        && let Ok(fs) = vmscrub_xfs::Xfs::open(v.device.clone())
+    {
+        r.features = Some(
+            fs.superblock()
+                .feature_names()
+                .iter()
+                .map(|f| f.to_string())
+                .collect(),
+        );
+        r.needs_recovery = fs.log_state().ok().map(|s| s.is_dirty());
+    }
+    r
 }
 
 fn fs_report(fs: &Filesystem, access: (bool, Option<String>, Option<String>)) -> FsReport {
@@ -630,7 +657,9 @@ pub fn render_human(r: &Report) -> String {
             if let Some(b) = f.block_size {
                 d.push(format!("block size {b}"));
             }
-            if f.needs_recovery == Some(true) {
+            if f.needs_recovery == Some(true) && f.kind == "xfs" {
+                d.push("LOG NEEDS RECOVERY".into());
+            } else if f.needs_recovery == Some(true) {
                 d.push("JOURNAL NEEDS RECOVERY".into());
             }
             if let Some(feat) = &f.features {

@@ -14,12 +14,13 @@ pub mod ext4;
 pub mod fat;
 pub mod hostdir;
 pub mod walk;
+pub mod xfs;
 
 use std::fmt;
 use std::io::Read;
 
 /// Identity of a file inside one filesystem, stable for the life of the opened
-/// filesystem: the inode number on ext4; on FAT (no inodes), a value derived from
+/// filesystem: the inode number on ext4 and XFS; on FAT (no inodes), a value derived from
 /// the position of the file's directory entry. Hard links share one id.
 pub type NodeId = u64;
 
@@ -133,6 +134,7 @@ pub enum FsType {
     Ext3,
     Ext4,
     Vfat,
+    Xfs,
     /// A host directory (`scan DIR`): an unpacked root, read through the host's
     /// kernel. Never edited in place.
     Directory,
@@ -145,6 +147,7 @@ impl fmt::Display for FsType {
             FsType::Ext3 => "ext3",
             FsType::Ext4 => "ext4",
             FsType::Vfat => "vfat",
+            FsType::Xfs => "xfs",
             FsType::Directory => "directory",
         })
     }

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::{FsReport, access_of, fs_report, human_size, or_dash, safe, table};
+use super::{FsReport, access_of, fs_report_of, human_size, or_dash, safe, table};
 use crate::guest::Guest;
 use crate::image::{Layout, LvId};
 
@@ -82,7 +82,10 @@ pub struct StripeReport {
     pub start_extent: u64,
 }
 
-pub(super) fn vg_reports<D>(layout: &Layout<D>, guest: &Guest) -> Vec<VgReport> {
+pub(super) fn vg_reports<D: vmscrub_blockdev::ReadAt + Clone + 'static>(
+    layout: &Layout<D>,
+    guest: &Guest,
+) -> Vec<VgReport> {
     layout
         .lvm
         .iter()
@@ -192,8 +195,7 @@ pub(super) fn vg_reports<D>(layout: &Layout<D>, guest: &Guest) -> Vec<VgReport> 
                                     .collect(),
                             })
                             .collect(),
-                        filesystem: vol
-                            .map(|v| fs_report(&v.filesystem, access_of(guest, &v.key()))),
+                        filesystem: vol.map(|v| fs_report_of(v, access_of(guest, &v.key()))),
                         refused_reason,
                     }
                 })

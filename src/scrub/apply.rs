@@ -107,6 +107,7 @@ pub fn apply<D: WriteAt + Clone>(
     match fs_type {
         FsType::Ext2 | FsType::Ext3 | FsType::Ext4 => apply_ext4(dev, label, steps),
         FsType::Vfat => apply_fat(dev, label, steps),
+        FsType::Xfs => anyhow::bail!("{label}: XFS editing is not supported yet"),
         FsType::Directory => anyhow::bail!("a host directory is never edited"),
     }
 }

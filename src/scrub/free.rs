@@ -32,6 +32,7 @@ pub fn zero_free_space<D: WriteAt + Clone>(dev: D, fs_type: FsType) -> anyhow::R
     match fs_type {
         FsType::Ext2 | FsType::Ext3 | FsType::Ext4 => ext4(dev),
         FsType::Vfat => fat(dev),
+        FsType::Xfs => anyhow::bail!("XFS editing is not supported yet"),
         FsType::Directory => Ok(0),
     }
 }
@@ -82,6 +83,7 @@ pub fn check_witnesses<D: vmscrub_blockdev::ReadAt>(dev: D, fs_type: FsType) -> 
                 .free_by_every_witness()
                 .map_err(|e| anyhow::anyhow!("{e} (run fsck.fat on a copy first)"))?;
         }
+        FsType::Xfs => anyhow::bail!("XFS editing is not supported yet"),
         FsType::Directory => {}
     }
     Ok(())

@@ -76,6 +76,12 @@ pub fn all() -> Vec<Target> {
             run: ext4_run,
         },
         Target {
+            name: "xfs",
+            about: "XFS: superblock, AGF/AGI and the AG B+trees, inodes, extent lists and bmap B+trees, every directory and attribute form, symlinks, the log head",
+            seeds: xfs_seeds,
+            run: xfs_run,
+        },
+        Target {
             name: "fat",
             about: "FAT12/16/32: boot sector, FSInfo, every FAT, directories, long names, chains",
             seeds: fat_seeds,
@@ -288,6 +294,80 @@ fn ext4_run(input: &[u8], seed: &Seed) {
     }
     if let Ok(Some(j)) = fs.journal() {
         let _ = fs.journal_transactions(&j);
+    }
+}
+
+// -------------------------------------------------------------------- XFS
+
+fn xfs_seeds() -> Vec<Seed> {
+    // Small XFS images (a 24-32 MB root and home, a dirty log, v4) as windows
+    // of their non-zero blocks: what they hold is metadata, all of it hot.
+    let names = ["xfs-rocky-root", "xfs-rocky-home", "xfs-dirty", "xfs-v4"];
+    vmscrub_fixtures::build(&names);
+    names
+        .iter()
+        .filter_map(|n| seeds::sparse(format!("fixture:{n}"), &vmscrub_fixtures::path_of(n)))
+        .filter(|s| s.data.len() <= 4 << 20)
+        .collect()
+}
+
+fn xfs_run(input: &[u8], seed: &Seed) {
+    use vmscrub_xfs::{FileType, Fork, OpenOptions, Xfs};
+    // With CRCs checked most mutations stop at the first checksum; without,
+    // they reach every parser behind it.
+    let _ = Xfs::open(seed.disk(input));
+    let opts = OpenOptions {
+        verify_checksums: false,
+    };
+    let Ok(fs) = Xfs::open_with(seed.disk(input), opts) else {
+        return;
+    };
+    for ag in 0..fs.superblock().ag_count.min(16) {
+        let _ = fs.ag_headers(ag);
+        let _ = fs.agfl(ag);
+        let _ = fs.free_extents(ag, vmscrub_xfs::AgTree::Bno);
+        let _ = fs.free_extents(ag, vmscrub_xfs::AgTree::Cnt);
+        let _ = fs.inode_chunks(ag, vmscrub_xfs::AgTree::Ino);
+        let _ = fs.inode_chunks(ag, vmscrub_xfs::AgTree::Fino);
+        let _ = fs.rmaps(ag);
+        let _ = fs.refcounts(ag);
+    }
+    let _ = fs.log_state();
+    let mut seen = std::collections::HashSet::new();
+    let mut stack = vec![fs.root_ino()];
+    let mut entries = 0usize;
+    let mut buf = vec![0u8; 64 * KIB];
+    while let Some(dir) = stack.pop() {
+        if !seen.insert(dir) {
+            continue;
+        }
+        let Ok(inode) = fs.inode(dir) else { continue };
+        let Ok(list) = fs.read_dir(&inode) else {
+            continue;
+        };
+        for e in list {
+            entries += 1;
+            if entries > 5_000 {
+                return;
+            }
+            let Ok(inode) = fs.inode(e.ino) else { continue };
+            let _ = fs.xattrs(&inode);
+            let _ = fs.block_map(&inode, Fork::Attr);
+            match inode.file_type() {
+                Some(FileType::Directory) => stack.push(e.ino),
+                Some(FileType::Symlink) => {
+                    let _ = fs.read_link(&inode);
+                }
+                Some(FileType::Regular) => {
+                    if let Ok(r) = fs.open_file(inode) {
+                        let size = r.inode().size;
+                        let _ = r.read_at(0, &mut buf);
+                        let _ = r.read_at(size.saturating_sub(4096), &mut buf[..4096]);
+                    }
+                }
+                _ => {}
+            }
+        }
     }
 }
 
