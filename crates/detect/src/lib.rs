@@ -30,6 +30,7 @@ mod creds;
 mod der;
 mod engine;
 mod finding;
+mod gate;
 mod id;
 mod jwt;
 mod keys;

@@ -67,13 +67,28 @@ pub(crate) fn whole(file: &[u8], ctx: &mut Ctx, out: &mut Vec<Hit>) {
 
 type Found = (usize, usize, &'static str, crate::finding::Fingerprint);
 
+fn is_modhex(c: u8) -> bool {
+    matches!(c, b'b'..=b'l' | b'n' | b'r' | b't' | b'u' | b'v')
+}
+
 fn find(text: &[u8], ctx: &Ctx) -> Vec<Found> {
     let mut found = Vec::new();
+    // Both shapes are dash-separated groups: most small files have no dash where one
+    // would be, and cost one memchr (this runs on every file up to 8 KiB).
+    if memchr::memchr(b'-', text).is_none() {
+        return found;
+    }
     let mut i = 0;
     while i + 47 <= text.len() {
         let c = text[i];
+        // The first group's dash: after 6 digits (BitLocker) or 8 ModHex (systemd).
+        let (dash6, dash8) = (text[i + 6] == b'-', text[i + 8] == b'-');
+        if !(dash6 || dash8) {
+            i += 1;
+            continue;
+        }
         let boundary = i == 0 || !text[i - 1].is_ascii_alphanumeric();
-        if boundary && c.is_ascii_digit() && bitlocker_at(text, i) {
+        if boundary && dash6 && c.is_ascii_digit() && bitlocker_at(text, i) {
             found.push((
                 i,
                 i + 55,
@@ -83,7 +98,7 @@ fn find(text: &[u8], ctx: &Ctx) -> Vec<Found> {
             i += 55;
             continue;
         }
-        if boundary && MODHEX.contains(&c) && modhex_at(text, i) {
+        if boundary && dash8 && is_modhex(c) && modhex_at(text, i) {
             found.push((
                 i,
                 i + 71,
@@ -125,10 +140,23 @@ fn modhex_at(t: &[u8], i: usize) -> bool {
     };
     for g in 0..8 {
         let grp = &s[g * 9..g * 9 + 8];
-        if !grp.iter().all(|c| MODHEX.contains(c)) || (g < 7 && s[g * 9 + 8] != b'-') {
+        if !grp.iter().all(|&c| is_modhex(c)) || (g < 7 && s[g * 9 + 8] != b'-') {
             return false;
         }
     }
     let distinct = MODHEX.iter().filter(|m| s.contains(m)).count();
     distinct >= 8 && t.get(i + 71).is_none_or(|c| !c.is_ascii_alphanumeric())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The branch-free class is the documented ModHex alphabet.
+    #[test]
+    fn modhex_class() {
+        for c in 0..=255u8 {
+            assert_eq!(is_modhex(c), MODHEX.contains(&c), "byte {c:#x}");
+        }
+    }
 }

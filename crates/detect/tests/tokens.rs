@@ -415,3 +415,49 @@ fn text_rules_skip_binary_streams_but_tokens_do_not() {
         ["github-token", "secret-assignment", "url-password"]
     );
 }
+
+/// Provider tokens are searched only in blocks where a run of token characters
+/// starts (the engine's gate, 4 KiB blocks): a token at every offset around a block
+/// boundary and around a refill boundary of a streamed scan is still found, in
+/// memory and through a reader that returns a few bytes at a time.
+#[test]
+fn tokens_across_gate_blocks_and_refills() {
+    use vmscrub_detect::{CHUNK, DetectorSet, Scanner};
+    let t = checksummed("ghp_", R30);
+    let set = DetectorSet::with_defaults().unwrap();
+    let mut scanner = Scanner::new();
+    // Log-like filler without long runs, so only the token's block is searched.
+    let filler: Vec<u8> = b"Jan  1 00:00:00 host sshd[1]: session opened\n"
+        .iter()
+        .copied()
+        .cycle()
+        .take(CHUNK + 8192)
+        .collect();
+    let mut offsets: Vec<usize> = (4096 - 45..4096 + 3).collect();
+    offsets.extend(CHUNK - 45..CHUNK + 3);
+    for at in offsets {
+        let mut data = filler.clone();
+        data[at - 1] = b' ';
+        data[at..at + t.len()].copy_from_slice(t.as_bytes());
+        data[at + t.len()] = b'\n';
+        let mem = set.scan_bytes(&mut scanner, &data);
+        let want = vec![("github-token".to_string(), at as u64, t.len() as u64)];
+        assert_eq!(spans(&mem), want, "token at {at}, in memory");
+        let streamed = set
+            .scan_reader(&mut scanner, Trickle(&data[..], 7919))
+            .unwrap();
+        assert_eq!(spans(&streamed), want, "token at {at}, streamed");
+    }
+}
+
+/// A reader that returns at most `n` bytes per read.
+struct Trickle<'a>(&'a [u8], usize);
+
+impl std::io::Read for Trickle<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.0.len().min(self.1).min(buf.len());
+        buf[..n].copy_from_slice(&self.0[..n]);
+        self.0 = &self.0[n..];
+        Ok(n)
+    }
+}
