@@ -476,6 +476,7 @@ pub(crate) fn terraform(win: &Window, ctx: &mut Ctx, out: &mut Vec<Hit>) {
     });
 }
 
+#[cfg(test)]
 impl Shape {
     /// Whether every match of this shape starts with [`crate::gate::RUN`] token
     /// characters, so its anchor may sit in the gated prefilter group: the prefix and
