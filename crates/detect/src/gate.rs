@@ -24,17 +24,15 @@ pub(crate) const RUN: usize = 16;
 /// Bytes judged at a time.
 pub(crate) const BLOCK: usize = 4096;
 
-/// Token characters: ASCII letters and digits, `_`, `-`, `.`, `=` (base64url bodies,
-/// JWT and Vault separators, padding).
+/// Run bytes: `-` (0x2D) to `z` (0x7A), one range that holds every token character
+/// (ASCII letters and digits, `_`, `-`, `.`, `=`: base64url bodies, JWT and Vault
+/// separators, padding). The few other bytes it admits (`/`, `:`, `@`, `[`, …) only
+/// make the gate open more often; a single range costs three SIMD instructions where
+/// the exact class cost six comparisons. Spaces, line ends, quotes, commas, control
+/// bytes and every byte ≥ 0x80 end a run.
 #[inline(always)]
 pub(crate) fn is_run_byte(c: u8) -> bool {
-    // Bitwise `|` rather than `||`: no branches, so the loop below vectorizes.
-    ((c | 0x20).wrapping_sub(b'a') < 26)
-        | (c.wrapping_sub(b'0') < 10)
-        | (c == b'_')
-        | (c == b'-')
-        | (c == b'.')
-        | (c == b'=')
+    c.wrapping_sub(b'-') <= b'z' - b'-'
 }
 
 /// Reusable flag buffers (no secret bytes: only 0/1 flags).
@@ -103,8 +101,13 @@ mod tests {
     #[test]
     fn classes() {
         for c in 0..=255u8 {
-            let want = c.is_ascii_alphanumeric() || b"_-.=".contains(&c);
-            assert_eq!(is_run_byte(c), want, "byte {c:#x}");
+            let token = c.is_ascii_alphanumeric() || b"_-.=".contains(&c);
+            assert!(
+                !token || is_run_byte(c),
+                "token byte {c:#x} must be a run byte"
+            );
+            let breaks = c.is_ascii_whitespace() || c >= 0x80 || b"\"',!\0".contains(&c);
+            assert!(!breaks || !is_run_byte(c), "byte {c:#x} must end a run");
         }
     }
 }
