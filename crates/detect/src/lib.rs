@@ -40,6 +40,7 @@ mod recovery;
 mod rules;
 mod text;
 mod tokens;
+mod twilio;
 mod window;
 
 pub use engine::{

@@ -3,7 +3,7 @@
 
 use crate::id::DetectorId;
 use crate::window::{Ctx, Hit, Window};
-use crate::{assign, cloud, containers, creds, jwt, keys, prefixed, tokens};
+use crate::{assign, cloud, containers, creds, jwt, keys, prefixed, tokens, twilio};
 
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Rule {
@@ -21,6 +21,7 @@ pub(crate) enum Rule {
     Github,
     Gitlab,
     Slack,
+    SlackApp,
     SlackWebhook,
     Stripe,
     GoogleApiKey,
@@ -30,6 +31,7 @@ pub(crate) enum Rule {
     Vault,
     Openai,
     Anthropic,
+    Twilio,
     Jwt,
     Prefixed,
     Terraform,
@@ -87,6 +89,7 @@ pub(crate) const ANCHORS: &[(&[u8], Rule, u8)] = &[
     (b"github_pat_", Rule::Github, 1),
     (b"glpat-", Rule::Gitlab, 1),
     (b"xox", Rule::Slack, 1),
+    (b"xapp-", Rule::SlackApp, 1),
     (b"k_live_", Rule::Stripe, 1),
     (b"npm_", Rule::Npm, 1),
     (b"pypi-AgE", Rule::Pypi, 1),
@@ -166,6 +169,10 @@ pub(crate) const ANCHORS: &[(&[u8], Rule, u8)] = &[
     (b"rivate_key", Rule::Assign, 2),
     (b"machine", Rule::Netrc, 2),
     (b"ASSWD", Rule::Assign, 2),
+    // The Twilio keyword (twilio.rs), in the three spellings of env files and code.
+    (b"twilio", Rule::Twilio, 2),
+    (b"Twilio", Rule::Twilio, 2),
+    (b"TWILIO", Rule::Twilio, 2),
 ];
 
 /// How many prefilter groups `ANCHORS` uses.
@@ -201,7 +208,7 @@ impl Rule {
             Rule::KubeKeyData | Rule::KubeUsers => &[D::KubeconfigCredentials],
             Rule::Github => &[D::GithubToken],
             Rule::Gitlab => &[D::GitlabToken],
-            Rule::Slack => &[D::SlackToken],
+            Rule::Slack | Rule::SlackApp => &[D::SlackToken],
             Rule::SlackWebhook => &[D::SlackWebhook],
             Rule::Stripe => &[D::StripeKey],
             Rule::GoogleApiKey => &[D::GoogleApiKey],
@@ -211,6 +218,7 @@ impl Rule {
             Rule::Vault => &[D::VaultToken],
             Rule::Openai => &[D::OpenaiKey],
             Rule::Anthropic => &[D::AnthropicKey],
+            Rule::Twilio => &[D::TwilioKey],
             Rule::Jwt => &[D::Jwt],
             Rule::Prefixed => &[
                 D::DockerhubToken,
@@ -256,6 +264,7 @@ impl Rule {
             Rule::Github => tokens::github(win, ctx, out),
             Rule::Gitlab => tokens::gitlab(win, ctx, out),
             Rule::Slack => tokens::slack(win, ctx, out),
+            Rule::SlackApp => tokens::slack_app(win, ctx, out),
             Rule::SlackWebhook => tokens::slack_webhook(win, ctx, out),
             Rule::Stripe => tokens::stripe(win, ctx, out),
             Rule::GoogleApiKey => tokens::google_api_key(win, ctx, out),
@@ -265,6 +274,7 @@ impl Rule {
             Rule::Vault => tokens::vault(win, ctx, out),
             Rule::Openai => tokens::openai(win, ctx, out),
             Rule::Anthropic => tokens::anthropic(win, ctx, out),
+            Rule::Twilio => twilio::validate(win, ctx, out),
             Rule::Jwt => jwt::validate(win, ctx, out),
             Rule::Prefixed => prefixed::validate(win, ctx, out),
             Rule::Terraform => prefixed::terraform(win, ctx, out),

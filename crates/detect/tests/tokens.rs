@@ -461,3 +461,52 @@ impl std::io::Read for Trickle<'_> {
         Ok(n)
     }
 }
+
+/// Slack app-level tokens (gitleaks `slack-app-token`) and Twilio credentials
+/// (gitleaks `twilio-api-key`; TruffleHog `twilio`: an account SID counts only with
+/// an auth token beside it), with decoys of each.
+#[test]
+fn slack_app_and_twilio() {
+    let xapp = format!("xapp-1-A0123ABCDEF-1234567890123-{}", "0a1b2c3d".repeat(8));
+    let sk = "SK0123456789abcdef0123456789abcdef";
+    let sid = "AC0123456789abcdef0123456789abcdef";
+    let auth = "9f8e7d6c5b4a39281706f5e4d3c2b1a0";
+    let env = format!(
+        "SLACK_APP_TOKEN={xapp}\nTWILIO_API_KEY={sk}\nTWILIO_ACCOUNT_SID={sid}\nTWILIO_AUTH_TOKEN={auth}\n"
+    );
+    expect(
+        &env,
+        &[
+            ("slack-token", &xapp),
+            ("twilio-key", sk),
+            ("twilio-key", auth),
+        ],
+    );
+    // Code that names Twilio once, the SID and token on later lines.
+    let js = format!(
+        "const twilio = require('twilio');\nconst client = twilio(\n  '{sid}',\n  '{auth}'\n);\n"
+    );
+    expect(&js, &[("twilio-key", auth)]);
+    // Decoys: a SID alone; SK/AC shapes without the keyword; a token-shaped hex next
+    // to the keyword but no SID; placeholders; xapp- with a short or upper-case secret.
+    expect(&format!("TWILIO_ACCOUNT_SID={sid}\n"), &[]);
+    expect(
+        &format!("API_SID={sk}\nACCOUNT={sid}\nTOKEN_HASH={auth}\n"),
+        &[],
+    );
+    expect(&format!("# twilio build id\nchecksum {auth}\n"), &[]);
+    expect(
+        &format!(
+            "TWILIO_ACCOUNT_SID={sid}\nTWILIO_AUTH_TOKEN=00000000000000000000000000000000\n\
+             TWILIO_API_KEY=SKxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\n"
+        ),
+        &[],
+    );
+    expect(
+        &format!(
+            "xapp-1-A0123ABCDEF-1234567890123-0a1b2c3d\nxapp-1-A0123ABCDEF-1234567890123-{}\nxapp-your-app-token\n",
+            "0A1B2C3D".repeat(8)
+        ),
+        &[],
+    );
+}
