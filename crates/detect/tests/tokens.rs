@@ -433,9 +433,23 @@ fn tokens_across_gate_blocks_and_refills() {
         .cycle()
         .take(CHUNK + 8192)
         .collect();
+    // Binary filler (a NUL in the head: the text-only group is skipped).
+    let mut s = 0x2545_f491_4f6c_dd1du64;
+    let random: Vec<u8> = (0..CHUNK + 8192)
+        .map(|i| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            if i == 0 { 0 } else { (s >> 24) as u8 }
+        })
+        .collect();
     let mut offsets: Vec<usize> = (4096 - 45..4096 + 3).collect();
     offsets.extend(CHUNK - 45..CHUNK + 3);
-    for at in offsets {
+    for (filler, at) in offsets
+        .iter()
+        .map(|&at| (&filler, at))
+        .chain([4096 - 40, 4096 - 1, 4096, 8190].map(|at| (&random, at)))
+    {
         let mut data = filler.clone();
         data[at - 1] = b' ';
         data[at..at + t.len()].copy_from_slice(t.as_bytes());
