@@ -114,6 +114,8 @@ fn read_slots(data: &[u8], slot_end: usize) -> Result<Vec<Slot>> {
     let min_blkoff = slot_end / BLK;
     let file_blks = data.len() / BLK;
     let mut slots: Vec<Slot> = Vec::new();
+    // A set, not a scan of `slots`: a hostile file may hold a million slots.
+    let mut seen = std::collections::HashSet::new();
     for at in (FILE_HEADER..slot_end).step_by(SLOT) {
         if le(data, at, "ndb slot")? != SLOT_MAGIC {
             return Err(corrupt(at, "slot magic is not Slot"));
@@ -136,7 +138,7 @@ fn read_slots(data: &[u8], slot_end: usize) -> Result<Vec<Slot>> {
                 format!("slot of package {pkgidx} runs past the file's end (truncated database)"),
             ));
         }
-        if slots.iter().any(|s| s.pkgidx == pkgidx) {
+        if !seen.insert(pkgidx) {
             return Err(corrupt(at, format!("two slots name package {pkgidx}")));
         }
         slots.push(Slot {
@@ -257,6 +259,22 @@ mod tests {
         let got = blobs(&d).unwrap();
         assert_eq!(got, vec![(3, a.clone()), (9, b)]);
         assert!(crate::rpm::parse_header(&got[0].1).is_ok());
+    }
+
+    #[test]
+    fn structural_errors() {
+        let dup = build(&[(4, b"one"), (4, b"two")]);
+        assert!(
+            matches!(blobs(&dup), Err(Error::Corrupt { .. })),
+            "two slots, one package"
+        );
+        let mut not = build(&[(1, b"x")]);
+        not[0] = b'X';
+        assert!(matches!(blobs(&not), Err(Error::Corrupt { offset: 0, .. })));
+        let mut v1 = build(&[(1, b"x")]);
+        v1[4] = 1;
+        assert!(matches!(blobs(&v1), Err(Error::Unsupported(_))));
+        assert!(blobs(&build(&[])).unwrap().is_empty(), "an empty database");
     }
 
     #[test]
