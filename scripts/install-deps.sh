@@ -28,6 +28,7 @@ PKGS=(
   lvm2                  # pvcreate/vgcreate/lvcreate build the LVM fixtures; pvs/lvs/pvck judge them (no device-mapper needed)
   age                   # age, age-keygen: the age secret-key fixture; open the age-format recovery archive without vmscrub
   cpio                  # cpio -o: the nested-archive detector tests
+  keepassxc             # keepassxc-cli db-create/add: the KeePass database fixture (the real KDBX writer; no lighter CLI writes KDBX)
   zstd                  # zstd -d after `age -d`: the archive's payload, decompressed by the reference tool
   acl attr              # setfacl/setfattr: the XFS fixtures' ACLs and xattrs, made through the kernel (fixtures/xfs.toml)
   xxd                   # scripts/corpora.py: dosfstools ships its test images as xxd hex dumps

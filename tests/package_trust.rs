@@ -10,8 +10,9 @@
 //! - dpkg databases corrupted on purpose (copies of the real ones): the scan
 //!   falls back to findings with a warning naming the file;
 //! - an rpm root made with `rpm --initdb` and packages from `rpmbuild`, read
-//!   from `rpmdb.sqlite`, and from a Berkeley DB `Packages` made by
-//!   `db5.3_load` from the same headers;
+//!   from `rpmdb.sqlite`, from a Berkeley DB `Packages` made by `db5.3_load`
+//!   from the same headers, and from an ndb `Packages.db` holding them (laid
+//!   out by a script after rpm's source: Debian's rpm cannot write ndb);
 //! - apk's `installed` with SHA-1s from `sha1sum`; a Python `RECORD` written
 //!   by `pip install --target` from a wheel `pip wheel` built offline.
 
@@ -481,6 +482,13 @@ fn rpm_sqlite_and_berkeley_db_roots() {
         "db5.3_load",
         &[&"-T", &"-t", &"hash", &"-f", &load, &db.join("Packages")],
     );
+    // And in SUSE's ndb `Packages.db`, laid out as rpm's lib/backend/ndb/rpmpkg.c
+    // writes it (Debian's rpm has no ndb backend to make one): kept aside for below.
+    let ndb = dir.path().join("Packages.db");
+    run(
+        "python3",
+        &[&"-c", &NDB_FROM_SQLITE, &db.join("rpmdb.sqlite"), &ndb],
+    );
     for f in ["rpmdb.sqlite", "rpmdb.sqlite-wal", "rpmdb.sqlite-shm"] {
         let _ = std::fs::remove_file(db.join(f));
     }
@@ -497,7 +505,46 @@ fn rpm_sqlite_and_berkeley_db_roots() {
         w[0].starts_with("rpm database not used") && w[0].contains("/var/lib/rpm/Packages"),
         "{w:?}"
     );
+
+    // SUSE: only the ndb Packages.db.
+    std::fs::remove_file(db.join("Packages")).unwrap();
+    std::fs::copy(&ndb, db.join("Packages.db")).unwrap();
+    check(&scan_json(&root, &[]));
+    // A flipped byte in a header blob: its Adler-32 no longer matches, nothing is vouched for.
+    let mut data = std::fs::read(&ndb).unwrap();
+    let at = data.len() - 40;
+    data[at] ^= 0x20;
+    std::fs::write(db.join("Packages.db"), &data).unwrap();
+    let r = scan_json(&root, &[]);
+    assert!(r["vendor"].as_array().unwrap().is_empty());
+    assert_eq!(content_paths(&r).len(), 2);
+    let w = package_warnings(&r);
+    assert!(
+        w[0].contains("/var/lib/rpm/Packages.db") && w[0].contains("Adler-32"),
+        "{w:?}"
+    );
 }
+
+/// rpm's ndb layout (see formats/pkgdb/tests/rpm_tools.rs): the header blobs of an
+/// rpmdb.sqlite in a one-slot-page Packages.db, checksums by zlib's adler32.
+const NDB_FROM_SQLITE: &str = r#"
+import sqlite3, struct, sys, zlib
+c = sqlite3.connect('file:' + sys.argv[1] + '?mode=ro&immutable=1', uri=True)
+blobs = sorted(c.execute('select hnum, blob from Packages'))
+d = bytearray(4096)
+d[0:20] = struct.pack('<4sIIII', b'RpmP', 0, 1, 1, max(h for h, _ in blobs) + 1)
+for at in range(32, 4096, 16):
+    d[at:at + 4] = b'Slot'
+for slot, (idx, b) in enumerate(blobs, start=2):
+    blkoff = len(d) // 16
+    area = struct.pack('<4sIII', b'BlbS', idx, 1700000000, len(b)) + bytes(b)
+    blkcnt = (len(area) + 12 + 15) // 16
+    area += bytes(blkcnt * 16 - 12 - len(area))
+    area += struct.pack('<II4s', zlib.adler32(area) & 0xffffffff, len(b), b'BlbE')
+    d += area
+    d[slot * 16 + 4:slot * 16 + 16] = struct.pack('<III', idx, blkoff, blkcnt)
+open(sys.argv[2], 'wb').write(d)
+"#;
 
 #[test]
 fn apk_installed_with_real_sha1s() {

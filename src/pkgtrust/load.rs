@@ -2,7 +2,7 @@
 //! guest's mount view. Each database either loads whole or vouches for
 //! nothing, with a warning that names the file and the reason.
 
-use vmscrub_pkgdb::{Package, apk, bdb, dpkg, record, rpm, sqlite};
+use vmscrub_pkgdb::{Package, apk, bdb, dpkg, ndb, record, rpm, sqlite};
 
 use super::{Index, PkgInfo, Python, Record};
 use crate::fs::FileKind;
@@ -192,9 +192,14 @@ fn load_rpm(guest: &Guest) -> Result<Option<Vec<Package>>, String> {
     }
     for dir in RPM_DIRS {
         let path = format!("{dir}/Packages.db");
-        if guest.exists(path.as_bytes()) {
-            return Err(format!("{path}: SUSE's ndb format is not read yet"));
+        let Some(data) = read(guest, &path, MAX_DB)? else {
+            continue;
+        };
+        let mut pkgs = vec![];
+        for (_, blob) in ndb::blobs(&data).map_err(|e| format!("{path}: {e}"))? {
+            pkgs.push(rpm::parse_header(&blob).map_err(|e| format!("{path}: {e}"))?);
         }
+        return Ok(Some(pkgs));
     }
     Ok(None)
 }

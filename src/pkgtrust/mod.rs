@@ -4,8 +4,8 @@
 //! as a [`VendorNote`] instead of a finding; `--no-package-trust` turns this off.
 //!
 //! - **Which databases.** dpkg (`info/*.md5sums`, conffile md5s in `status`),
-//!   rpm (`rpmdb.sqlite`, Berkeley DB `Packages`; SUSE's ndb `Packages.db` is
-//!   not read and says so), apk (`/lib/apk/db/installed`) and Python
+//!   rpm (`rpmdb.sqlite`, Berkeley DB `Packages`, SUSE's ndb `Packages.db`),
+//!   apk (`/lib/apk/db/installed`) and Python
 //!   `*.dist-info/RECORD` in any directory above the file. Parsing is
 //!   `vmscrub-pkgdb`'s; this module reads the files through the guest's mount
 //!   view and decides.

@@ -10,8 +10,9 @@ use aho_corasick::{AhoCorasick, Input, MatchKind};
 use zeroize::Zeroize;
 
 use crate::finding::{Finding, Fingerprint};
+use crate::gate::{BLOCK, GateBuf, RUN, run_starts_in};
 use crate::id::{DETECTOR_COUNT, DetectorId, Operation};
-use crate::rules::{ANCHORS, GROUPS, Rule, TEXT_GROUP};
+use crate::rules::{ANCHORS, GATED_GROUP, GROUPS, Rule, TEXT_GROUP};
 use crate::window::{Ctx, Hit, LOOKAHEAD, LOOKBEHIND, Scratch, Window};
 
 /// Bytes consumed per refill of a streamed scan (public so tests can put secrets
@@ -138,6 +139,8 @@ struct Group {
     /// Every rule of the group reads a text syntax (`key = value`, a URL): a
     /// stream whose head holds a NUL byte skips the pass.
     text_only: bool,
+    /// Searched only in blocks where a run of token characters starts (gate.rs).
+    gated: bool,
 }
 
 /// The compiled detectors: built once, shared by every thread (`Send + Sync`).
@@ -174,6 +177,7 @@ impl DetectorSet {
                 ac,
                 rules: members.iter().map(|m| m.1).collect(),
                 text_only: g == TEXT_GROUP,
+                gated: g == GATED_GROUP,
             });
         }
         Ok(DetectorSet {
@@ -274,11 +278,14 @@ impl DetectorSet {
             // Candidates of every group, validated in stream order.
             st.cands.clear();
             for g in self.groups.iter().filter(|g| !(g.text_only && st.binary)) {
-                for m in g.ac.find_iter(Input::new(hay).span(st.scanned..hay_end)) {
-                    if m.start() >= ready {
-                        break;
+                if g.gated {
+                    let ranges = gated_ranges(hay, st.scanned, ready, &mut scratch.gate);
+                    for (from, to) in ranges {
+                        let end = (to + self.max_anchor - 1).min(hay_end);
+                        find(g, hay, from, end, to, &mut st.cands);
                     }
-                    st.cands.push((m.start(), g.rules[m.pattern().as_usize()]));
+                } else {
+                    find(g, hay, st.scanned, hay_end, ready, &mut st.cands);
                 }
             }
             st.cands.sort_by_key(|c| c.0);
@@ -408,6 +415,44 @@ impl State {
             bytes,
         }
     }
+}
+
+/// Candidates of one group: matches in `hay[from..end]` that start before `before`.
+fn find(
+    g: &Group,
+    hay: &[u8],
+    from: usize,
+    end: usize,
+    before: usize,
+    out: &mut Vec<(usize, Rule)>,
+) {
+    for m in g.ac.find_iter(Input::new(hay).span(from..end)) {
+        if m.start() >= before {
+            break;
+        }
+        out.push((m.start(), g.rules[m.pattern().as_usize()]));
+    }
+}
+
+/// The ranges of `hay[from..ready]` the gated group must search: consecutive
+/// [`BLOCK`]s in which a run of [`RUN`] token characters starts, merged. A run may
+/// end up to `RUN - 1` bytes past `ready` (the look-ahead keeps them in `hay`).
+fn gated_ranges(hay: &[u8], from: usize, ready: usize, buf: &mut GateBuf) -> Vec<(usize, usize)> {
+    let mut ranges: Vec<(usize, usize)> = Vec::new();
+    let mut b = from;
+    // Each step advances by at least one byte (`b < ready`), at most hay.len() steps.
+    while b < ready {
+        let e = (b + BLOCK).min(ready);
+        let seg = &hay[b..(e + RUN - 1).min(hay.len())];
+        if run_starts_in(seg, e - b, buf) {
+            match ranges.last_mut() {
+                Some(last) if last.1 == b => last.1 = e,
+                _ => ranges.push((b, e)),
+            }
+        }
+        b = e;
+    }
+    ranges
 }
 
 /// How much of a stream's head is looked at for a NUL byte, as git and grep do to

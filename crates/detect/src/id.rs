@@ -106,7 +106,7 @@ detectors! {
     GithubToken = "github-token", Tokens;
     /// GitLab personal access tokens (`glpat-`).
     GitlabToken = "gitlab-token", Tokens;
-    /// Slack API tokens (`xoxb-`, `xoxp-`, …).
+    /// Slack API tokens (`xoxb-`, `xoxp-`, …) and app-level tokens (`xapp-`).
     SlackToken = "slack-token", Tokens;
     /// Slack incoming-webhook URLs.
     SlackWebhook = "slack-webhook", Tokens;
@@ -126,6 +126,8 @@ detectors! {
     OpenaiKey = "openai-key", Tokens;
     /// Anthropic API keys (`sk-ant-api03-…`).
     AnthropicKey = "anthropic-key", Tokens;
+    /// Twilio API key SIDs (`SK…`), and auth tokens beside an account SID (`AC…`).
+    TwilioKey = "twilio-key", Tokens;
     /// A JSON Web Token: three base64url parts whose header is JSON naming an `alg`.
     Jwt = "jwt", Tokens;
     /// Docker Hub personal access tokens (`dckr_pat_`).

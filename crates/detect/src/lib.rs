@@ -5,12 +5,15 @@
 //! and a human reason — never the secret itself. This crate knows nothing about
 //! paths, images or allow-list globs: path policy lives above it.
 //!
-//! How it stays fast: a single Aho-Corasick automaton (`MatchKind::LeftmostFirst`,
-//! SIMD prefilter) looks for ~35 short literal anchors (`PRIVATE KEY`, `AKIA`, `ghp_`,
-//! …). Bytes without an anchor cost only that pass, binary or not. Around each anchor
-//! a validator proves the secret on a bounded window: base64 and DER/SSH-wire
-//! structure for keys, exact lengths, alphabets and checksums for tokens, a nearby
-//! secret for AWS key ids.
+//! How it stays fast: three Aho-Corasick automata (`MatchKind::LeftmostFirst`, SIMD
+//! Teddy prefilter) look for ~100 short literal anchors (`PRIVATE KEY`, `AKIA`,
+//! `ghp_`, `password`, …), split so their fingerprints stay rare (rules.rs): long
+//! anchors everywhere, text syntaxes only in text streams, and provider tokens only in
+//! 4 KiB blocks where 16 token characters in a row start (gate.rs, a vectorized
+//! pre-pass). Bytes without an anchor cost only those passes, binary or not. Around
+//! each anchor a validator proves the secret on a bounded window: base64 and
+//! DER/SSH-wire structure for keys, exact lengths, alphabets and checksums for
+//! tokens, a nearby secret for AWS key ids.
 //!
 //! ```
 //! use vmscrub_detect::{DetectorSet, Scanner};
@@ -30,6 +33,7 @@ mod creds;
 mod der;
 mod engine;
 mod finding;
+mod gate;
 mod id;
 mod jwt;
 mod keys;
@@ -39,6 +43,7 @@ mod recovery;
 mod rules;
 mod text;
 mod tokens;
+mod twilio;
 mod window;
 
 pub use engine::{

@@ -475,3 +475,15 @@ pub(crate) fn terraform(win: &Window, ctx: &mut Ctx, out: &mut Vec<Hit>) {
         why: "Terraform Cloud API token".into(),
     });
 }
+
+#[cfg(test)]
+impl Shape {
+    /// Whether every match of this shape starts with [`crate::gate::RUN`] token
+    /// characters, so its anchor may sit in the gated prefilter group: the prefix and
+    /// every body character are run bytes and the shortest body is long enough.
+    pub(crate) fn starts_with_run(&self) -> bool {
+        self.prefix.iter().all(|&c| crate::gate::is_run_byte(c))
+            && (0..=255u8).all(|c| !(self.body)(c) || crate::gate::is_run_byte(c))
+            && self.prefix.len() + self.lo >= crate::gate::RUN
+    }
+}

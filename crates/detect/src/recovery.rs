@@ -67,33 +67,49 @@ pub(crate) fn whole(file: &[u8], ctx: &mut Ctx, out: &mut Vec<Hit>) {
 
 type Found = (usize, usize, &'static str, crate::finding::Fingerprint);
 
+fn is_modhex(c: u8) -> bool {
+    matches!(c, b'b'..=b'l' | b'n' | b'r' | b't' | b'u' | b'v')
+}
+
 fn find(text: &[u8], ctx: &Ctx) -> Vec<Found> {
     let mut found = Vec::new();
-    let mut i = 0;
-    while i + 47 <= text.len() {
+    // Both shapes are dash-separated groups whose first dash follows 6 digits
+    // (BitLocker) or 8 ModHex (systemd): only positions 6 or 8 before a dash can
+    // start one, so those are the only ones looked at (this runs on every file up to
+    // 8 KiB), in ascending order as a byte-by-byte walk would meet them.
+    let mut starts: Vec<usize> = memchr::memchr_iter(b'-', text)
+        .flat_map(|d| [d.checked_sub(8), d.checked_sub(6)])
+        .flatten()
+        .collect();
+    starts.sort_unstable();
+    starts.dedup();
+    let mut next = 0;
+    for i in starts {
+        if i < next || i + 47 > text.len() {
+            continue;
+        }
         let c = text[i];
+        let (dash6, dash8) = (text[i + 6] == b'-', text[i + 8] == b'-');
         let boundary = i == 0 || !text[i - 1].is_ascii_alphanumeric();
-        if boundary && c.is_ascii_digit() && bitlocker_at(text, i) {
+        if boundary && dash6 && c.is_ascii_digit() && bitlocker_at(text, i) {
             found.push((
                 i,
                 i + 55,
                 "BitLocker recovery password",
                 ctx.fingerprint(&[&text[i..i + 55]]),
             ));
-            i += 55;
+            next = i + 55;
             continue;
         }
-        if boundary && MODHEX.contains(&c) && modhex_at(text, i) {
+        if boundary && dash8 && is_modhex(c) && modhex_at(text, i) {
             found.push((
                 i,
                 i + 71,
                 "systemd-cryptenroll recovery key",
                 ctx.fingerprint(&[&text[i..i + 71]]),
             ));
-            i += 71;
-            continue;
+            next = i + 71;
         }
-        i += 1;
     }
     found
 }
@@ -125,10 +141,69 @@ fn modhex_at(t: &[u8], i: usize) -> bool {
     };
     for g in 0..8 {
         let grp = &s[g * 9..g * 9 + 8];
-        if !grp.iter().all(|c| MODHEX.contains(c)) || (g < 7 && s[g * 9 + 8] != b'-') {
+        if !grp.iter().all(|&c| is_modhex(c)) || (g < 7 && s[g * 9 + 8] != b'-') {
             return false;
         }
     }
     let distinct = MODHEX.iter().filter(|m| s.contains(m)).count();
     distinct >= 8 && t.get(i + 71).is_none_or(|c| !c.is_ascii_alphanumeric())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The branch-free class is the documented ModHex alphabet.
+    #[test]
+    fn modhex_class() {
+        for c in 0..=255u8 {
+            assert_eq!(is_modhex(c), MODHEX.contains(&c), "byte {c:#x}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod walk_tests {
+    use super::*;
+
+    /// The dash-driven search finds what a byte-by-byte walk finds, with keys packed
+    /// back to back, overlapping candidates and dash noise around them.
+    #[test]
+    fn same_as_a_byte_walk() {
+        let key = [7u8; 32];
+        let mut scratch = crate::window::Scratch::default();
+        let ctx = Ctx {
+            fp_key: &key,
+            scratch: &mut scratch,
+        };
+        let walk = |text: &[u8]| {
+            let mut out = Vec::new();
+            let mut i = 0;
+            while i + 47 <= text.len() {
+                let boundary = i == 0 || !text[i - 1].is_ascii_alphanumeric();
+                if boundary && bitlocker_at(text, i) {
+                    out.push(i);
+                    i += 55;
+                } else if boundary && modhex_at(text, i) {
+                    out.push(i);
+                    i += 71;
+                } else {
+                    i += 1;
+                }
+            }
+            out
+        };
+        let bl = "123453-234564-345675-456786-567897-678909-700007-000011";
+        let mh = "cbdefghi-jklnrtuv-cbdefghi-jklnrtuv-cbdefghi-jklnrtuv-cbdefghi-jklnrtuv";
+        for text in [
+            format!("{bl} {mh}\n"),
+            format!("--{bl}-{bl}\n{mh}{mh} x-{mh}"),
+            format!("{}{bl}\n-{}-", "1-".repeat(40), "-".repeat(30)),
+            format!("key: {mh}\nrecovery: {bl}"),
+        ] {
+            let got: Vec<usize> = find(text.as_bytes(), &ctx).iter().map(|f| f.0).collect();
+            assert_eq!(got, walk(text.as_bytes()), "{text}");
+        }
+        assert_eq!(find(format!("{bl} {mh}").as_bytes(), &ctx).len(), 2);
+    }
 }

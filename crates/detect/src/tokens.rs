@@ -176,6 +176,48 @@ pub(crate) fn slack(win: &Window, ctx: &mut Ctx, out: &mut Vec<Hit>) {
     );
 }
 
+/// Slack app-level tokens (Socket Mode): `xapp-<digit>-<app id>-<digits>-<secret>`,
+/// e.g. `xapp-1-A0123456789-1234567890123-<64 hex>`. Source: gitleaks
+/// `slack-app-token` (`(?i)xapp-\d-[A-Z0-9]+-\d+-[a-z0-9]+`) and Slack's "Token
+/// types" page (app-level tokens). Stricter than gitleaks: the app id is upper-case
+/// alphanumeric (Slack ids are), and the secret at least 32 lowercase alphanumerics.
+pub(crate) fn slack_app(win: &Window, ctx: &mut Ctx, out: &mut Vec<Hit>) {
+    let (hay, at) = (win.hay, win.at);
+    let upper_digit = |c: u8| c.is_ascii_uppercase() || c.is_ascii_digit();
+    let lower_digit = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+    let mut i = at + b"xapp-".len();
+    if !clear_before(hay, at, is_alnum)
+        || !hay.get(i).is_some_and(u8::is_ascii_digit)
+        || hay.get(i + 1) != Some(&b'-')
+    {
+        return;
+    }
+    i += 2;
+    let app = run_len(hay, i, 33, upper_digit);
+    if !(8..=32).contains(&app) || hay.get(i + app) != Some(&b'-') {
+        return;
+    }
+    i += app + 1;
+    let id = run_len(hay, i, 21, |c| c.is_ascii_digit());
+    if !(8..=20).contains(&id) || hay.get(i + id) != Some(&b'-') {
+        return;
+    }
+    i += id + 1;
+    let n = run_len(hay, i, 129, lower_digit);
+    if !(32..=128).contains(&n) || !clear_at(hay, i + n, is_b64url) {
+        return;
+    }
+    push(
+        out,
+        ctx,
+        DetectorId::SlackToken,
+        hay,
+        at,
+        i + n,
+        "Slack app-level token",
+    );
+}
+
 /// `hooks.slack.com/services/T…/B…/<24 alnum>`.
 pub(crate) fn slack_webhook(win: &Window, ctx: &mut Ctx, out: &mut Vec<Hit>) {
     let (hay, at) = (win.hay, win.at);

@@ -40,6 +40,8 @@ pub(crate) struct Scratch {
     pub text: Vec<u8>,
     pub bin: Vec<u8>,
     pub inner: Vec<u8>,
+    /// The token gate's flag buffers (flags only, nothing to wipe).
+    pub gate: crate::gate::GateBuf,
 }
 
 impl Scratch {

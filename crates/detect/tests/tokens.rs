@@ -415,3 +415,112 @@ fn text_rules_skip_binary_streams_but_tokens_do_not() {
         ["github-token", "secret-assignment", "url-password"]
     );
 }
+
+/// Provider tokens are searched only in blocks where a run of token characters
+/// starts (the engine's gate, 4 KiB blocks): a token at every offset around a block
+/// boundary and around a refill boundary of a streamed scan is still found, in
+/// memory and through a reader that returns a few bytes at a time.
+#[test]
+fn tokens_across_gate_blocks_and_refills() {
+    use vmscrub_detect::{CHUNK, DetectorSet, Scanner};
+    let t = checksummed("ghp_", R30);
+    let set = DetectorSet::with_defaults().unwrap();
+    let mut scanner = Scanner::new();
+    // Log-like filler without long runs, so only the token's block is searched.
+    let filler: Vec<u8> = b"Jan  1 00:00:00 host sshd[1]: session opened\n"
+        .iter()
+        .copied()
+        .cycle()
+        .take(CHUNK + 8192)
+        .collect();
+    // Binary filler (a NUL in the head: the text-only group is skipped).
+    let mut s = 0x2545_f491_4f6c_dd1du64;
+    let random: Vec<u8> = (0..CHUNK + 8192)
+        .map(|i| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            if i == 0 { 0 } else { (s >> 24) as u8 }
+        })
+        .collect();
+    let mut offsets: Vec<usize> = (4096 - 45..4096 + 3).collect();
+    offsets.extend(CHUNK - 45..CHUNK + 3);
+    for (filler, at) in offsets
+        .iter()
+        .map(|&at| (&filler, at))
+        .chain([4096 - 40, 4096 - 1, 4096, 8190].map(|at| (&random, at)))
+    {
+        let mut data = filler.clone();
+        data[at - 1] = b' ';
+        data[at..at + t.len()].copy_from_slice(t.as_bytes());
+        data[at + t.len()] = b'\n';
+        let mem = set.scan_bytes(&mut scanner, &data);
+        let want = vec![("github-token".to_string(), at as u64, t.len() as u64)];
+        assert_eq!(spans(&mem), want, "token at {at}, in memory");
+        let streamed = set
+            .scan_reader(&mut scanner, Trickle(&data[..], 7919))
+            .unwrap();
+        assert_eq!(spans(&streamed), want, "token at {at}, streamed");
+    }
+}
+
+/// A reader that returns at most `n` bytes per read.
+struct Trickle<'a>(&'a [u8], usize);
+
+impl std::io::Read for Trickle<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.0.len().min(self.1).min(buf.len());
+        buf[..n].copy_from_slice(&self.0[..n]);
+        self.0 = &self.0[n..];
+        Ok(n)
+    }
+}
+
+/// Slack app-level tokens (gitleaks `slack-app-token`) and Twilio credentials
+/// (gitleaks `twilio-api-key`; TruffleHog `twilio`: an account SID counts only with
+/// an auth token beside it), with decoys of each.
+#[test]
+fn slack_app_and_twilio() {
+    let xapp = format!("xapp-1-A0123ABCDEF-1234567890123-{}", "0a1b2c3d".repeat(8));
+    let sk = "SK0123456789abcdef0123456789abcdef";
+    let sid = "AC0123456789abcdef0123456789abcdef";
+    let auth = "9f8e7d6c5b4a39281706f5e4d3c2b1a0";
+    let env = format!(
+        "SLACK_APP_TOKEN={xapp}\nTWILIO_API_KEY={sk}\nTWILIO_ACCOUNT_SID={sid}\nTWILIO_AUTH_TOKEN={auth}\n"
+    );
+    expect(
+        &env,
+        &[
+            ("slack-token", &xapp),
+            ("twilio-key", sk),
+            ("twilio-key", auth),
+        ],
+    );
+    // Code that names Twilio once, the SID and token on later lines.
+    let js = format!(
+        "const twilio = require('twilio');\nconst client = twilio(\n  '{sid}',\n  '{auth}'\n);\n"
+    );
+    expect(&js, &[("twilio-key", auth)]);
+    // Decoys: a SID alone; SK/AC shapes without the keyword; a token-shaped hex next
+    // to the keyword but no SID; placeholders; xapp- with a short or upper-case secret.
+    expect(&format!("TWILIO_ACCOUNT_SID={sid}\n"), &[]);
+    expect(
+        &format!("API_SID={sk}\nACCOUNT={sid}\nTOKEN_HASH={auth}\n"),
+        &[],
+    );
+    expect(&format!("# twilio build id\nchecksum {auth}\n"), &[]);
+    expect(
+        &format!(
+            "TWILIO_ACCOUNT_SID={sid}\nTWILIO_AUTH_TOKEN=00000000000000000000000000000000\n\
+             TWILIO_API_KEY=SKxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\n"
+        ),
+        &[],
+    );
+    expect(
+        &format!(
+            "xapp-1-A0123ABCDEF-1234567890123-0a1b2c3d\nxapp-1-A0123ABCDEF-1234567890123-{}\nxapp-your-app-token\n",
+            "0A1B2C3D".repeat(8)
+        ),
+        &[],
+    );
+}

@@ -9,7 +9,8 @@
 //! - [`dpkg`]: `/var/lib/dpkg/info/*.md5sums` and the conffile md5s of
 //!   `/var/lib/dpkg/status`;
 //! - [`rpm`]: header blobs ([`rpm::header`]) from `rpmdb.sqlite` ([`sqlite`]) or
-//!   a Berkeley DB hash/btree `Packages` file ([`bdb`]);
+//!   a Berkeley DB hash/btree `Packages` file ([`bdb`]) or SUSE's ndb
+//!   `Packages.db` ([`ndb`]);
 //! - [`apk`] reads `/lib/apk/db/installed`;
 //! - [`record`] reads Python `*.dist-info/RECORD`.
 //!
@@ -20,6 +21,7 @@ pub mod apk;
 pub mod bdb;
 pub mod digest;
 pub mod dpkg;
+pub mod ndb;
 pub mod record;
 pub mod rpm;
 pub mod sqlite;

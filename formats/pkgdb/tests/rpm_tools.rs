@@ -3,14 +3,19 @@
 //! (sqlite, rpm's default backend), judged by `rpm -q --dump` (paths and
 //! digests) and by Python's `sqlite3` (the rows' blobs). The same blobs are
 //! loaded by Berkeley DB's own `db5.3_load` into hash and btree databases (rpm ≥
-//! 4.16 can no longer write one), which the BDB reader must give back.
+//! 4.16 can no longer write one), which the BDB reader must give back. Debian's rpm
+//! is built without the ndb backend (`_db_backend ndb` falls back to a dummy
+//! database), so the ndb `Packages.db` is written here by a Python script from
+//! rpm's documented layout (`lib/backend/ndb/rpmpkg.c`; checksums by zlib's
+//! `adler32`, not ours), with rpm's real header blobs inside, two slot pages and a
+//! free slot between used ones: the reader must give back exactly the blobs.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 
-use vmscrub_pkgdb::{bdb, rpm, sqlite};
+use vmscrub_pkgdb::{bdb, ndb, rpm, sqlite};
 
 fn run(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
@@ -190,4 +195,58 @@ fn sqlite_and_berkeley_db_rpmdbs_read_like_rpm_does() {
         want.sort();
         assert_eq!(pairs, want, "{ty}");
     }
+
+    // The same blobs in an ndb Packages.db laid out as rpmpkg.c writes one.
+    let blobs_dir = dir.path().join("blobs");
+    std::fs::create_dir(&blobs_dir).unwrap();
+    for (h, b) in &rows {
+        std::fs::write(blobs_dir.join(h.to_string()), b).unwrap();
+    }
+    let ndb_path = dir.path().join("Packages.db");
+    run(Command::new("python3")
+        .arg("-c")
+        .arg(NDB_WRITER)
+        .arg(&blobs_dir)
+        .arg(&ndb_path));
+    let data = std::fs::read(&ndb_path).unwrap();
+    let mut got = ndb::blobs(&data).unwrap();
+    got.sort();
+    let mut want: Vec<(u32, Vec<u8>)> = rows.iter().map(|(h, b)| (*h as u32, b.clone())).collect();
+    want.sort();
+    assert_eq!(got, want, "ndb");
+    let pkgs: Vec<_> = got
+        .iter()
+        .map(|(_, b)| rpm::parse_header(b).unwrap())
+        .collect();
+    assert_eq!(ours(&pkgs, "wide"), rpm_dump(&root, "wide"), "ndb wide");
+    // A blob cut short (the file truncated inside it) is an error, not fewer packages.
+    assert!(ndb::blobs(&data[..data.len() - 16]).is_err());
 }
+
+/// rpm's ndb layout: 32-byte header (RpmP, version 0, generation, slot pages, next
+/// index), 16-byte slots (Slot, pkgidx, blkoff, blkcnt) filling `slotnpages` pages of
+/// 4096 bytes, blobs in 16-byte blocks (BlbS, pkgidx, time, len, blob, zero pad,
+/// adler32 of all before, len, BlbE). Two slot pages; slot 3 left free.
+const NDB_WRITER: &str = r#"
+import os, struct, sys, zlib
+src, out = sys.argv[1], sys.argv[2]
+blobs = sorted((int(n), open(os.path.join(src, n), 'rb').read()) for n in os.listdir(src))
+pages = 2
+d = bytearray(pages * 4096)
+d[0:20] = struct.pack('<4sIIII', b'RpmP', 0, 5, pages, max(i for i, _ in blobs) + 1)
+for at in range(32, pages * 4096, 16):
+    d[at:at + 4] = b'Slot'
+slot = 2
+for idx, b in blobs:
+    if slot == 3:
+        slot += 1
+    blkoff = len(d) // 16
+    area = struct.pack('<4sIII', b'BlbS', idx, 1700000000, len(b)) + b
+    blkcnt = (len(area) + 12 + 15) // 16
+    area += bytes(blkcnt * 16 - 12 - len(area))
+    area += struct.pack('<II4s', zlib.adler32(area) & 0xffffffff, len(b), b'BlbE')
+    d += area
+    d[slot * 16 + 4:slot * 16 + 16] = struct.pack('<III', idx, blkoff, blkcnt)
+    slot += 1
+open(out, 'wb').write(d)
+"#;
