@@ -9,7 +9,8 @@
 
 Artifacts are written to $VMSCRUB_FIXTURE_DIR (default: fixtures/build/ in the repo).
 Each one carries a stamp: the hash of its recipe, of everything it is built from and
-of this script, so an unchanged artifact is never rebuilt and a changed recipe always is.
+of this script, and which build of each dependency it was made from, so an unchanged
+artifact is never rebuilt, and a changed recipe or a rebuilt dependency always rebuilds it.
 
 Recipe kinds (see fixtures/README.md for every field):
   [tree.NAME]       a directory tree: files (literal, random, marker-bearing, sparse),
@@ -132,7 +133,12 @@ class Builder:
             self.build(d)
         target = out_path(name, kind, spec)
         stamp = target.with_name(target.name + ".stamp")
-        want = self.hash_of(name)
+        # The recipe's hash, and which build of each dependency this one was made
+        # from: a dependency rebuilt since (by another checkout sharing the cache,
+        # with different bytes: mkfs makes new UUIDs) makes this artifact stale too.
+        want = self.hash_of(name) + "".join(
+            f" {d}@{self.path(d).stat().st_mtime_ns}" for d in deps_of(kind, spec)
+        )
         if stamp.exists() and stamp.read_text() == want and target.exists():
             return target
         OUT.mkdir(parents=True, exist_ok=True)

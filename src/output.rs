@@ -15,8 +15,8 @@
 //!
 //! **Formats** ([`OutputFormat`], [`create_output`]): raw, VMDK (streamOptimized,
 //! monolithicSparse, monolithicFlat), qcow2 (version 2 or 3, any cluster
-//! size, optionally zlib- or zstd-compressed; [`qcow2`]) and VHD (fixed,
-//! dynamic; [`vhd`]).
+//! size, optionally zlib- or zstd-compressed; [`qcow2`]), VHD (fixed,
+//! dynamic; [`vhd`]) and VHDX (dynamic; [`vhdx`]).
 //!
 //! **Options** ([`OutputArgs`]): the command-line options choosing all that,
 //! shared by every verb that writes an image.
@@ -24,12 +24,14 @@
 mod args;
 mod qcow2;
 mod vhd;
+mod vhdx;
 mod writeback;
 use writeback::SyncingFile;
 
 pub use args::{FormatArg, OutputArgs, ResolvedOutput, UsageError, parse_cluster_size};
 pub use qcow2::{Qcow2Compat, Qcow2Compression, Qcow2Options, Qcow2Sink};
 pub use vhd::{VhdDynamicSink, VhdFixedSink, VhdSubformat};
+pub use vhdx::VhdxSink;
 
 use std::fs::File;
 use std::io;
@@ -308,6 +310,31 @@ fn write_plain_units(file: &mut SyncingFile, run: &Run, unit: u64) -> io::Result
     Ok(())
 }
 
+/// Writes the `Plain` units of `run` into a file that stores the disk in
+/// blocks of `block_size` bytes wherever `place` puts each one (a dynamic VHD's
+/// or VHDX's block allocation): `place(file, block)` returns the file offset
+/// of the block's data, placing it first if it is new.
+fn write_placed(
+    file: &mut SyncingFile,
+    run: &Run,
+    block_size: u64,
+    mut place: impl FnMut(&mut SyncingFile, usize) -> io::Result<u64>,
+) -> io::Result<()> {
+    for span in plain_spans(run, RAW_UNIT) {
+        let mut offset = run.offset + span.start as u64;
+        let mut data = &run.data[span];
+        while !data.is_empty() {
+            let within = offset % block_size;
+            let n = (block_size - within).min(data.len() as u64) as usize;
+            let at = place(file, (offset / block_size) as usize)? + within;
+            file.write_all_at(&data[..n], at)?;
+            offset += n as u64;
+            data = &data[n..];
+        }
+    }
+    Ok(())
+}
+
 /// The byte ranges of `run.data` its `Plain` units cover, neighbours joined.
 fn plain_spans(run: &Run, unit: u64) -> Vec<std::ops::Range<usize>> {
     let mut spans = Vec::new();
@@ -528,6 +555,10 @@ pub enum OutputFormat {
         /// up to a whole MiB).
         size: u64,
     },
+    /// Dynamic VHDX, the disk's size rounded up to whole sectors.
+    Vhdx {
+        size: u64,
+    },
 }
 
 impl OutputFormat {
@@ -535,6 +566,7 @@ impl OutputFormat {
         match self {
             OutputFormat::Raw => "raw".into(),
             OutputFormat::Vhd { subformat, .. } => format!("vhd ({})", subformat.as_str()),
+            OutputFormat::Vhdx { .. } => "vhdx (dynamic)".into(),
             OutputFormat::Vmdk { subformat, .. } => format!("vmdk ({})", subformat.as_str()),
             OutputFormat::Qcow2(o) => o.describe(),
         }
@@ -768,6 +800,16 @@ pub fn create_output(
             Ok(OutputImage {
                 files: vec![p],
                 sink,
+                finished: false,
+                syncing: None,
+            })
+        }
+        OutputFormat::Vhdx { size } => {
+            let p = PendingFile::create(target, force)?;
+            let sink = VhdxSink::new(handle(&p)?, *size)?;
+            Ok(OutputImage {
+                files: vec![p],
+                sink: Box::new(sink),
                 finished: false,
                 syncing: None,
             })

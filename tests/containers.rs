@@ -252,8 +252,8 @@ fn vhd_scrubs_like_its_raw_disk() {
             &[&"compare", &"-q", &"-F", &"vpc", &want, &vhd_out],
         );
     }
-    // VHDX: read, scrubbed to the same disk; vmscrub writes no VHDX yet, so with
-    // no format named the output is raw and the scrub says so.
+    // VHDX: read, scrubbed to the same disk; with no format named the output
+    // is a VHDX, which qemu-img checks clean and finds identical.
     for name in ["c-vhdx-dynamic", "c-vhdx-fixed"] {
         let out = dir.path().join(format!("{name}.qcow2"));
         let o = scrub(&fixture(name), &out, &["--output-format", "qcow2"]);
@@ -263,14 +263,19 @@ fn vhd_scrubs_like_its_raw_disk() {
             String::from_utf8_lossy(&o.stderr)
         );
         run("qemu-img", &[&"compare", &"-q", &want, &out]);
-        let raw_out = dir.path().join(format!("{name}.img"));
-        let o = scrub(&fixture(name), &raw_out, &[]);
+        let vhdx_out = dir.path().join(format!("{name}.vhdx"));
+        let o = scrub(&fixture(name), &vhdx_out, &[]);
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(o.status.success(), "{name}: {err}");
-        assert!(err.contains("the output is raw (sparse)"), "{name}: {err}");
+        let check = run("qemu-img", &[&"check", &"-f", &"vhdx", &vhdx_out]);
+        assert!(
+            String::from_utf8_lossy(&check).contains("No errors"),
+            "{name}: {}",
+            String::from_utf8_lossy(&check)
+        );
         run(
             "qemu-img",
-            &[&"compare", &"-q", &"-F", &"raw", &want, &raw_out],
+            &[&"compare", &"-q", &"-F", &"vhdx", &want, &vhdx_out],
         );
     }
 }

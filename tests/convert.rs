@@ -201,6 +201,13 @@ const OUTPUTS: &[Out] = &[
     },
     vhd(&["-O", "vhd", "--subformat", "fixed"], "fixed"),
     vhd(&["-O", "vpc"], "dynamic"),
+    Out {
+        args: &["-O", "vhdx"],
+        format: "vhdx",
+        vmdk: None,
+        qcow2: None,
+        vhd: None,
+    },
     vmdk(&["--subformat", "streamOptimized"], "streamOptimized"),
     vmdk(&["--subformat", "monolithicSparse"], "monolithicSparse"),
     vmdk(&["--subformat", "monolithicFlat"], "monolithicFlat"),
@@ -320,8 +327,8 @@ fn same_bytes(dev: &dyn ReadAt, oracle: &Path, slack: u64, what: &str) {
 
 fn judge(input: &Path, oracle: &Path, out: &Path, o: &Out, what: &str) {
     let (format, ct) = (o.format, o.vmdk);
-    if format == "vmdk" {
-        let check = run("qemu-img", &[&"check", &"-f", &"vmdk", &out]);
+    if format == "vmdk" || format == "vhdx" {
+        let check = run("qemu-img", &[&"check", &"-f", &format, &out]);
         assert!(
             String::from_utf8_lossy(&check).contains("No errors"),
             "{what}: {}",

@@ -29,6 +29,8 @@ pub enum FormatArg {
     /// VHD (Virtual PC, Hyper-V, Azure); `vpc` is qemu's name for it.
     #[value(alias = "vpc")]
     Vhd,
+    /// VHDX (Hyper-V), dynamic.
+    Vhdx,
 }
 
 impl FormatArg {
@@ -38,6 +40,7 @@ impl FormatArg {
             FormatArg::Vmdk => "vmdk",
             FormatArg::Qcow2 => "qcow2",
             FormatArg::Vhd => "vhd",
+            FormatArg::Vhdx => "vhdx",
         }
     }
 }
@@ -198,6 +201,7 @@ impl OutputArgs {
         let q = self.qcow2_flags();
         if let (Some(f), Some(sub)) = (self.output_format, self.subformat)
             && f != sub.container()
+            && !(f == FormatArg::Vhdx && sub == SubformatArg::Dynamic)
         {
             return Err(UsageError(format!(
                 "--subformat {} applies to --output-format {} only",
@@ -249,16 +253,7 @@ impl OutputArgs {
                 Format::Qcow2 => FormatArg::Qcow2,
                 Format::Vmdk => FormatArg::Vmdk,
                 Format::Vhd => FormatArg::Vhd,
-                // As qemu-img does when no -O is given: raw (sparse).
-                Format::Vhdx => {
-                    warnings.push(
-                        "vmscrub reads VHDX but does not write it: the output is raw (sparse); \
-                         --output-format vhd, qcow2 or vmdk for another (qemu-img convert -O \
-                         vhdx makes a VHDX of it)"
-                            .into(),
-                    );
-                    FormatArg::Raw
-                }
+                Format::Vhdx => FormatArg::Vhdx,
             },
         };
         let q = self.qcow2_flags();
@@ -280,6 +275,7 @@ impl OutputArgs {
                 &mut warnings,
             ),
             FormatArg::Vhd => self.vhd_format(img, &mut warnings)?,
+            FormatArg::Vhdx => vhdx_format(img)?,
             FormatArg::Qcow2 => {
                 let defaults = Qcow2Options::default();
                 let opts = Qcow2Options {
@@ -349,6 +345,18 @@ impl OutputArgs {
             size: out_size,
         })
     }
+}
+
+/// VHDX output (dynamic; a fixed VHDX input is written dynamic, with its
+/// holes kept), the size in whole sectors.
+fn vhdx_format(img: &OpenedImage) -> Result<OutputFormat, UsageError> {
+    let size = img.info.virtual_size.next_multiple_of(512);
+    if size > vmscrub_vhdx::create::MAX_SIZE {
+        return Err(UsageError(format!(
+            "a VHDX holds at most 64 TiB; this disk is {size} bytes"
+        )));
+    }
+    Ok(OutputFormat::Vhdx { size })
 }
 
 /// VMDK output: the subformat asked for (default streamOptimized), with the
@@ -488,6 +496,10 @@ mod tests {
                 "--subformat makes a VHD",
             ),
             (
+                &["-O", "vhdx", "--subformat", "fixed"],
+                "--subformat fixed applies to --output-format vhd only",
+            ),
+            (
                 &["-O", "raw", "--compress"],
                 "--compress applies to qcow2 output only",
             ),
@@ -517,6 +529,7 @@ mod tests {
             &["-O", "raw"],
             &["-O", "vpc"],
             &["--subformat", "fixed", "--exact-size"],
+            &["-O", "vhdx", "--subformat", "dynamic"],
         ] {
             let mut v = ok.to_vec();
             v.extend(["in", "out"]);

@@ -113,39 +113,30 @@ impl VhdDynamicSink {
             next: create::first_block_offset(size),
         })
     }
+}
 
-    /// The file offset of the data of `block`, placing the block if it is new.
-    fn block_data(&mut self, block: usize) -> io::Result<u64> {
-        let Some(entry) = self.bat.get_mut(block) else {
-            return Err(io::Error::other(format!(
-                "block {block} is past the disk's end"
-            )));
-        };
-        if *entry == create::UNALLOCATED {
-            let sector = u32::try_from(self.next / 512)
-                .map_err(|_| io::Error::other("the VHD outgrew its 32-bit block table"))?;
-            *entry = sector;
-            let at = self.next;
-            self.next += create::BITMAP_BYTES + create::BLOCK_SIZE;
-            self.file
-                .write_all_at(&[0xFF; create::BITMAP_BYTES as usize], at)?;
-        }
-        Ok(u64::from(*entry) * 512 + create::BITMAP_BYTES)
+/// The file offset of the data of `block`, placing the block (its bitmap, then
+/// its data) at `next` if it is new.
+fn place_block(
+    bat: &mut [u32],
+    next: &mut u64,
+    file: &mut SyncingFile,
+    block: usize,
+) -> io::Result<u64> {
+    let Some(entry) = bat.get_mut(block) else {
+        return Err(io::Error::other(format!(
+            "block {block} is past the disk's end"
+        )));
+    };
+    if *entry == create::UNALLOCATED {
+        let sector = u32::try_from(*next / 512)
+            .map_err(|_| io::Error::other("the VHD outgrew its 32-bit block table"))?;
+        *entry = sector;
+        let at = *next;
+        *next += create::BITMAP_BYTES + create::BLOCK_SIZE;
+        file.write_all_at(&[0xFF; create::BITMAP_BYTES as usize], at)?;
     }
-
-    /// Writes `data` at disk offset `offset`, block by block.
-    fn write_at(&mut self, mut offset: u64, mut data: &[u8]) -> io::Result<()> {
-        while !data.is_empty() {
-            let block = (offset / create::BLOCK_SIZE) as usize;
-            let within = offset % create::BLOCK_SIZE;
-            let n = (create::BLOCK_SIZE - within).min(data.len() as u64) as usize;
-            let at = self.block_data(block)? + within;
-            self.file.write_all_at(&data[..n], at)?;
-            offset += n as u64;
-            data = &data[n..];
-        }
-        Ok(())
-    }
+    Ok(u64::from(*entry) * 512 + create::BITMAP_BYTES)
 }
 
 impl ImageSink for VhdDynamicSink {
@@ -154,10 +145,12 @@ impl ImageSink for VhdDynamicSink {
     }
 
     fn write_run(&mut self, run: &mut Run) -> io::Result<()> {
-        for span in super::plain_spans(run, RAW_UNIT) {
-            self.write_at(run.offset + span.start as u64, &run.data[span])?;
-        }
-        Ok(())
+        let Self {
+            file, bat, next, ..
+        } = self;
+        super::write_placed(file, run, create::BLOCK_SIZE, |f, b| {
+            place_block(bat, next, f, b)
+        })
     }
 
     fn finish(&mut self) -> io::Result<()> {

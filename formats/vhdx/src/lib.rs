@@ -3,6 +3,9 @@
 //! with a CRC-32C), a metadata region (block size, virtual size, sector size)
 //! and a block allocation table of 1–256 MiB payload blocks.
 //!
+//! New dynamic disks are laid out and encoded by [`create`] (the caller streams
+//! the data).
+//!
 //! Read-only and random access, like the VHD, qcow2 and VMDK readers. A block
 //! the BAT leaves not present, zero or unmapped reads as zeros. Refused with a
 //! reason: differencing disks (they need their parent), a log that still holds
@@ -12,6 +15,7 @@
 //! against the file's size before it is used.
 
 mod bat;
+pub mod create;
 mod error;
 pub mod guid;
 mod header;
