@@ -64,6 +64,18 @@ pub fn all() -> Vec<Target> {
             run: vmdk_run,
         },
         Target {
+            name: "vhd",
+            about: "VHD footer (both copies), dynamic header, BAT, sector bitmaps",
+            seeds: vhd_seeds,
+            run: vhd_run,
+        },
+        Target {
+            name: "vhdx",
+            about: "VHDX identifier, both headers, both region tables, metadata items, BAT",
+            seeds: vhdx_seeds,
+            run: vhdx_run,
+        },
+        Target {
             name: "partition",
             about: "GPT (both headers, entry arrays) and MBR (extended/logical chains)",
             seeds: partition_seeds,
@@ -192,6 +204,47 @@ fn vmdk_run(input: &[u8], seed: &Seed) {
         return;
     };
     let _ = disk.info();
+    read_disk(&disk, input.len());
+}
+
+fn vhd_seeds() -> Vec<Seed> {
+    let hot = Hot(vec![0..64 * KIB]);
+    let mut v = seeds::fixtures(&["c-vhd-dynamic"], hot.clone());
+    v.extend(seeds::corpus("qemu", ".vhd", 4 << 20, &hot));
+    // The footer is the last 512 bytes.
+    for s in &mut v {
+        let len = s.data.len();
+        s.hot.0.push(len.saturating_sub(512)..len);
+    }
+    v
+}
+
+fn vhd_run(input: &[u8], seed: &Seed) {
+    let Ok(disk) = vmscrub_vhd::Vhd::open(seed.disk(input)) else {
+        return;
+    };
+    let _ = disk.allocated_bytes();
+    read_disk(&disk, input.len());
+}
+
+fn vhdx_seeds() -> Vec<Seed> {
+    // Headers and region tables in the first 320 KiB, then the log, the
+    // metadata region and the BAT in the MiBs after.
+    let hot = Hot(vec![
+        0..320 * KIB,
+        2048 * KIB..2112 * KIB,
+        3072 * KIB..3136 * KIB,
+    ]);
+    let mut v = seeds::fixtures(&["c-vhdx-dynamic"], hot.clone());
+    v.extend(seeds::corpus("qemu", ".vhdx", 8 << 20, &hot));
+    v
+}
+
+fn vhdx_run(input: &[u8], seed: &Seed) {
+    let Ok(disk) = vmscrub_vhdx::Vhdx::open(seed.disk(input)) else {
+        return;
+    };
+    let _ = disk.allocated_bytes();
     read_disk(&disk, input.len());
 }
 

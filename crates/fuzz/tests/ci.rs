@@ -48,7 +48,7 @@ fn a_bounded_run_over_every_parser_finds_nothing() {
             .lines()
             .filter(|l| l.contains(" cases from "))
             .count(),
-        10,
+        12,
         "{stdout}"
     );
 }
