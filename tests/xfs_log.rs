@@ -109,3 +109,61 @@ fn dirty_logs_replay_as_the_kernel_replays_them() {
         }
     }
 }
+
+fn vmscrub<I: IntoIterator<Item = S>, S: AsRef<std::ffi::OsStr>>(args: I) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_vmscrub"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// A damaged log (a byte of the last record flipped, so its CRC fails) is
+/// not replayed: the verbs say why and read the on-disk state.
+#[test]
+fn a_damaged_log_is_not_replayed_and_the_verbs_say_why() {
+    let img = vmscrub_fixtures::fixture("xfs-dirty");
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.img");
+    std::fs::copy(&img, &bad).unwrap();
+    let (start, head) = {
+        let fs = vmscrub_xfs::Xfs::open(FileDisk::open(&img).unwrap()).unwrap();
+        let sb = fs.superblock();
+        let vmscrub_xfs::LogState::Dirty { head, .. } = fs.log_state().unwrap() else {
+            panic!("clean")
+        };
+        (sb.fsb_to_byte(sb.log_start).unwrap(), head)
+    };
+    let mut bytes = std::fs::read(&bad).unwrap();
+    let last = (0..head)
+        .rev()
+        .map(|bb| (start + bb * 512) as usize)
+        .find(|&at| bytes[at..at + 4] == [0xfe, 0xed, 0xba, 0xbe])
+        .unwrap();
+    bytes[last + 512 + 40] ^= 0x10;
+    std::fs::write(&bad, &bytes).unwrap();
+    let b = bad.to_str().unwrap();
+    let o = vmscrub(["ls", b, "/"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("the XFS log needs recovery")
+            && err.contains("cannot be replayed: XFS log record checksum mismatch"),
+        "{err}"
+    );
+    let o = vmscrub(["inspect", b]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("LOG NEEDS RECOVERY, not replayed (XFS log record checksum mismatch"),
+        "{text}"
+    );
+    // What is read is the on-disk state: the kernel's, told not to recover.
+    let fs = match replayed_view(std::sync::Arc::new(FileDisk::open(&bad).unwrap())) {
+        View::Unreplayable(dev, _) => XfsFs::open(dev).unwrap(),
+        _ => panic!("the damaged log was replayed"),
+    };
+    let theirs = {
+        let m = Mount::new(&bad, "ro,loop,norecovery");
+        kernel_tree(m.0.path())
+    };
+    same_trees(&fs_tree(&fs), &theirs, "damaged log");
+}
