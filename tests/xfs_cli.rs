@@ -146,6 +146,27 @@ fn dirty_log_is_reported_and_warned_about() {
     );
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains(" g\n") && out.contains(" new\n"), "{out}");
+    // scan says it too, as a guest-view note (as for a replayed ext4 journal).
+    let s: Value = serde_json::from_str(&ok(&vmscrub([
+        "scan",
+        "--format",
+        "json",
+        "--data-volume",
+        i,
+    ])))
+    .unwrap();
+    assert!(
+        s["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w["kind"] == "guest-view"
+                && w["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("the XFS log needed recovery: 2 committed transaction(s) replayed")),
+        "{s}"
+    );
     let clean = vmscrub_fixtures::fixture("xfs-rich");
     let j: Value = serde_json::from_str(&ok(&vmscrub([
         "inspect",

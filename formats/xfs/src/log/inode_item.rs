@@ -210,6 +210,9 @@ fn bmbt_to_bmdr(src: &[u8], dst: &mut [u8]) -> Result<()> {
 /// `xfs_log_dinode_to_disk`: every core field but `di_next_unlinked` and the
 /// CRC, from host to disk order.
 fn core_to_disk(l: &[u8], d: &mut [u8], lsn: u64) {
+    if l[4] >= 3 {
+        d[24..32].fill(0); // di_v3_pad, unless the extent counts below use it
+    }
     let mut put = |off: usize, n: usize| {
         let v = le(l, off, n);
         d[off..off + n].copy_from_slice(&v.to_be_bytes()[8 - n..]);
