@@ -5,7 +5,8 @@
 //! link count, inode number, times, link target, xattrs and content digest
 //! must equal what vmscrub reads from the ORIGINAL image through its in-memory
 //! replay. The on-disk state (no replay) must differ, so the comparison cannot
-//! pass by accident, and the original image must be unchanged.
+//! pass by accident, and the original image must be unchanged. Mounts use
+//! `nouuid`: the tests run in parallel on copies of the same filesystems.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -29,7 +30,7 @@ fn digest(p: &Path) -> [u8; 32] {
 fn kernel_replayed(img: &Path, dir: &Path) -> PathBuf {
     let copy = dir.join("copy.img");
     std::fs::copy(img, &copy).unwrap();
-    let m = Mount::new(&copy, "loop");
+    let m = Mount::new(&copy, "loop,nouuid");
     drop(m);
     copy
 }
@@ -78,7 +79,7 @@ fn xfs_db(img: &Path, cmds: &[&str]) -> String {
 
 #[test]
 fn dirty_logs_replay_as_the_kernel_replays_them() {
-    for name in ["xfs-dirty", "xfs-dirty-mix"] {
+    for name in ["xfs-dirty", "xfs-dirty-mix", "xfs-dirty-features"] {
         let img = vmscrub_fixtures::fixture(name);
         let before = digest(&img);
         let (ours, note) = ours_replayed(&img);
@@ -86,7 +87,7 @@ fn dirty_logs_replay_as_the_kernel_replays_them() {
         let dir = tempfile::tempdir().unwrap();
         let copy = kernel_replayed(&img, dir.path());
         let theirs = {
-            let m = Mount::new(&copy, "ro,loop");
+            let m = Mount::new(&copy, "ro,loop,nouuid");
             kernel_tree(m.0.path())
         };
         same_trees(&ours, &theirs, name);
@@ -162,7 +163,7 @@ fn a_damaged_log_is_not_replayed_and_the_verbs_say_why() {
         _ => panic!("the damaged log was replayed"),
     };
     let theirs = {
-        let m = Mount::new(&bad, "ro,loop,norecovery");
+        let m = Mount::new(&bad, "ro,loop,norecovery,nouuid");
         kernel_tree(m.0.path())
     };
     same_trees(&fs_tree(&fs), &theirs, "damaged log");
