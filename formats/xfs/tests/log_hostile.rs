@@ -168,3 +168,43 @@ fn random_damage_behind_matching_crcs_gives_errors_not_panics() {
     }
     assert!(failed > 0, "no damage was noticed ({replayed} replayed)");
 }
+
+/// The last buffer item of the log, retyped (an intent without its done
+/// item, a quota item, an unknown type), with the record's CRC made to match:
+/// the replay refuses by name rather than skipping what it does not do.
+#[test]
+fn items_the_replay_does_not_do_are_refused_by_name() {
+    let (img, recs) = setup();
+    let bytes = &img;
+    // The type of the last buffer item whose first word is no cycle stamp.
+    let (r, at) = recs
+        .iter()
+        .flat_map(|r| {
+            let d = r.at + r.hblks * BB;
+            (12..r.len.saturating_sub(2))
+                .filter(move |o| {
+                    o % BB >= 4
+                        && bytes[d + o..d + o + 2] == [0x3c, 0x12]
+                        && bytes[d + o - 4] == 0x69
+                })
+                .map(move |o| (r, d + o))
+        })
+        .last()
+        .expect("a buffer item");
+    for (kind, want) in [
+        (0x1236u16, "unfinished intent(s) (extent free (EFI))"),
+        (
+            0x1242,
+            "unfinished intent(s) (reference count update (CUI))",
+        ),
+        (0x123d, "quota items"),
+        (0x1299, "log item type 0x1299"),
+    ] {
+        let mut bad = img.clone();
+        bad[at..at + 2].copy_from_slice(&kind.to_le_bytes());
+        fix_crc(&mut bad, r);
+        let e = replay(bad).expect_err(want);
+        assert!(matches!(e, Error::Unsupported { .. }), "{e}");
+        assert!(e.to_string().contains(want), "{want}: {e}");
+    }
+}
