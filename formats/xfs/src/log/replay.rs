@@ -1,8 +1,8 @@
 //! Log recovery, as the kernel's `xlog_do_recover` does it, into memory: the
 //! records from the tail (named by the last record's `h_tail_lsn`) to the head
-//! are read and checked, their committed transactions rebuilt, then replayed
-//! in log order in two passes — the first collects the cancelled buffers,
-//! the second applies buffer, inode and inode-create items onto a sector map
+//! are read and checked, their committed transactions rebuilt and replayed
+//! in log order in two passes over the log — the first counts the cancelled
+//! buffers, the second applies buffer, inode and inode-create items onto a sector map
 //! over the device (the device itself is never written). Within a
 //! transaction the kernel's order is kept: buffers and inode creates, then
 //! inodes, then inode buffers (unlinked pointers).
@@ -86,7 +86,14 @@ impl<D: ReadAt> Xfs<D> {
         let LogState::Dirty { head, .. } = self.log_state()? else {
             return Ok(None);
         };
-        let committed = self.committed_transactions(head)?;
+        // Pass 1: the cancelled buffers, over the whole log.
+        let mut cancels: HashMap<(u64, u64), u32> = HashMap::new();
+        let mut transactions = 0usize;
+        self.each_transaction(head, &mut |t| {
+            transactions += 1;
+            count_cancels(t, &mut cancels)
+        })?;
+        // Pass 2: the items, in log order.
         let mut store = Store {
             xfs: self,
             sectors: BTreeMap::new(),
@@ -96,9 +103,8 @@ impl<D: ReadAt> Xfs<D> {
                 .saturating_mul(u64::from(self.sb.block_size))
                 / BB,
         };
-        let mut cancels = cancelled_buffers(&committed)?;
         let mut intents: BTreeSet<(usize, u64)> = BTreeSet::new();
-        for t in &committed {
+        self.each_transaction(head, &mut |t| {
             // A checkpoint may hold an intent and its done item in any order:
             // its intents are counted before its done items are.
             let mut pairs = Pairs::default();
@@ -109,7 +115,8 @@ impl<D: ReadAt> Xfs<D> {
             for d in pairs.done {
                 intents.remove(&d);
             }
-        }
+            Ok(())
+        })?;
         if !intents.is_empty() {
             let mut names: Vec<&str> = intents.iter().map(|(i, _)| intent::PAIRS[*i].2).collect();
             names.dedup();
@@ -120,14 +127,19 @@ impl<D: ReadAt> Xfs<D> {
             )));
         }
         Ok(Some(Replayed {
-            transactions: committed.len(),
+            transactions,
             sectors: store.sectors,
         }))
     }
 
-    /// Reads the records from the tail to `head` and rebuilds the committed
-    /// transactions.
-    fn committed_transactions(&self, head: u64) -> Result<Vec<Transaction>> {
+    /// Reads the records from the tail to `head`, rebuilds the transactions
+    /// and hands each committed one to `each` as its commit is read, so only
+    /// the transactions still open are held in memory.
+    fn each_transaction(
+        &self,
+        head: u64,
+        each: &mut dyn FnMut(&Transaction) -> Result<()>,
+    ) -> Result<()> {
         let (start, total) = self.log_geometry()?;
         let (_, hdr) = self.last_record(head)?;
         let tail = u64_at(&hdr, 24) & 0xffff_ffff;
@@ -154,6 +166,9 @@ impl<D: ReadAt> Xfs<D> {
                 ));
             }
             asm.add(&rec)?;
+            for t in asm.committed.drain(..) {
+                each(&t)?;
+            }
             walked += rec.blocks;
             bb = (bb + rec.blocks) % total;
         }
@@ -164,7 +179,7 @@ impl<D: ReadAt> Xfs<D> {
                 "the records run past the head",
             ));
         }
-        Ok(asm.committed)
+        Ok(())
     }
 
     fn apply(
@@ -313,18 +328,15 @@ struct Pairs {
     done: Vec<(usize, u64)>,
 }
 
-/// Pass 1: how many times each buffer (start, length) is cancelled.
-fn cancelled_buffers(committed: &[Transaction]) -> Result<HashMap<(u64, u64), u32>> {
-    let mut out: HashMap<(u64, u64), u32> = HashMap::new();
-    for item in committed.iter().flat_map(|t| &t.items) {
-        if item.kind() == buf_item::TYPE {
-            let f = BufFormat::parse(&item.regions[0])?;
-            if f.flags & buf_item::FLAG_CANCEL != 0 {
-                *out.entry((f.blkno, f.len)).or_default() += 1;
-            }
+/// Pass 1: counts the buffers (start, length) `t` cancels.
+fn count_cancels(t: &Transaction, out: &mut HashMap<(u64, u64), u32>) -> Result<()> {
+    for item in t.items.iter().filter(|i| i.kind() == buf_item::TYPE) {
+        let f = BufFormat::parse(item.regions.first().map(Vec::as_slice).unwrap_or_default())?;
+        if f.flags & buf_item::FLAG_CANCEL != 0 {
+            *out.entry((f.blkno, f.len)).or_default() += 1;
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// The kernel's `xlog_recover_reorder_trans`: buffers and inode creates,
