@@ -79,7 +79,12 @@ fn xfs_db(img: &Path, cmds: &[&str]) -> String {
 
 #[test]
 fn dirty_logs_replay_as_the_kernel_replays_them() {
-    for name in ["xfs-dirty", "xfs-dirty-mix", "xfs-dirty-features"] {
+    for name in [
+        "xfs-dirty",
+        "xfs-dirty-mix",
+        "xfs-dirty-features",
+        "xfs-dirty-wrapped",
+    ] {
         let img = vmscrub_fixtures::fixture(name);
         let before = digest(&img);
         let (ours, note) = ours_replayed(&img);
@@ -91,9 +96,12 @@ fn dirty_logs_replay_as_the_kernel_replays_them() {
             kernel_tree(m.0.path())
         };
         same_trees(&ours, &theirs, name);
-        let stale = our_tree(&img);
+        // The on-disk state without the log may not even be consistent (a
+        // directory naming an inode the log initialises): unreadable is
+        // different too.
+        let stale = std::panic::catch_unwind(|| our_tree(&img)).ok();
         assert!(
-            stale != theirs,
+            stale.as_ref() != Some(&theirs),
             "{name}: the on-disk state already is the recovered one"
         );
         assert_eq!(digest(&img), before, "{name}: the image changed");
@@ -103,7 +111,7 @@ fn dirty_logs_replay_as_the_kernel_replays_them() {
             assert!(fmt("/new/grown").contains("btree"), "bmap B+tree root");
             let sub: &[u8] = b"/new/sub";
             assert!(
-                stale.get(sub) != theirs.get(sub),
+                stale.as_ref().and_then(|t| t.get(sub)) != theirs.get(sub),
                 "the directory grown in the log"
             );
             assert!(ours.len() > 300, "{} paths", ours.len());
