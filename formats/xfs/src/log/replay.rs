@@ -36,6 +36,8 @@ const MAX_BUFFER_BB: u64 = 2048;
 pub struct Replayed {
     /// Committed transactions replayed.
     pub transactions: usize,
+    /// Items not replayed because their block on disk already is newer (v5).
+    pub skipped_newer: usize,
     /// 512-byte sectors by device byte offset.
     pub sectors: BTreeMap<u64, Vec<u8>>,
 }
@@ -49,6 +51,10 @@ struct Store<'a, D> {
     xfs: &'a Xfs<D>,
     sectors: BTreeMap<u64, Vec<u8>>,
     limit_bb: u64,
+    /// Buffers (by first sector) this replay stamped, with the LSN.
+    stamped: HashMap<u64, u64>,
+    /// Items skipped because their block on disk is newer.
+    skipped: usize,
 }
 
 impl<D: ReadAt> Store<'_, D> {
@@ -102,6 +108,8 @@ impl<D: ReadAt> Xfs<D> {
                 .dblocks
                 .saturating_mul(u64::from(self.sb.block_size))
                 / BB,
+            stamped: HashMap::new(),
+            skipped: 0,
         };
         let mut intents: BTreeSet<(usize, u64)> = BTreeSet::new();
         self.each_transaction(head, &mut |t| {
@@ -128,6 +136,7 @@ impl<D: ReadAt> Xfs<D> {
         }
         Ok(Some(Replayed {
             transactions,
+            skipped_newer: store.skipped,
             sectors: store.sectors,
         }))
     }
@@ -262,7 +271,15 @@ impl<D: ReadAt> Xfs<D> {
         }
         let mut buf = store.read(f.blkno, f.len)?;
         let crc = self.sb.has_crc();
-        if crc && buf_item::buffer_lsn(&buf).is_some_and(|l| l != 0 && l != u64::MAX && l >= lsn) {
+        // The kernel stamps a replayed buffer's LSN when it writes it, which
+        // it does before the first commit with a later LSN: a buffer this
+        // replay stamped with the current LSN is not yet "newer" for it.
+        let ours = store.stamped.get(&f.blkno) == Some(&lsn);
+        if crc
+            && !ours
+            && buf_item::buffer_lsn(&buf).is_some_and(|l| l != 0 && l != u64::MAX && l >= lsn)
+        {
+            store.skipped += 1;
             return Ok(());
         }
         if f.flags & buf_item::FLAG_INODE_BUF != 0 {
@@ -278,6 +295,7 @@ impl<D: ReadAt> Xfs<D> {
             f.apply(&item.regions, &mut buf)?;
             if crc {
                 buf_item::stamp(&mut buf, lsn);
+                store.stamped.insert(f.blkno, lsn);
             }
         }
         store.write(f.blkno, &buf);
@@ -308,6 +326,7 @@ impl<D: ReadAt> Xfs<D> {
         if self.sb.has_crc()
             && inode_item::disk_lsn(dip).is_some_and(|l| l != 0 && l != u64::MAX && l >= lsn)
         {
+            store.skipped += 1;
             return Ok(());
         }
         if let Some(ld) = item.regions.get(1)
