@@ -161,8 +161,7 @@ pub struct FsReport {
     pub features: Option<Vec<String>>,
     pub needs_recovery: Option<bool>,
     /// XFS: what happened to a log that needs recovery (replayed in memory,
-    /// or why not); absent otherwise.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// or why not); `null` otherwise.
     pub log_replay: Option<String>,
     /// vmscrub can read its files (ext2/3/4, FAT that opened cleanly).
     pub readable: bool,
