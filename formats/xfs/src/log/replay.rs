@@ -30,6 +30,9 @@ use crate::fs::Xfs;
 /// The largest buffer an item may name (1 MiB), so a hostile length cannot
 /// make this allocate without bound.
 const MAX_BUFFER_BB: u64 = 2048;
+/// The most sectors a replay holds (2 GiB, the largest log's size): a
+/// hostile log of inode-create items cannot grow memory without bound.
+const MAX_SECTORS: usize = 1 << 22;
 
 /// A replayed log: the sectors that differ from the device after recovery.
 #[derive(Debug, Default)]
@@ -77,10 +80,17 @@ impl<D: ReadAt> Store<'_, D> {
         Ok(buf)
     }
 
-    fn write(&mut self, daddr: u64, buf: &[u8]) {
+    fn write(&mut self, daddr: u64, buf: &[u8]) -> Result<()> {
         for (i, s) in buf.chunks(BB as usize).enumerate() {
             self.sectors.insert((daddr + i as u64) * BB, s.to_vec());
         }
+        if self.sectors.len() > MAX_SECTORS {
+            return Err(unsupported(format!(
+                "the replayed blocks would hold more than {} MiB in memory",
+                (MAX_SECTORS as u64 * BB) >> 20
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -223,7 +233,7 @@ impl<D: ReadAt> Xfs<D> {
                     return Ok(());
                 }
                 store.read(daddr, end - daddr)?;
-                store.write(daddr, &chunk);
+                store.write(daddr, &chunk)?;
                 Ok(())
             }
             k => match intent::role(k) {
@@ -298,7 +308,7 @@ impl<D: ReadAt> Xfs<D> {
                 store.stamped.insert(f.blkno, lsn);
             }
         }
-        store.write(f.blkno, &buf);
+        store.write(f.blkno, &buf)?;
         Ok(())
     }
 
@@ -335,7 +345,7 @@ impl<D: ReadAt> Xfs<D> {
             return Ok(());
         }
         inode_item::apply(f, &item.regions, dip, lsn, self.sb.has_crc())?;
-        store.write(f.blkno, &buf);
+        store.write(f.blkno, &buf)?;
         Ok(())
     }
 }
