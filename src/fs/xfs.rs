@@ -44,6 +44,12 @@ pub fn replayed_view<D: ReadAt + Clone>(dev: D) -> View<D> {
     let Ok(fs) = Xfs::open(dev.clone()) else {
         return View::AsIs(dev);
     };
+    if let Err(e) = fs.log_state() {
+        return View::Unreplayable(
+            dev,
+            format!("the XFS log cannot be read ({e}): what is shown is the on-disk state"),
+        );
+    }
     match fs.replay_log() {
         Ok(None) => View::AsIs(dev),
         Ok(Some(r)) => {
