@@ -246,3 +246,31 @@ fn a_block_newer_than_its_log_item_is_not_replayed() {
         "the newer AGF was replayed over"
     );
 }
+
+/// Damage anywhere in the log's blocks, cycle words and headers included
+/// (CRCs left as they are, so the head and the tail may move): the replay
+/// returns, with a replay or a reason.
+#[test]
+fn random_damage_anywhere_in_the_log_gives_errors_not_panics() {
+    let (img, recs) = setup();
+    let first = recs[0].at;
+    let last = recs.last().unwrap();
+    let end = last.at + (last.hblks + last.len.div_ceil(BB)) * BB;
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    for round in 0..30 {
+        let mut bad = img.clone();
+        for _ in 0..1 + rng.next() % 8 {
+            let o = first + (rng.next() as usize) % (end - first);
+            // Every other round hits a block's first word (cycle or magic).
+            let o = if round % 2 == 0 {
+                o - o % BB + (rng.next() as usize) % 8
+            } else {
+                o
+            };
+            bad[o] = rng.next() as u8;
+        }
+        if let Err(e) = replay(bad) {
+            assert!(!e.to_string().is_empty());
+        }
+    }
+}
