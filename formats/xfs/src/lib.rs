@@ -46,5 +46,5 @@ pub use error::{Error, Loc, Result};
 pub use file::FileReader;
 pub use fs::{OpenOptions, Xfs};
 pub use inode::{FileType, ForkFormat, Inode, Timestamp};
-pub use log::LogState;
+pub use log::{LogState, Replayed};
 pub use superblock::Superblock;
