@@ -277,3 +277,62 @@ fn core_to_disk(l: &[u8], d: &mut [u8], lsn: u64) {
     d[82] = l[82]; // forkoff
     d[83] = l[83]; // aformat
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bmbt_root_is_repacked_for_the_fork() {
+        // In memory: a 72-byte header, room for 4 records (keys, then pointers).
+        let mut src = vec![0u8; 72 + 4 * 16];
+        src[..4].copy_from_slice(b"BMA3");
+        src[4..6].copy_from_slice(&1u16.to_be_bytes());
+        src[6..8].copy_from_slice(&2u16.to_be_bytes());
+        for i in 0..2 {
+            src[72 + i * 8..80 + i * 8].copy_from_slice(&(10 + i as u64).to_be_bytes());
+            src[104 + i * 8..112 + i * 8].copy_from_slice(&(20 + i as u64).to_be_bytes());
+        }
+        // On disk: a 4-byte header, room for 3 records.
+        let mut dst = vec![0xffu8; 4 + 3 * 16];
+        bmbt_to_bmdr(&src, &mut dst).unwrap();
+        assert_eq!(&dst[..4], &[0, 1, 0, 2]);
+        assert_eq!(u64::from_be_bytes(dst[4..12].try_into().unwrap()), 10);
+        assert_eq!(u64::from_be_bytes(dst[12..20].try_into().unwrap()), 11);
+        assert_eq!(u64::from_be_bytes(dst[28..36].try_into().unwrap()), 20);
+        assert_eq!(u64::from_be_bytes(dst[36..44].try_into().unwrap()), 21);
+        src[6..8].copy_from_slice(&5u16.to_be_bytes());
+        assert!(
+            bmbt_to_bmdr(&src, &mut dst).is_err(),
+            "more records than fit"
+        );
+    }
+
+    #[test]
+    fn core_fields_change_byte_order_and_times_their_encoding() {
+        let mut l = vec![0u8; 176];
+        l[0..2].copy_from_slice(&DINODE_MAGIC.to_le_bytes());
+        l[2..4].copy_from_slice(&0o100644u16.to_le_bytes());
+        l[4] = 3;
+        l[8..12].copy_from_slice(&1000u32.to_le_bytes());
+        l[56..64].copy_from_slice(&12345u64.to_le_bytes());
+        l[32..36].copy_from_slice(&7u32.to_le_bytes()); // legacy: seconds
+        l[36..40].copy_from_slice(&9u32.to_le_bytes()); // nanoseconds
+        let mut d = vec![0u8; 512];
+        core_to_disk(&l, &mut d, 0x1_0000_0002);
+        assert_eq!(&d[0..2], b"IN");
+        assert_eq!(u16::from_be_bytes([d[2], d[3]]), 0o100644);
+        assert_eq!(u32::from_be_bytes(d[8..12].try_into().unwrap()), 1000);
+        assert_eq!(u64::from_be_bytes(d[56..64].try_into().unwrap()), 12345);
+        assert_eq!(&d[32..40], &[0, 0, 0, 7, 0, 0, 0, 9]);
+        assert_eq!(
+            u64::from_be_bytes(d[112..120].try_into().unwrap()),
+            0x1_0000_0002
+        );
+        // bigtime: one 64-bit count.
+        l[120..128].copy_from_slice(&BIGTIME.to_le_bytes());
+        l[32..40].copy_from_slice(&0x0102_0304_0506_0708u64.to_le_bytes());
+        core_to_disk(&l, &mut d, 1);
+        assert_eq!(&d[32..40], &[1, 2, 3, 4, 5, 6, 7, 8]);
+    }
+}
