@@ -899,31 +899,32 @@ pub fn backup_superblock<D>(v: &crate::image::Volume<D>) -> Option<vmscrub_ext4:
     })
 }
 
-/// Opens XFS on `dev`. A dirty log is not replayed (no XFS log replay yet):
-/// the verbs read the on-disk state and say so, and `scrub` refuses XFS.
+/// Opens XFS on `dev`, through an overlay holding its log's replay when the
+/// log is dirty; `journal` says what happened to the log (replayed, or why
+/// not: the on-disk state is then read).
 fn open_xfs<D>(dev: D) -> Opened
 where
     D: vmscrub_blockdev::ReadAt + Clone + 'static,
 {
-    let fs = match crate::fs::xfs::XfsFs::open(dev) {
-        Ok(fs) => fs,
-        Err(e) => return Opened::Unreadable(format!("xfs cannot be read: {e}")),
-    };
-    let journal = match fs.inner().log_state() {
-        Ok(state) if state.is_dirty() => Some(
-            "the XFS log needs recovery and is not replayed (XFS log replay is not supported yet): \
-             what is shown is the on-disk state, without the log's most recent changes"
-                .to_string(),
-        ),
-        Ok(_) => None,
-        Err(e) => Some(format!(
-            "the XFS log cannot be read ({e}): what is shown is the on-disk state"
-        )),
-    };
-    Opened::Fs {
-        notes: fs.inner().notes().to_vec(),
-        fs: Arc::new(fs),
-        journal,
+    use crate::journal::View;
+    match crate::fs::xfs::replayed_view(dev) {
+        View::AsIs(dev) => open_xfs_on(dev, None),
+        View::Replayed(dev, note) => open_xfs_on(dev, Some(note)),
+        View::Unreplayable(dev, why) => open_xfs_on(dev, Some(why)),
+    }
+}
+
+fn open_xfs_on<D>(dev: D, journal: Option<String>) -> Opened
+where
+    D: vmscrub_blockdev::ReadAt + Clone + 'static,
+{
+    match crate::fs::xfs::XfsFs::open(dev) {
+        Ok(fs) => Opened::Fs {
+            notes: fs.inner().notes().to_vec(),
+            fs: Arc::new(fs),
+            journal,
+        },
+        Err(e) => Opened::Unreadable(format!("xfs cannot be read: {e}")),
     }
 }
 

@@ -160,6 +160,9 @@ pub struct FsReport {
     pub block_size: Option<u32>,
     pub features: Option<Vec<String>>,
     pub needs_recovery: Option<bool>,
+    /// XFS: what happened to a log that needs recovery (replayed in memory,
+    /// or why not); `null` otherwise.
+    pub log_replay: Option<String>,
     /// vmscrub can read its files (ext2/3/4, FAT that opened cleanly).
     pub readable: bool,
     /// Why not, for a filesystem that cannot be read (`None` when readable, or
@@ -418,6 +421,13 @@ pub(crate) fn fs_report_of<D: vmscrub_blockdev::ReadAt + Clone + 'static>(
                 .collect(),
         );
         r.needs_recovery = fs.log_state().ok().map(|s| s.is_dirty());
+        if r.needs_recovery == Some(true) {
+            r.log_replay = Some(match fs.replay_log() {
+                Ok(Some(done)) => format!("replayed ({} transactions)", done.transactions),
+                Ok(None) => "replayed (0 transactions)".into(),
+                Err(e) => format!("not replayed ({e})"),
+            });
+        }
     }
     r
 }
@@ -432,6 +442,7 @@ fn fs_report(fs: &Filesystem, access: (bool, Option<String>, Option<String>)) ->
         block_size: fs.block_size,
         features: fs.ext.as_ref().map(|e| e.features.clone()),
         needs_recovery: fs.ext.as_ref().map(|e| e.needs_recovery),
+        log_replay: None,
         readable,
         unreadable_reason,
         mount_point,
@@ -658,7 +669,13 @@ pub fn render_human(r: &Report) -> String {
                 d.push(format!("block size {b}"));
             }
             if f.needs_recovery == Some(true) && f.kind == "xfs" {
-                d.push("LOG NEEDS RECOVERY".into());
+                match &f.log_replay {
+                    Some(r) if r.starts_with("replayed") => {
+                        d.push(format!("log needs recovery: {r} in memory"))
+                    }
+                    Some(r) => d.push(format!("LOG NEEDS RECOVERY, {r}")),
+                    None => d.push("LOG NEEDS RECOVERY".into()),
+                }
             } else if f.needs_recovery == Some(true) {
                 d.push("JOURNAL NEEDS RECOVERY".into());
             }

@@ -126,14 +126,46 @@ fn dirty_log_is_reported_and_warned_about() {
         j["partitions"][0]["filesystem"]["needs_recovery"], true,
         "{j}"
     );
+    assert_eq!(
+        j["partitions"][0]["filesystem"]["log_replay"], "replayed (2 transactions)",
+        "{j}"
+    );
     let text = ok(&vmscrub(["inspect", i]));
-    assert!(text.contains("LOG NEEDS RECOVERY"), "{text}");
-    let o = vmscrub(["ls", i, "/"]);
+    assert!(
+        text.contains("log needs recovery: replayed (2 transactions) in memory"),
+        "{text}"
+    );
+    // The replayed state is listed (the file and directory only the log
+    // holds), with a note saying so.
+    let o = vmscrub(["ls", i, "/d"]);
     assert_eq!(o.status.code(), Some(0));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
-        err.contains("the XFS log needs recovery and is not replayed"),
+        err.contains("the XFS log needed recovery: 2 committed transaction(s) replayed"),
         "{err}"
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains(" g\n") && out.contains(" new\n"), "{out}");
+    // scan says it too, as a guest-view note (as for a replayed ext4 journal).
+    let s: Value = serde_json::from_str(&ok(&vmscrub([
+        "scan",
+        "--format",
+        "json",
+        "--data-volume",
+        i,
+    ])))
+    .unwrap();
+    assert!(
+        s["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w["kind"] == "guest-view"
+                && w["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("the XFS log needed recovery: 2 committed transaction(s) replayed")),
+        "{s}"
     );
     let clean = vmscrub_fixtures::fixture("xfs-rich");
     let j: Value = serde_json::from_str(&ok(&vmscrub([

@@ -16,18 +16,70 @@
 //! - **Directory entry types** come from the entry (ftype) or else the inode;
 //!   an inode that cannot be read there is listed as a regular file and the
 //!   error surfaces, with its path, when it is read.
-//! - **The log is not replayed**: the caller checks [`XfsFs::log_state`] and
-//!   warns that a dirty log's changes are not seen.
+//! - **A dirty log is replayed in memory** ([`replayed_view`]), as the ext4
+//!   journal is: the adapter is opened over an overlay holding the replayed
+//!   sectors, so every verb sees what the guest's next mount would show.
+//!   Where the replay cannot be done (a damaged log, unfinished intents, quota
+//!   items), the on-disk state is read and the reason said.
 
 use std::io::Read;
 use std::ops::Range;
+use std::sync::Arc;
 
-use vmscrub_blockdev::ReadAt;
+use vmscrub_blockdev::{ReadAt, WriteAt};
+
+use crate::journal::View;
+use crate::overlay::Overlay;
 use vmscrub_xfs::{Error as XfsError, FileType, Fork, Inode, Xfs};
 
 use super::{
     DirEntry, FileKind, Filesystem, FsError, FsResult, FsType, Metadata, NodeId, Timestamp, Xattr,
 };
+
+/// The state of the XFS volume on `dev` after its log's replay, held in an
+/// in-memory overlay (bounded by the log's size); `dev` itself is only read.
+/// [`View::AsIs`] when the log is clean (or the filesystem cannot be opened:
+/// the caller's own open then names why).
+pub fn replayed_view<D: ReadAt + Clone>(dev: D) -> View<D> {
+    let Ok(fs) = Xfs::open(dev.clone()) else {
+        return View::AsIs(dev);
+    };
+    if let Err(e) = fs.log_state() {
+        return View::Unreplayable(
+            dev,
+            format!("the XFS log cannot be read ({e}): what is shown is the on-disk state"),
+        );
+    }
+    match fs.replay_log() {
+        Ok(None) => View::AsIs(dev),
+        Ok(Some(r)) => {
+            let overlay = Arc::new(Overlay::new(dev.clone()));
+            for (off, s) in &r.sectors {
+                if let Err(e) = overlay.write_all_at(s, *off) {
+                    return View::Unreplayable(dev, unreplayable(&e.to_string()));
+                }
+            }
+            View::Replayed(
+                overlay,
+                format!(
+                    "the XFS log needed recovery: {} committed transaction(s) replayed \
+                     ({} sector(s)), in memory; the image is unchanged",
+                    r.transactions,
+                    r.sectors.len()
+                ),
+            )
+        }
+        Err(e) => View::Unreplayable(dev, unreplayable(&e.to_string())),
+    }
+}
+
+fn unreplayable(why: &str) -> String {
+    format!(
+        "the XFS log needs recovery (the image was taken from a running or crashed system) \
+         and cannot be replayed: {why}; this shows the on-disk state, so the most recent \
+         changes may be missing"
+    )
+}
 
 /// An opened XFS filesystem.
 pub struct XfsFs<D> {

@@ -15,8 +15,10 @@
 //! device, an external log, unknown incompatible features) fails [`Xfs::open`]
 //! with [`Error::Unsupported`].
 //!
-//! The reader reads the on-disk state only: [`Xfs::log_state`] says whether the
-//! log holds transactions a mount would replay first; it is not replayed here.
+//! The reader reads the device it is given: [`Xfs::log_state`] says whether the
+//! log holds transactions a mount would replay first, and [`Xfs::replay_log`]
+//! replays them into sectors for the caller to lay over the device (an
+//! overlay), or says why it cannot.
 
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
@@ -44,5 +46,5 @@ pub use error::{Error, Loc, Result};
 pub use file::FileReader;
 pub use fs::{OpenOptions, Xfs};
 pub use inode::{FileType, ForkFormat, Inode, Timestamp};
-pub use log::LogState;
+pub use log::{LogState, Replayed};
 pub use superblock::Superblock;
