@@ -162,12 +162,7 @@ pub fn run(args: &ScrubArgs) -> Result<i32> {
     };
     let layout = replay_journals(args, &overlay, &mut done)?;
     let mut guest = crate::guest::guest_from_layout(&layout);
-    refuse_xfs(&guest)?;
-    guest.require_readable(&args.image)?;
-    guest.require_os(&args.image, args.select.data_volume)?;
-    refuse_damaged(args, &guest, selection.contains("swap"))?;
-    refuse_backup_superblocks(&layout)?;
-    free::refuse_disagreeing(&guest, &layout)?;
+    refuse_unsafe_inputs(args, &mut guest, &layout, selection.contains("swap"))?;
 
     say.phase("scanning");
     let t_scan = Instant::now();
@@ -388,6 +383,24 @@ fn replay_journals(args: &ScrubArgs, overlay: &Disk, done: &mut Done) -> Result<
         return discover();
     }
     Ok(layout)
+}
+
+/// Every refusal that comes before any work, each saying why and what to do:
+/// what vmscrub cannot edit safely (XFS, a filesystem read through a backup
+/// superblock, free space the witnesses disagree on), cannot read, or cannot
+/// place (no OS to apply path rules to). Nothing has been written yet.
+fn refuse_unsafe_inputs(
+    args: &ScrubArgs,
+    guest: &mut Guest,
+    layout: &Layout<Disk>,
+    swap_on: bool,
+) -> Result<()> {
+    refuse_xfs(guest)?;
+    guest.require_readable(&args.image)?;
+    guest.require_os(&args.image, args.select.data_volume)?;
+    refuse_damaged(args, guest, swap_on)?;
+    refuse_backup_superblocks(layout)?;
+    free::refuse_disagreeing(guest, layout)
 }
 
 /// vmscrub reads XFS but has no XFS editor yet: an image with an XFS volume is
