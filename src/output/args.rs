@@ -330,16 +330,7 @@ impl OutputArgs {
                  --exact-size keeps the size and refuses instead)"
             ));
         }
-        let probe = vmscrub_vhd::create::NewDisk {
-            size: out_size,
-            disk_type: match subformat {
-                VhdSubformat::Fixed => vmscrub_vhd::DiskType::Fixed,
-                VhdSubformat::Dynamic => vmscrub_vhd::DiskType::Dynamic,
-            },
-            unique_id: [0; 16],
-            unix_time: 0,
-        };
-        probe.check().map_err(|e| UsageError(e.to_string()))?;
+        vmscrub_vhd::create::check_size(out_size).map_err(|e| UsageError(e.to_string()))?;
         Ok(OutputFormat::Vhd {
             subformat,
             size: out_size,

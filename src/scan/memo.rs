@@ -49,12 +49,6 @@ pub enum Digests<'a> {
     Reuse(&'a ContentMemo),
 }
 
-impl Digests<'_> {
-    pub fn on(self) -> bool {
-        !matches!(self, Digests::Off)
-    }
-}
-
 thread_local! {
     /// The read buffer of [`DigestReader::finish`], one per thread and zeroized
     /// when the thread ends: a buffer per file would cost more to zeroize (byte

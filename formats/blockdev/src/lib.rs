@@ -107,6 +107,38 @@ pub fn check_range(offset: u64, len: u64, size: u64) -> io::Result<()> {
     }
 }
 
+/// Why [`read_stated`] read nothing.
+#[derive(Debug)]
+pub enum StatedReadError {
+    /// The device ends before `need` (the end of what was asked).
+    Truncated {
+        need: u64,
+        have: u64,
+    },
+    Io(io::Error),
+}
+
+/// `len` bytes at `offset`, where `len` and `offset` come from the image (a
+/// header's table size, a region's offset): read only if the device holds them
+/// all, so a hostile length cannot make an allocation the file does not back.
+pub fn read_stated<D: ReadAt + ?Sized>(
+    dev: &D,
+    offset: u64,
+    len: u64,
+) -> Result<Vec<u8>, StatedReadError> {
+    let end = offset.saturating_add(len);
+    if end > dev.size() {
+        return Err(StatedReadError::Truncated {
+            need: end,
+            have: dev.size(),
+        });
+    }
+    let mut b = vec![0u8; len as usize];
+    dev.read_exact_at(&mut b, offset)
+        .map_err(StatedReadError::Io)?;
+    Ok(b)
+}
+
 macro_rules! forward_read_at {
     ($($ty:ty),*) => {$(
         impl<T: ReadAt + ?Sized> ReadAt for $ty {

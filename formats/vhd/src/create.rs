@@ -61,14 +61,20 @@ pub enum CreateError {
     Differencing,
 }
 
+/// Whether a disk of `size` bytes can be a VHD.
+pub fn check_size(size: u64) -> Result<(), CreateError> {
+    if size > MAX_SIZE {
+        return Err(CreateError::TooLarge(size));
+    }
+    if !size.is_multiple_of(512) {
+        return Err(CreateError::NotSectors(size));
+    }
+    Ok(())
+}
+
 impl NewDisk {
     pub fn check(&self) -> Result<(), CreateError> {
-        if self.size > MAX_SIZE {
-            return Err(CreateError::TooLarge(self.size));
-        }
-        if !self.size.is_multiple_of(512) {
-            return Err(CreateError::NotSectors(self.size));
-        }
+        check_size(self.size)?;
         if self.disk_type == DiskType::Differencing {
             return Err(CreateError::Differencing);
         }

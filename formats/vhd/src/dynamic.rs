@@ -5,7 +5,7 @@
 
 use std::io;
 
-use vmscrub_blockdev::{RangeSet, ReadAt};
+use vmscrub_blockdev::{RangeSet, ReadAt, StatedReadError};
 
 use crate::Error;
 use crate::footer::{Footer, be32, be64, checksum};
@@ -36,22 +36,14 @@ fn read(
     offset: u64,
     len: u64,
 ) -> Result<Vec<u8>, Error> {
-    let end = offset.saturating_add(len);
-    if end > file.size() {
-        return Err(Error::Truncated {
-            what,
-            need: end,
-            have: file.size(),
-        });
-    }
-    let mut b = vec![0u8; len as usize];
-    file.read_exact_at(&mut b, offset)
-        .map_err(|source| Error::Io {
+    vmscrub_blockdev::read_stated(file, offset, len).map_err(|e| match e {
+        StatedReadError::Truncated { need, have } => Error::Truncated { what, need, have },
+        StatedReadError::Io(source) => Error::Io {
             what,
             offset,
             source,
-        })?;
-    Ok(b)
+        },
+    })
 }
 
 impl Table {

@@ -23,7 +23,7 @@ mod metadata;
 
 use std::io;
 
-use vmscrub_blockdev::{RangeSet, ReadAt};
+use vmscrub_blockdev::{RangeSet, ReadAt, StatedReadError};
 
 pub use error::Error;
 pub use header::Header;
@@ -45,22 +45,14 @@ pub(crate) fn read(
     offset: u64,
     len: u64,
 ) -> Result<Vec<u8>, Error> {
-    let end = offset.saturating_add(len);
-    if end > file.size() {
-        return Err(Error::Truncated {
-            what,
-            need: end,
-            have: file.size(),
-        });
-    }
-    let mut b = vec![0u8; len as usize];
-    file.read_exact_at(&mut b, offset)
-        .map_err(|source| Error::Io {
+    vmscrub_blockdev::read_stated(file, offset, len).map_err(|e| match e {
+        StatedReadError::Truncated { need, have } => Error::Truncated { what, need, have },
+        StatedReadError::Io(source) => Error::Io {
             what,
             offset,
             source,
-        })?;
-    Ok(b)
+        },
+    })
 }
 
 /// The file starts with the VHDX signature.
@@ -100,11 +92,7 @@ impl<F: ReadAt> Vhdx<F> {
 
     /// Bytes of the disk the file stores (its present blocks).
     pub fn allocated_bytes(&self) -> u64 {
-        self.allocated_ranges_inner().total()
-    }
-
-    fn allocated_ranges_inner(&self) -> RangeSet {
-        self.bat.allocated_ranges(self.metadata.size)
+        self.bat.allocated_ranges(self.metadata.size).total()
     }
 }
 
@@ -130,6 +118,6 @@ impl<F: ReadAt> ReadAt for Vhdx<F> {
     }
 
     fn allocated_ranges(&self) -> io::Result<RangeSet> {
-        Ok(self.allocated_ranges_inner())
+        Ok(self.bat.allocated_ranges(self.metadata.size))
     }
 }
