@@ -962,107 +962,9 @@ pub fn scan_digesting(
         for i in 0..guest.filesystems.len() {
             let tx_ref = tx_ref.clone();
             let c = &c;
-            handles.push(s.spawn(move || {
-                let mount = guest.mount_point(i).map(<[u8]>::to_vec);
-                let other_mounts = if guest.root == Some(i) {
-                    guest
-                        .mounts
-                        .iter()
-                        .filter(|m| m.fs != i)
-                        .map(|m| m.path.clone())
-                        .collect()
-                } else {
-                    vec![]
-                };
-                let prefix = match &mount {
-                    Some(p) if p != b"/" => p.clone(),
-                    _ => vec![],
-                };
-                let mut w = Walker {
-                    c,
-                    guest,
-                    fs_index: i,
-                    fs: &*guest.filesystems[i].fs,
-                    mounted: mount.is_some(),
-                    other_mounts,
-                    prefix: prefix.clone(),
-                    jobs: tx_ref.as_ref(),
-                    out: FsOutcome::default(),
-                    trees: HashMap::new(),
-                    matches: vec![],
-                    progress: opts.progress,
-                };
-                let fs = w.fs;
-                let root = fs.root();
-                let start: Vec<u8> = prefix.clone();
-                let r = crate::fs::walk::walk(fs, root, &start, |e| {
-                    Ok(w.visit(&e.path, e.entry.id, e.entry.kind))
-                });
-                match r {
-                    Ok(skipped) => {
-                        // Each skipped directory is a part of the filesystem nobody
-                        // looked at: a warning of its own (the first ones), then a count.
-                        let n = skipped.len();
-                        for s in skipped.iter().take(MAX_SKIPPED_DIRS) {
-                            w.out.warnings.push(Warning {
-                                kind: WarningKind::UnreadableFilesystem,
-                                operation: None,
-                                message: format!(
-                                    "{}: directory {} could not be read; nothing below it was scanned: {}",
-                                    guest.filesystems[i].identity.describe(),
-                                    display_path(&s.path),
-                                    s.error
-                                ),
-                            });
-                        }
-                        if n > MAX_SKIPPED_DIRS {
-                            w.out.warnings.push(Warning {
-                                kind: WarningKind::UnreadableFilesystem,
-                                operation: None,
-                                message: format!(
-                                    "{}: {} more directories could not be read",
-                                    guest.filesystems[i].identity.describe(),
-                                    n - MAX_SKIPPED_DIRS
-                                ),
-                            });
-                        }
-                    }
-                    Err(e) => w.out.warnings.push(Warning {
-                        kind: WarningKind::UnreadableFilesystem,
-                        operation: None,
-                        message: format!(
-                            "{}: the walk stopped early, files after the error were not scanned: {e}",
-                            guest.filesystems[i].identity.describe()
-                        ),
-                    }),
-                }
-                // Split trees that hold kept paths.
-                let mut by_tree: BTreeMap<usize, Vec<Vec<u8>>> = BTreeMap::new();
-                for (t, p) in std::mem::take(&mut w.out.kept_in_trees) {
-                    by_tree.entry(t).or_default().push(p);
-                }
-                let mut remove = vec![];
-                let mut add = vec![];
-                for (t, kept) in by_tree {
-                    let tree = &w.out.findings[t];
-                    match split_tree(fs, prefix.len(), tree, &kept) {
-                        Ok(parts) => {
-                            remove.push(t);
-                            add.extend(parts);
-                        }
-                        Err(e) => {
-                            let f = &mut w.out.findings[t];
-                            f.skipped = true;
-                            f.note = Some(format!("holds kept paths and could not be split: {e}"));
-                        }
-                    }
-                }
-                for t in remove.into_iter().rev() {
-                    w.out.findings.remove(t);
-                }
-                w.out.findings.extend(add);
-                w.out
-            }));
+            handles.push(
+                s.spawn(move || walk_filesystem(c, guest, i, tx_ref.as_ref(), opts.progress)),
+            );
         }
         drop(tx_ref);
         drop(tx);
@@ -1265,6 +1167,117 @@ pub fn scan_digesting(
         },
         memo,
     ))
+}
+
+/// Walks filesystem `i` of `guest` from its place in the guest's tree, matching
+/// every path against the compiled rules and queueing regular files on `jobs`
+/// for the content workers; splits `delete-tree` findings around kept paths.
+fn walk_filesystem(
+    c: &Compiled<'_>,
+    guest: &Guest,
+    i: usize,
+    jobs: Option<&mpsc::SyncSender<Job>>,
+    progress: Option<&ScanProgress>,
+) -> FsOutcome {
+    let mount = guest.mount_point(i).map(<[u8]>::to_vec);
+    let other_mounts = if guest.root == Some(i) {
+        guest
+            .mounts
+            .iter()
+            .filter(|m| m.fs != i)
+            .map(|m| m.path.clone())
+            .collect()
+    } else {
+        vec![]
+    };
+    let prefix = match &mount {
+        Some(p) if p != b"/" => p.clone(),
+        _ => vec![],
+    };
+    let mut w = Walker {
+        c,
+        guest,
+        fs_index: i,
+        fs: &*guest.filesystems[i].fs,
+        mounted: mount.is_some(),
+        other_mounts,
+        prefix: prefix.clone(),
+        jobs,
+        out: FsOutcome::default(),
+        trees: HashMap::new(),
+        matches: vec![],
+        progress,
+    };
+    let fs = w.fs;
+    let root = fs.root();
+    let start: Vec<u8> = prefix.clone();
+    let r = crate::fs::walk::walk(fs, root, &start, |e| {
+        Ok(w.visit(&e.path, e.entry.id, e.entry.kind))
+    });
+    match r {
+        Ok(skipped) => {
+            // Each skipped directory is a part of the filesystem nobody
+            // looked at: a warning of its own (the first ones), then a count.
+            let n = skipped.len();
+            for s in skipped.iter().take(MAX_SKIPPED_DIRS) {
+                w.out.warnings.push(Warning {
+                    kind: WarningKind::UnreadableFilesystem,
+                    operation: None,
+                    message: format!(
+                        "{}: directory {} could not be read; nothing below it was scanned: {}",
+                        guest.filesystems[i].identity.describe(),
+                        display_path(&s.path),
+                        s.error
+                    ),
+                });
+            }
+            if n > MAX_SKIPPED_DIRS {
+                w.out.warnings.push(Warning {
+                    kind: WarningKind::UnreadableFilesystem,
+                    operation: None,
+                    message: format!(
+                        "{}: {} more directories could not be read",
+                        guest.filesystems[i].identity.describe(),
+                        n - MAX_SKIPPED_DIRS
+                    ),
+                });
+            }
+        }
+        Err(e) => w.out.warnings.push(Warning {
+            kind: WarningKind::UnreadableFilesystem,
+            operation: None,
+            message: format!(
+                "{}: the walk stopped early, files after the error were not scanned: {e}",
+                guest.filesystems[i].identity.describe()
+            ),
+        }),
+    }
+    // Split trees that hold kept paths.
+    let mut by_tree: BTreeMap<usize, Vec<Vec<u8>>> = BTreeMap::new();
+    for (t, p) in std::mem::take(&mut w.out.kept_in_trees) {
+        by_tree.entry(t).or_default().push(p);
+    }
+    let mut remove = vec![];
+    let mut add = vec![];
+    for (t, kept) in by_tree {
+        let tree = &w.out.findings[t];
+        match split_tree(fs, prefix.len(), tree, &kept) {
+            Ok(parts) => {
+                remove.push(t);
+                add.extend(parts);
+            }
+            Err(e) => {
+                let f = &mut w.out.findings[t];
+                f.skipped = true;
+                f.note = Some(format!("holds kept paths and could not be split: {e}"));
+            }
+        }
+    }
+    for t in remove.into_iter().rev() {
+        w.out.findings.remove(t);
+    }
+    w.out.findings.extend(add);
+    w.out
 }
 
 /// What the `lvm-metadata` operation reports: per volume group, the metadata
