@@ -18,6 +18,7 @@ mod file;
 mod mem;
 mod ranges;
 mod slice;
+mod staged;
 
 use std::io;
 use std::ops::Range;
@@ -29,6 +30,7 @@ pub use file::FileDisk;
 pub use mem::MemDisk;
 pub use ranges::RangeSet;
 pub use slice::Slice;
+pub use staged::Staged;
 
 /// True if every byte of `data` is zero. Word-at-a-time, with an early exit:
 /// every layer that turns zeros into holes (writers, the overlay's output pass,

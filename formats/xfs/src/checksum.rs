@@ -14,6 +14,15 @@ pub fn compute(buf: &[u8], crc_off: usize) -> u32 {
     crc32c::crc32c_append(crc, &buf[end..])
 }
 
+/// Recomputes and stores the CRC of `buf` at `crc_off` (a no-op if the field
+/// does not fit), after an edit.
+pub fn store(buf: &mut [u8], crc_off: usize) {
+    let crc = compute(buf, crc_off);
+    if let Some(s) = buf.get_mut(crc_off..crc_off.wrapping_add(4)) {
+        s.copy_from_slice(&crc.to_le_bytes());
+    }
+}
+
 /// The CRC stored at `crc_off` (little-endian).
 pub fn stored(buf: &[u8], crc_off: usize) -> u32 {
     match buf.get(crc_off..crc_off.wrapping_add(4)) {

@@ -85,6 +85,14 @@ pub enum Error {
     #[error("unsupported XFS feature: {feature}")]
     Unsupported { feature: String },
 
+    /// The editor met something it does not change (a form, a feature, a tree
+    /// that would need to grow) and stopped before writing anything.
+    #[error("the XFS editor refuses: {structure}: {why}")]
+    Refused {
+        structure: &'static str,
+        why: String,
+    },
+
     /// A path component that does not exist.
     #[error("no such file or directory: {}", String::from_utf8_lossy(path))]
     NotFound { path: Vec<u8> },
@@ -123,6 +131,13 @@ impl Error {
     pub(crate) fn unsupported(feature: impl Into<String>) -> Self {
         Error::Unsupported {
             feature: feature.into(),
+        }
+    }
+
+    pub(crate) fn refused(structure: &'static str, why: impl Into<String>) -> Self {
+        Error::Refused {
+            structure,
+            why: why.into(),
         }
     }
 

@@ -29,6 +29,7 @@ mod be;
 pub mod bmap;
 pub mod checksum;
 pub mod dir;
+pub mod edit;
 pub mod error;
 pub mod file;
 pub mod fs;

@@ -19,7 +19,7 @@ use crate::error::{Error, Loc, Result};
 use crate::fs::Ext4;
 use crate::superblock::{SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE, Superblock, off as sb_off};
 
-use super::stage::Staged;
+use vmscrub_blockdev::Staged;
 
 /// One group as the editor sees it after loading.
 #[derive(Debug, Clone)]

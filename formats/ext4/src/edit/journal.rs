@@ -34,7 +34,7 @@ use crate::fs::Ext4;
 use crate::journal::{JBD2_MAGIC, Journal, JournalSuperblock, block_type, feature, off, tag_flags};
 
 use super::error::{EditError, EditResult};
-use super::stage::Staged;
+use vmscrub_blockdev::Staged;
 
 /// jbd2 incompatible features this code understands.
 const KNOWN_INCOMPAT: u32 = feature::INCOMPAT_REVOKE

@@ -50,7 +50,7 @@ mod journal;
 mod paths;
 mod release;
 mod shrink;
-mod stage;
+
 mod tree;
 
 use std::collections::HashMap;
@@ -67,7 +67,7 @@ use crate::superblock::{SUPERBLOCK_OFFSET, off as sb_off, state};
 
 pub use error::{EditError, EditResult, Refusal};
 pub use journal::ReplayStats;
-pub use stage::Staged;
+pub use vmscrub_blockdev::Staged;
 
 use groups::{Frees, Groups};
 use paths::DirIndex;

@@ -1,5 +1,6 @@
-//! Staged blocks: every change the editor makes lives here, in memory, until
-//! [`crate::edit::Editor::commit`] writes each changed block once.
+//! Staged blocks: every change a filesystem editor makes lives here, in memory,
+//! until its commit writes each changed block once (the ext4 and XFS editors
+//! share it).
 //!
 //! The stage is also the device the editor's reader reads through, so a later
 //! operation sees the effect of an earlier one (a directory block with an entry
@@ -12,7 +13,7 @@ use std::collections::HashMap;
 use std::io;
 use std::sync::{Mutex, MutexGuard};
 
-use vmscrub_blockdev::{ReadAt, check_range};
+use crate::{ReadAt, check_range};
 
 #[derive(Default)]
 struct Layers {
@@ -40,7 +41,7 @@ pub struct Staged<D> {
 }
 
 impl<D: ReadAt> Staged<D> {
-    pub(crate) fn new(dev: D, block_size: u32) -> Self {
+    pub fn new(dev: D, block_size: u32) -> Self {
         Staged {
             dev,
             block_size: u64::from(block_size),
@@ -48,7 +49,7 @@ impl<D: ReadAt> Staged<D> {
         }
     }
 
-    pub(crate) fn device(&self) -> &D {
+    pub fn device(&self) -> &D {
         &self.dev
     }
 
@@ -59,12 +60,12 @@ impl<D: ReadAt> Staged<D> {
     }
 
     /// Starts an operation's layer.
-    pub(crate) fn begin(&self) {
+    pub fn begin(&self) {
         self.lock().op = Some(HashMap::new());
     }
 
     /// Keeps the running operation's changes.
-    pub(crate) fn keep(&self) {
+    pub fn keep(&self) {
         let mut l = self.lock();
         if let Some(op) = l.op.take() {
             l.base.extend(op);
@@ -72,12 +73,12 @@ impl<D: ReadAt> Staged<D> {
     }
 
     /// Drops the running operation's changes.
-    pub(crate) fn drop_op(&self) {
+    pub fn drop_op(&self) {
         self.lock().op = None;
     }
 
     /// Reads block `block` as currently staged (or from the device).
-    pub(crate) fn read_block(&self, block: u64) -> io::Result<Vec<u8>> {
+    pub fn read_block(&self, block: u64) -> io::Result<Vec<u8>> {
         let mut buf = vec![0u8; self.block_size as usize];
         let offset = block
             .checked_mul(self.block_size)
@@ -88,7 +89,7 @@ impl<D: ReadAt> Staged<D> {
 
     /// Stages the whole content of `block` (into the running operation's layer
     /// if there is one).
-    pub(crate) fn put_block(&self, block: u64, data: Vec<u8>) {
+    pub fn put_block(&self, block: u64, data: Vec<u8>) {
         debug_assert_eq!(data.len() as u64, self.block_size);
         let mut l = self.lock();
         let data = data.into_boxed_slice();
@@ -103,7 +104,7 @@ impl<D: ReadAt> Staged<D> {
     }
 
     /// Patches `bytes` at byte `offset` (read-modify-write of the blocks it covers).
-    pub(crate) fn patch(&self, offset: u64, bytes: &[u8]) -> io::Result<()> {
+    pub fn patch(&self, offset: u64, bytes: &[u8]) -> io::Result<()> {
         let bs = self.block_size;
         let mut pos = 0usize;
         while pos < bytes.len() {
@@ -120,14 +121,14 @@ impl<D: ReadAt> Staged<D> {
     }
 
     /// Every staged block (committed operations only), in block order.
-    pub(crate) fn staged_blocks(&self) -> Vec<(u64, Box<[u8]>)> {
+    pub fn staged_blocks(&self) -> Vec<(u64, Box<[u8]>)> {
         let l = self.lock();
         let mut v: Vec<(u64, Box<[u8]>)> = l.base.iter().map(|(k, b)| (*k, b.clone())).collect();
         v.sort_by_key(|(k, _)| *k);
         v
     }
 
-    pub(crate) fn staged_count(&self) -> usize {
+    pub fn staged_count(&self) -> usize {
         self.lock().base.len()
     }
 }
@@ -175,7 +176,7 @@ impl<D: ReadAt> ReadAt for Staged<D> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vmscrub_blockdev::MemDisk;
+    use crate::MemDisk;
 
     #[test]
     fn layers_read_through_and_roll_back() {
