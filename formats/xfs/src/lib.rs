@@ -44,6 +44,7 @@ pub use attr::{AttrPlace, Xattr};
 pub use bmap::{BlockMap, Extent, Fork};
 pub use dir::{DirEntry, EntryPlace};
 pub use error::{Error, Loc, Result};
+pub use edit::{EditReport, Editor, EditorOptions, KeptLink, Shrunk, TreeRemoved, Unlinked};
 pub use file::FileReader;
 pub use fs::{OpenOptions, Xfs};
 pub use inode::{FileType, ForkFormat, Inode, Timestamp};
