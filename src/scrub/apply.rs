@@ -1,16 +1,15 @@
 //! Carrying out a filesystem's planned actions with its editor, on the overlay.
 //!
-//! ext2/3/4 go through `vmscrub-ext4`'s editor (staged in memory, written at
-//! commit, freed blocks zeroed through the overlay); FAT through `vmscrub-fat`'s
-//! editor, whose returned ranges are zeroed here. Either way the device is a
-//! slice of the overlay, so the source image is never written.
+//! Every filesystem's editor is driven through the one seam of `editors`
+//! ([`FsEditor`]): the plan runs the same way on ext2/3/4, FAT and XFS. The
+//! device is a slice of the overlay, so the source image is never written.
 //!
 //! An action that cannot be carried out (a refused filesystem, a rewrite that
 //! would need new space, a corrupt structure) fails the whole scrub: a tool
 //! that was asked to remove a secret must not quietly publish an image that
 //! still holds it. The message names the path and what to do.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 use vmscrub_blockdev::WriteAt;
@@ -18,6 +17,8 @@ use zeroize::Zeroizing;
 
 use crate::fs::{FileKind, FsType, NodeId, display_path};
 use crate::ops::ActionKind;
+
+use super::editors::{Ext4Editor, FatEditor, FsEditor, XfsEditor};
 
 /// One action on one filesystem, ready to run.
 pub struct Step {
@@ -98,18 +99,112 @@ pub struct Applied {
 }
 
 /// Runs `steps` (all on the filesystem on `dev`) with the editor for `fs_type`.
-pub fn apply<D: WriteAt + Clone>(
+pub fn apply<D: WriteAt + Clone + 'static>(
     dev: D,
     fs_type: FsType,
     label: &str,
     steps: &[Step],
 ) -> anyhow::Result<Applied> {
-    match fs_type {
-        FsType::Ext2 | FsType::Ext3 | FsType::Ext4 => apply_ext4(dev, label, steps),
-        FsType::Vfat => apply_fat(dev, label, steps),
-        FsType::Xfs => anyhow::bail!("{label}: XFS editing is not supported yet"),
-        FsType::Directory => anyhow::bail!("a host directory is never edited"),
+    let mut out = Applied::default();
+    let mut ed = open_editor(dev.clone(), fs_type, &mut out.notes)
+        .map_err(|e| refused(label, steps, e))?;
+    // Node → (its last unlink's outcome, links left after it).
+    let mut links: HashMap<NodeId, (usize, u32)> = HashMap::new();
+    for s in steps {
+        let mut o = Outcome::new(s);
+        match s.action {
+            ActionKind::DeleteTree if s.kind == FileKind::Directory => {
+                // Counts come from the capture's walk of the same tree (the
+                // caller fills them in), the same way on every filesystem.
+                let kept = ed.remove_tree(&s.fs_path).map_err(|e| failed(s, e))?;
+                if !kept.is_empty() {
+                    out.survivors.extend(kept.iter().map(|(n, _)| *n));
+                    o.note = Some(kept_note(&kept));
+                }
+            }
+            // A delete-tree that matched a file is a plain unlink.
+            ActionKind::Delete | ActionKind::DeleteTree => {
+                let r = ed.remove(&s.fs_path).map_err(|e| failed(s, e))?;
+                o.files = 1;
+                o.bytes = if s.kind == FileKind::Regular { s.size } else { 0 };
+                if let Some(n) = r.node {
+                    links.insert(n, (out.outcomes.len(), r.links_left));
+                }
+            }
+            ActionKind::Truncate => {
+                let n = ed.truncate(&s.fs_path).map_err(|e| failed(s, e))?;
+                o.bytes = s.size.saturating_sub(n);
+                o.new_size = Some(n);
+            }
+            ActionKind::Rewrite | ActionKind::Redact => {
+                let n = ed
+                    .rewrite(&s.fs_path, new_content(s))
+                    .map_err(|e| failed(s, e))?;
+                o.bytes = s.size.saturating_sub(n);
+                o.new_size = Some(n);
+            }
+            ActionKind::Report => continue,
+        }
+        out.outcomes.push(o);
     }
+    // A later step may have removed the node's other names: only what is
+    // still linked after the last step survives.
+    for (node, (at, left)) in links {
+        if left > 0 {
+            out.survivors.insert(node);
+            if let Some(o) = out.outcomes.get_mut(at) {
+                o.note = Some(format!(
+                    "inode {node} keeps its content through {left} other name(s)"
+                ));
+            }
+        }
+    }
+    let fin = ed.finish()?;
+    out.zeroed = fin.zeroed;
+    out.notes.extend(fin.notes);
+    if matches!(fs_type, FsType::Ext2 | FsType::Ext3 | FsType::Ext4) {
+        if fault("corrupt-dir-block") {
+            corrupt_parent_dir(&dev, steps)?;
+        }
+        if fault("corrupt-kept-file") {
+            corrupt_kept_file(&dev, steps)?;
+        }
+    }
+    Ok(out)
+}
+
+/// The editor for `fs_type` on `dev`; what opening it did goes to `notes`.
+fn open_editor<D: WriteAt + Clone + 'static>(
+    dev: D,
+    fs_type: FsType,
+    notes: &mut Vec<String>,
+) -> anyhow::Result<Box<dyn FsEditor>> {
+    Ok(match fs_type {
+        FsType::Ext2 | FsType::Ext3 | FsType::Ext4 => {
+            let (ed, n) = Ext4Editor::open(dev)?;
+            notes.extend(n);
+            Box::new(ed)
+        }
+        FsType::Vfat => Box::new(FatEditor::open(dev)?),
+        FsType::Xfs => {
+            let (ed, n) = XfsEditor::open(dev)?;
+            notes.extend(n);
+            Box::new(ed)
+        }
+        FsType::Directory => anyhow::bail!("a host directory is never edited"),
+    })
+}
+
+fn kept_note(kept: &[(NodeId, Vec<u8>)]) -> String {
+    format!(
+        "{} file(s) keep their content through names outside the tree: {}",
+        kept.len(),
+        kept.iter()
+            .take(5)
+            .map(|(_, p)| display_path(p))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
 }
 
 /// Fault injection for the tests of verification (debug builds only): with
@@ -152,148 +247,6 @@ fn failed(s: &Step, e: impl std::fmt::Display) -> anyhow::Error {
         display_path(&s.path),
         s.operations.join(", ")
     )
-}
-
-fn apply_ext4<D: WriteAt + Clone>(dev: D, label: &str, steps: &[Step]) -> anyhow::Result<Applied> {
-    use vmscrub_ext4::{Editor, EditorOptions};
-    let mut out = Applied::default();
-    let opts = EditorOptions {
-        zero_freed: !fault("keep-freed"),
-        ..EditorOptions::default()
-    };
-    let mut ed = Editor::open(dev.clone(), opts).map_err(|e| refused(label, steps, e))?;
-    if let Some(r) = ed.replay_stats() {
-        out.notes.push(format!(
-            "journal replayed first: {} transaction(s), {} block(s)",
-            r.transactions, r.blocks_replayed
-        ));
-    }
-    // Inode → (its last unlink's outcome, links left after it).
-    let mut links: std::collections::HashMap<u32, (usize, u16)> = Default::default();
-    for s in steps {
-        let mut o = Outcome::new(s);
-        match s.action {
-            ActionKind::DeleteTree if s.kind == FileKind::Directory => {
-                // Counts come from the capture's walk of the same tree (the
-                // caller fills them in), the same way on every filesystem.
-                let t = ed.remove_tree(&s.fs_path).map_err(|e| failed(s, e))?;
-                if !t.kept.is_empty() {
-                    for k in &t.kept {
-                        out.survivors.insert(NodeId::from(k.ino));
-                    }
-                    o.note = Some(format!(
-                        "{} file(s) keep their content through names outside the tree: {}",
-                        t.kept.len(),
-                        t.kept
-                            .iter()
-                            .take(5)
-                            .map(|k| display_path(&k.path))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ));
-                }
-            }
-            // A delete-tree that matched a file is a plain unlink.
-            ActionKind::Delete | ActionKind::DeleteTree => {
-                let u = ed.unlink(&s.fs_path).map_err(|e| failed(s, e))?;
-                o.files = 1;
-                o.bytes = if s.kind == FileKind::Regular {
-                    s.size
-                } else {
-                    0
-                };
-                links.insert(u.ino, (out.outcomes.len(), u.links_left));
-            }
-            ActionKind::Truncate => {
-                let r = ed.truncate(&s.fs_path).map_err(|e| failed(s, e))?;
-                o.bytes = r.old_size - r.new_size.min(r.old_size);
-                o.new_size = Some(r.new_size);
-            }
-            ActionKind::Rewrite | ActionKind::Redact => {
-                let r = ed
-                    .rewrite(&s.fs_path, new_content(s))
-                    .map_err(|e| failed(s, e))?;
-                o.bytes = r.old_size - r.new_size.min(r.old_size);
-                o.new_size = Some(r.new_size);
-            }
-            ActionKind::Report => continue,
-        }
-        out.outcomes.push(o);
-    }
-    // A later step may have removed the inode's other names: only what is
-    // still linked after the last step survives.
-    for (ino, (at, left)) in links {
-        if left > 0 {
-            out.survivors.insert(NodeId::from(ino));
-            if let Some(o) = out.outcomes.get_mut(at) {
-                o.note = Some(format!(
-                    "inode {ino} keeps its content through {left} other name(s)"
-                ));
-            }
-        }
-    }
-    let report = ed.commit().map_err(|e| {
-        anyhow::anyhow!("writing the edits into the overlay failed: {e}; nothing was written")
-    })?;
-    out.zeroed = report.zero_ranges.total();
-    if fault("corrupt-dir-block") {
-        corrupt_parent_dir(&dev, steps)?;
-    }
-    if fault("corrupt-kept-file") {
-        corrupt_kept_file(&dev, steps)?;
-    }
-    if report.journal_reset {
-        out.notes
-            .push("journal reset to empty (its log was zeroed)".to_string());
-    }
-    Ok(out)
-}
-
-fn apply_fat<D: WriteAt + Clone>(dev: D, label: &str, steps: &[Step]) -> anyhow::Result<Applied> {
-    use vmscrub_fat::FatFs;
-    let mut out = Applied::default();
-    let mut fs = FatFs::open(dev.clone()).map_err(|e| refused(label, steps, e))?;
-    for s in steps {
-        let mut o = Outcome::new(s);
-        let removal = match s.action {
-            ActionKind::Delete => {
-                o.files = 1;
-                o.bytes = s.size;
-                fs.remove_file(&s.fs_path).map_err(|e| failed(s, e))?
-            }
-            ActionKind::DeleteTree => {
-                let r = fs.remove_tree(&s.fs_path).map_err(|e| failed(s, e))?;
-                // A directory's counts come from the capture's walk.
-                if s.kind != FileKind::Directory {
-                    o.files = 1;
-                    o.bytes = s.size;
-                }
-                r
-            }
-            ActionKind::Truncate => {
-                let r = fs.truncate(&s.fs_path).map_err(|e| failed(s, e))?;
-                o.bytes = s.size;
-                o.new_size = Some(0);
-                r
-            }
-            ActionKind::Rewrite | ActionKind::Redact => {
-                let content = new_content(s);
-                let r = fs.rewrite(&s.fs_path, content).map_err(|e| failed(s, e))?;
-                o.new_size = Some(content.len() as u64);
-                o.bytes = s.size.saturating_sub(content.len() as u64);
-                r
-            }
-            ActionKind::Report => continue,
-        };
-        for r in removal.zero_ranges.iter() {
-            if !fault("keep-freed") {
-                dev.zero_range(r.clone()).map_err(|e| failed(s, e))?;
-            }
-        }
-        out.zeroed += removal.zero_ranges.total();
-        out.outcomes.push(o);
-    }
-    Ok(out)
 }
 
 /// Fault injection (`VMSCRUB_FAULT=corrupt-dir-block`, debug builds): after the

@@ -5,7 +5,8 @@
 //! tree can see it, and virt-sysprep ships it (its manual says to run
 //! virt-sparsify afterwards). So by default every block no file owns — per the
 //! ext4 bitmaps, layout and inode tables together (`free_by_every_witness`),
-//! per every FAT copy and the directory tree (`free_by_every_witness`) — becomes
+//! per every FAT copy and the directory tree (`free_by_every_witness`), per
+//! XFS's free-space, reverse-mapping and inode B+trees — becomes
 //! a zero range in the overlay:
 //! nothing is read or written for it, and it becomes a hole in the output,
 //! which also makes the output smaller. Filesystem metadata is not touched, so
@@ -32,7 +33,7 @@ pub fn zero_free_space<D: WriteAt + Clone>(dev: D, fs_type: FsType) -> anyhow::R
     match fs_type {
         FsType::Ext2 | FsType::Ext3 | FsType::Ext4 => ext4(dev),
         FsType::Vfat => fat(dev),
-        FsType::Xfs => anyhow::bail!("XFS editing is not supported yet"),
+        FsType::Xfs => super::editors::xfs_zero_free_space(dev),
         FsType::Directory => Ok(0),
     }
 }
@@ -83,7 +84,9 @@ pub fn check_witnesses<D: vmscrub_blockdev::ReadAt>(dev: D, fs_type: FsType) -> 
                 .free_by_every_witness()
                 .map_err(|e| anyhow::anyhow!("{e} (run fsck.fat on a copy first)"))?;
         }
-        FsType::Xfs => anyhow::bail!("XFS editing is not supported yet"),
+        FsType::Xfs => {
+            vmscrub_xfs::edit::check_free_space(dev)?;
+        }
         FsType::Directory => {}
     }
     Ok(())

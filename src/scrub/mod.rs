@@ -25,6 +25,7 @@
 //!   removed content.
 
 pub mod apply;
+mod editors;
 mod args;
 pub mod capture;
 pub mod free;
@@ -386,7 +387,7 @@ fn replay_journals(args: &ScrubArgs, overlay: &Disk, done: &mut Done) -> Result<
 }
 
 /// Every refusal that comes before any work, each saying why and what to do:
-/// what vmscrub cannot edit safely (XFS, a filesystem read through a backup
+/// what vmscrub cannot edit safely (a filesystem read through a backup
 /// superblock, free space the witnesses disagree on), cannot read, or cannot
 /// place (no OS to apply path rules to). Nothing has been written yet.
 fn refuse_unsafe_inputs(
@@ -395,32 +396,11 @@ fn refuse_unsafe_inputs(
     layout: &Layout<Disk>,
     swap_on: bool,
 ) -> Result<()> {
-    refuse_xfs(guest)?;
     guest.require_readable(&args.image)?;
     guest.require_os(&args.image, args.select.data_volume)?;
     refuse_damaged(args, guest, swap_on)?;
     refuse_backup_superblocks(layout)?;
     free::refuse_disagreeing(guest, layout)
-}
-
-/// vmscrub reads XFS but has no XFS editor yet: an image with an XFS volume is
-/// refused before anything is written, whatever the volume holds (scrubbing the
-/// other volumes alone would ship the XFS volume's secrets unexamined).
-fn refuse_xfs(guest: &Guest) -> Result<()> {
-    let xfs: Vec<String> = guest
-        .filesystems
-        .iter()
-        .filter(|f| f.fs.fs_type() == crate::fs::FsType::Xfs)
-        .map(|f| f.identity.describe())
-        .collect();
-    if xfs.is_empty() {
-        return Ok(());
-    }
-    bail!(
-        "XFS editing is not supported yet, so this image cannot be scrubbed; nothing was written \
-         (vmscrub reads XFS: inspect, ls, cat and scan work on it): {}",
-        xfs.join("; ")
-    )
 }
 
 /// A filesystem read through a backup superblock is for reading only: its

@@ -109,24 +109,8 @@ impl<D: WriteAt> Editor<D> {
     /// Opens the filesystem on `dev` for editing, replaying a dirty log into
     /// the stage first.
     pub fn open(dev: D, opts: EditorOptions) -> Result<Self> {
-        let bs = Xfs::open(&dev)?.block_size();
-        let stage = Arc::new(Staged::new(dev, bs));
-        let mut fs = Xfs::open(stage.clone())?;
+        let (stage, fs, log_replayed) = open_staged(dev)?;
         refuse_features(&fs)?;
-        let mut log_replayed = None;
-        if fs.log_state()?.is_dirty()
-            && let Some(r) = fs.replay_log()?
-        {
-            for (&off, sector) in &r.sectors {
-                stage.patch(off, sector).map_err(|source| Error::Io {
-                    what: "staged log replay",
-                    offset: off,
-                    source,
-                })?;
-            }
-            log_replayed = Some(r.transactions);
-            fs = Xfs::open(stage.clone())?;
-        }
         Ok(Editor {
             stage,
             fs,
@@ -253,6 +237,35 @@ impl<D: WriteAt> Editor<D> {
         }
         Ok(blocks.len())
     }
+}
+
+/// The filesystem on `dev` through a stage, a dirty log replayed into it.
+#[allow(clippy::type_complexity)]
+fn open_staged<D: ReadAt>(dev: D) -> Result<(Arc<Staged<D>>, Xfs<Arc<Staged<D>>>, Option<usize>)> {
+    let bs = Xfs::open(&dev)?.block_size();
+    let stage = Arc::new(Staged::new(dev, bs));
+    let fs = Xfs::open(stage.clone())?;
+    if !fs.log_state()?.is_dirty() {
+        return Ok((stage, fs, None));
+    }
+    let Some(r) = fs.replay_log()? else {
+        return Ok((stage, fs, None));
+    };
+    for (&off, sector) in &r.sectors {
+        stage
+            .patch(off, sector)
+            .map_err(|source| io_err("staged log replay", off, source))?;
+    }
+    let fs = Xfs::open(stage.clone())?;
+    Ok((stage, fs, Some(r.transactions)))
+}
+
+/// Checks, without editing, that every witness of free space agrees (the
+/// free-space trees, the AG headers, the reverse mappings): the scrub refuses
+/// a filesystem where they do not before anything is written.
+pub fn check_free_space<D: ReadAt>(dev: D) -> Result<()> {
+    let (_, fs, _) = open_staged(dev)?;
+    space::free_ranges(&fs).map(|_| ())
 }
 
 fn io_err(what: &'static str, offset: u64, source: std::io::Error) -> Error {
