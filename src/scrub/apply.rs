@@ -106,8 +106,8 @@ pub fn apply<D: WriteAt + Clone + 'static>(
     steps: &[Step],
 ) -> anyhow::Result<Applied> {
     let mut out = Applied::default();
-    let mut ed = open_editor(dev.clone(), fs_type, &mut out.notes)
-        .map_err(|e| refused(label, steps, e))?;
+    let mut ed =
+        open_editor(dev.clone(), fs_type, &mut out.notes).map_err(|e| refused(label, steps, e))?;
     // Node → (its last unlink's outcome, links left after it).
     let mut links: HashMap<NodeId, (usize, u32)> = HashMap::new();
     for s in steps {
@@ -126,7 +126,11 @@ pub fn apply<D: WriteAt + Clone + 'static>(
             ActionKind::Delete | ActionKind::DeleteTree => {
                 let r = ed.remove(&s.fs_path).map_err(|e| failed(s, e))?;
                 o.files = 1;
-                o.bytes = if s.kind == FileKind::Regular { s.size } else { 0 };
+                o.bytes = if s.kind == FileKind::Regular {
+                    s.size
+                } else {
+                    0
+                };
                 if let Some(n) = r.node {
                     links.insert(n, (out.outcomes.len(), r.links_left));
                 }

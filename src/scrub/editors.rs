@@ -224,7 +224,10 @@ impl<D: WriteAt> FsEditor for XfsEditor<D> {
             r.blocks_freed,
             r.inodes_freed,
             if r.blocks_unshared > 0 {
-                format!(", {} shared block(s) kept for their other owners", r.blocks_unshared)
+                format!(
+                    ", {} shared block(s) kept for their other owners",
+                    r.blocks_unshared
+                )
             } else {
                 String::new()
             }

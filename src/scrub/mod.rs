@@ -25,9 +25,9 @@
 //!   removed content.
 
 pub mod apply;
-mod editors;
 mod args;
 pub mod capture;
+mod editors;
 pub mod free;
 pub mod recipients;
 pub mod report;

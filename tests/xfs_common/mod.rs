@@ -17,7 +17,7 @@ use vmscrub::fs::{FileKind, Filesystem};
 use vmscrub_blockdev::FileDisk;
 
 /// What the comparison looks at, for one path.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Seen {
     pub kind: FileKind,
     pub size: u64,

@@ -32,7 +32,9 @@ pub(crate) fn fork_releases<D: ReadAt>(
     let attr_fork = fork == Fork::Attr;
     let mut out = Vec::with_capacity(map.extents.len() + map.tree_blocks.len());
     for e in &map.extents {
-        out.push(extent_release(fs, inode.ino, e, e.offset, e.count, attr_fork)?);
+        out.push(extent_release(
+            fs, inode.ino, e, e.offset, e.count, attr_fork,
+        )?);
     }
     for &byte in &map.tree_blocks {
         let (agno, agbno) = byte_to_ag(fs, byte, inode.ino)?;
@@ -172,7 +174,10 @@ pub(crate) fn shrink_data_fork<D: ReadAt>(
     }
     write_extent_list(fs, inode, raw, &kept);
     let freed: u64 = released.iter().map(|(_, r)| u64::from(r.len)).sum();
-    raw.set_u64(field::NBLOCKS, raw.u64(field::NBLOCKS).saturating_sub(freed));
+    raw.set_u64(
+        field::NBLOCKS,
+        raw.u64(field::NBLOCKS).saturating_sub(freed),
+    );
     Ok(released)
 }
 

@@ -12,6 +12,9 @@ pub(crate) struct LogReset {
     pub cycle: u32,
     pub zero: Vec<Range<u64>>,
 }
-pub(crate) fn reset_log<D: ReadAt>(fs: &Xfs<Arc<Staged<D>>>, stage: &Staged<D>) -> Result<LogReset> {
+pub(crate) fn reset_log<D: ReadAt>(
+    fs: &Xfs<Arc<Staged<D>>>,
+    stage: &Staged<D>,
+) -> Result<LogReset> {
     Err(Error::refused("placeholder", "log"))
 }

@@ -191,7 +191,9 @@ impl<D: WriteAt> Editor<D> {
             report.blocks_freed += out.freed_blocks;
             report.blocks_unshared += out.shared_blocks;
             report.inodes_freed += out.freed_inodes;
-            out.zero.into_iter().for_each(|r| report.zero_ranges.insert(r));
+            out.zero
+                .into_iter()
+                .for_each(|r| report.zero_ranges.insert(r));
         }
         space::update_superblock_counters(&self.fs, &self.stage)?;
         if self.opts.zero_free_space {
@@ -202,7 +204,9 @@ impl<D: WriteAt> Editor<D> {
         }
         let log = log_reset::reset_log(&self.fs, &self.stage)?;
         report.log_cycle = log.cycle;
-        log.zero.into_iter().for_each(|r| report.zero_ranges.insert(r));
+        log.zero
+            .into_iter()
+            .for_each(|r| report.zero_ranges.insert(r));
         report.blocks_written = self.write_out(&report.zero_ranges)?;
         if self.opts.zero_freed {
             for r in report.zero_ranges.iter() {

@@ -237,10 +237,7 @@ impl<'a, D: ReadAt> Op<'a, D> {
         if name.is_empty() || name == b"." || name == b".." {
             return Err(Error::refused(
                 "path",
-                format!(
-                    "{} names no removable entry",
-                    String::from_utf8_lossy(path)
-                ),
+                format!("{} names no removable entry", String::from_utf8_lossy(path)),
             ));
         }
         let dir = if dir.is_empty() { &b"/"[..] } else { dir };
@@ -320,4 +317,3 @@ impl<'a, D: ReadAt> Op<'a, D> {
         }
     }
 }
-
