@@ -101,7 +101,8 @@ section_lvm() {
 # The bench root on XFS (bench-xfs-disk) beside the same root on ext4 (bench-disk):
 # `scan` walks every entry and reads every file's content, interleaved in one
 # hyperfine run so both see the same machine (issue 15: XFS within 10 % of ext4),
-# with `qemu-img convert -O raw` of the XFS disk as the floor of each.
+# with `qemu-img convert -O raw` of the XFS disk as the floor of each; then
+# `scrub` of each beside its own cp + sync.
 section_xfs() {
     need hyperfine
     need qemu-img
@@ -119,6 +120,18 @@ section_xfs() {
         -n "qemu-img convert -O raw (xfs)" "qemu-img convert -f raw -O raw $OUT/bench-xfs-disk.img $tmp/out.raw" \
         -n "vmscrub scan (xfs)" "$VMSCRUB scan --threads $THREADS --format json $OUT/bench-xfs-disk.img" >&2
     median_ratio "$tmp/floor.json"
+    # scrub (issue 16: XFS within the same ratio to the copy floor as ext4): each
+    # image's floor is cp + sync of the same image, interleaved with its scrubs.
+    for fs in ext4 xfs; do
+        local img="$OUT/bench-disk.img"
+        [ "$fs" = xfs ] && img="$OUT/bench-xfs-disk.img"
+        hyperfine --style basic -w "$WARMUP" -r "$RUNS" --export-json "$tmp/scrub-$fs.json" \
+            --prepare "rm -f $tmp/out.img" \
+            -n "cp --sparse=always && sync ($fs)" "cp --sparse=always $img $tmp/out.img && sync $tmp/out.img" \
+            -n "scrub --no-verify ($fs)" "$VMSCRUB scrub -q --threads $THREADS --no-verify $img -o $tmp/out.img" \
+            -n "scrub ($fs)" "$VMSCRUB scrub -q --threads $THREADS $img -o $tmp/out.img" >&2
+        median_ratio "$tmp/scrub-$fs.json"
+    done
 }
 
 # `vmscrub scan` of a real Debian 12 cloud root (fixtures/debian.toml: debootstrapped
