@@ -232,6 +232,13 @@ impl<D: WriteAt> FsEditor for XfsEditor<D> {
                 String::new()
             }
         ));
+        if r.quota_unchecked {
+            notes.push(
+                "quota usage changed: its checked flags were cleared, so the next mount \
+                 recounts it"
+                    .to_string(),
+            );
+        }
         Ok(Finished {
             zeroed: r.zero_ranges.total(),
             notes,

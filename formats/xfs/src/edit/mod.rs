@@ -91,6 +91,9 @@ pub struct EditReport {
     pub log_replayed: Option<usize>,
     /// The cycle of the fresh log's unmount record.
     pub log_cycle: u32,
+    /// Quota accounting is on: its "checked" flags were cleared so the next
+    /// mount recounts usage (the removals changed it).
+    pub quota_unchecked: bool,
 }
 
 /// An editor over one XFS filesystem on `D`. See the module docs.
@@ -196,6 +199,7 @@ impl<D: WriteAt> Editor<D> {
                 .for_each(|r| report.zero_ranges.insert(r));
         }
         space::update_superblock_counters(&self.fs, &self.stage)?;
+        report.quota_unchecked = uncheck_quotas(&self.fs, &self.stage)?;
         if self.opts.zero_free_space {
             report.inodes_wiped = space::wipe_free_inodes(&self.fs, &self.stage)?;
             for r in space::free_ranges(&self.fs)? {
@@ -270,6 +274,29 @@ fn open_staged<D: ReadAt>(dev: D) -> Result<(Arc<Staged<D>>, Xfs<Arc<Staged<D>>>
 pub fn check_free_space<D: ReadAt>(dev: D) -> Result<()> {
     let (_, fs, _) = open_staged(dev)?;
     space::free_ranges(&fs).map(|_| ())
+}
+
+/// Offset of `sb_qflags` in the superblock.
+const SB_QFLAGS: usize = 176;
+/// The user, group/project (old) , group and project "checked" quota flags.
+const QUOTA_CHECKED: u16 = 0x0004 | 0x0020 | 0x0100 | 0x0400;
+
+/// Clears the quota "checked" flags, as xfs_repair does when usage changed
+/// under the quota files: the kernel then recounts at the next mount instead
+/// of trusting counts that no longer match.
+fn uncheck_quotas<D: ReadAt>(fs: &Xfs<Arc<Staged<D>>>, stage: &Staged<D>) -> Result<bool> {
+    let mut sb = vec![0u8; usize::from(fs.sb.sect_size).max(512)];
+    fs.read_bytes(&mut sb, 0, "superblock")?;
+    let q = u16::from_be_bytes([sb[SB_QFLAGS], sb[SB_QFLAGS + 1]]);
+    if q & QUOTA_CHECKED == 0 {
+        return Ok(false);
+    }
+    sb[SB_QFLAGS..SB_QFLAGS + 2].copy_from_slice(&(q & !QUOTA_CHECKED).to_be_bytes());
+    crate::checksum::store(&mut sb, crate::superblock::CRC_OFFSET);
+    stage
+        .patch(0, &sb)
+        .map_err(|source| io_err("staged superblock", 0, source))?;
+    Ok(true)
 }
 
 fn io_err(what: &'static str, offset: u64, source: std::io::Error) -> Error {
