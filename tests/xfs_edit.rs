@@ -407,7 +407,12 @@ fn random_edits_with_rmapbt() {
 
 #[test]
 fn random_edits_without_finobt_sparse_or_reflink() {
-    run_case(&["-m", "finobt=0,reflink=0", "-i", "sparse=0"], 4, false);
+    run_case(
+        &["-m", "finobt=0,reflink=0", "-i", "sparse=0"],
+        4,
+        false,
+        "loop",
+    );
 }
 
 #[test]
