@@ -6,5 +6,12 @@
 //! - `inode_raw`: an inode's bytes, edited field by field, CRC on write.
 
 // Used by the editor as it lands, module by module.
+mod dir_data;
+mod dir_index;
+mod dir_sf;
+#[allow(dead_code)]
+pub(crate) mod dirent;
 #[allow(dead_code)]
 pub(crate) mod inode_raw;
+#[cfg(test)]
+mod test_image;

@@ -1,0 +1,233 @@
+//! The indexes beside a leaf, node or B+tree directory's data blocks. The hash
+//! entry pointing at a removed entry is found by its address (no name hashing
+//! needed: a live address is unique), made stale (`XFS_DIR2_NULL_DATAPTR`)
+//! and counted in its leaf header's `stale`. Stale entries keep their hash, so
+//! every leaf's last hash — the key the da-btree nodes hold — is unchanged and
+//! no node block needs touching. The data block's longest free run goes to
+//! the leaf form's tail `bests`, or to the free-index block (`XDF3`) covering
+//! it in the node and B+tree forms; the old value must be what the block had,
+//! or the directory is refused as inconsistent.
+
+use std::sync::Arc;
+
+use vmscrub_blockdev::{ReadAt, Staged};
+
+use super::dir_data::put;
+use super::dirent::{DirBlock, Geometry};
+use crate::be::{u16_at, u32_at, u64_at};
+use crate::bmap::BlockMap;
+use crate::checksum;
+use crate::error::{Error, Loc, Result};
+use crate::fs::Xfs;
+use crate::inode::Inode;
+
+const LEAF1_MAGIC: u16 = 0x3df1;
+const LEAFN_MAGIC: u16 = 0x3dff;
+const NODE_MAGIC: u16 = 0x3ebe;
+const FREE_MAGIC: u32 = 0x5844_4633; // XDF3
+/// da3 block header: magic at 8, CRC at 12, blkno at 16, owner at 48.
+const DA_MAGIC_OFF: usize = 8;
+const DA_CRC_OFF: usize = 12;
+const DA_BLKNO_OFF: usize = 16;
+const DA_OWNER_OFF: usize = 48;
+const LEAF_COUNT_OFF: usize = 56;
+const LEAF_STALE_OFF: usize = 58;
+const LEAF_ENTS: usize = 64;
+/// Free-index header (`xfs_dir3_free_hdr`).
+const FREE_CRC_OFF: usize = 4;
+const FREE_BLKNO_OFF: usize = 8;
+const FREE_OWNER_OFF: usize = 40;
+const FREE_FIRSTDB_OFF: usize = 48;
+const FREE_NVALID_OFF: usize = 52;
+const FREE_BESTS: usize = 64;
+
+/// One data block's longest free run changing, after the entry at
+/// `dataptr` was freed.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct BestChange {
+    pub db: u64,
+    pub dataptr: u32,
+    pub old: u16,
+    pub new: u16,
+}
+
+pub(super) fn stale_and_rebest<D: ReadAt>(
+    fs: &Xfs<Arc<Staged<D>>>,
+    stage: &Staged<D>,
+    dir: &Inode,
+    map: &BlockMap,
+    geo: &Geometry,
+    change: BestChange,
+) -> Result<()> {
+    let loc = Loc::inode(dir.ino);
+    let mut hits = vec![];
+    for db in geo.mapped(map, geo.leaf_db, geo.free_db) {
+        let blk = DirBlock::read(fs, geo, map, db, loc)?;
+        let loc = loc.with_offset(blk.offset());
+        let magic = u16_at(&blk.buf, DA_MAGIC_OFF);
+        if magic == NODE_MAGIC {
+            continue;
+        }
+        if magic != LEAF1_MAGIC && magic != LEAFN_MAGIC {
+            return Err(Error::corrupt(
+                "directory leaf",
+                loc,
+                format!("magic {magic:#x}"),
+            ));
+        }
+        check_da_header(&blk, dir.ino, loc)?;
+        let ents = leaf_entries(&blk.buf, magic == LEAF1_MAGIC, loc)?;
+        for at in ents.step_by(8) {
+            if u32_at(&blk.buf, at + 4) == change.dataptr {
+                hits.push((db, at));
+            }
+        }
+    }
+    let [(db, at)] = hits[..] else {
+        return Err(Error::corrupt(
+            "directory leaf",
+            loc,
+            format!("{} hash entries point at the entry", hits.len()),
+        ));
+    };
+    let mut blk = DirBlock::read(fs, geo, map, db, loc)?;
+    let loc = loc.with_offset(blk.offset());
+    let b = &mut blk.buf;
+    let stale = u16_at(b, LEAF_STALE_OFF)
+        .checked_add(1)
+        .ok_or_else(|| Error::corrupt("directory leaf", loc, "stale count overflows"))?;
+    put(b, at + 4, &0u32.to_be_bytes());
+    put(b, LEAF_STALE_OFF, &stale.to_be_bytes());
+    let leaf1 = u16_at(b, DA_MAGIC_OFF) == LEAF1_MAGIC;
+    if leaf1 {
+        rebest_leaf_tail(b, change, loc)?;
+    }
+    checksum::store(b, DA_CRC_OFF);
+    blk.write(stage)?;
+    if !leaf1 {
+        rebest_free_index(fs, stage, dir, map, geo, change)?;
+    }
+    Ok(())
+}
+
+fn check_da_header(blk: &DirBlock, ino: u64, loc: Loc) -> Result<()> {
+    checksum::verify(true, "directory leaf", &blk.buf, DA_CRC_OFF, loc)?;
+    if u64_at(&blk.buf, DA_OWNER_OFF) != ino || u64_at(&blk.buf, DA_BLKNO_OFF) != blk.daddr() {
+        return Err(Error::corrupt(
+            "directory leaf",
+            loc,
+            "owner or block number in the header is not this block's",
+        ));
+    }
+    Ok(())
+}
+
+/// Byte range of the hash entries; in the leaf form they must end before
+/// the `bests` and the tail.
+fn leaf_entries(b: &[u8], leaf1: bool, loc: Loc) -> Result<std::ops::Range<usize>> {
+    let count = usize::from(u16_at(b, LEAF_COUNT_OFF));
+    let limit = if leaf1 {
+        let bests = u32_at(b, b.len() - 4) as usize;
+        b.len()
+            .saturating_sub(bests.saturating_mul(2).saturating_add(4))
+    } else {
+        b.len()
+    };
+    let end = LEAF_ENTS + count * 8;
+    if end > limit {
+        return Err(Error::corrupt(
+            "directory leaf",
+            loc,
+            format!("{count} hash entries run past the block"),
+        ));
+    }
+    Ok(LEAF_ENTS..end)
+}
+
+/// The leaf form keeps each data block's longest free run in the `bests`
+/// array before its tail.
+fn rebest_leaf_tail(b: &mut [u8], change: BestChange, loc: Loc) -> Result<()> {
+    let count = u64::from(u32_at(b, b.len() - 4));
+    if change.db >= count {
+        return Err(Error::corrupt(
+            "directory leaf tail",
+            loc,
+            format!("data block {} has no bests slot ({count} slots)", change.db),
+        ));
+    }
+    let at = (b.len() as u64)
+        .checked_sub(4 + 2 * count)
+        .map(|start| start + 2 * change.db)
+        .ok_or_else(|| Error::corrupt("directory leaf tail", loc, "bests larger than the block"))?;
+    set_best(b, at as usize, change, loc)
+}
+
+fn set_best(b: &mut [u8], at: usize, change: BestChange, loc: Loc) -> Result<()> {
+    let old = u16_at(b, at);
+    if old != change.old {
+        return Err(Error::corrupt(
+            "directory bests",
+            loc,
+            format!(
+                "data block {} is recorded with {old} free bytes, its header says {}",
+                change.db, change.old
+            ),
+        ));
+    }
+    put(b, at, &change.new.to_be_bytes());
+    Ok(())
+}
+
+/// The node and B+tree forms keep the bests in free-index blocks, each
+/// covering `nvalid` data blocks from `firstdb`.
+fn rebest_free_index<D: ReadAt>(
+    fs: &Xfs<Arc<Staged<D>>>,
+    stage: &Staged<D>,
+    dir: &Inode,
+    map: &BlockMap,
+    geo: &Geometry,
+    change: BestChange,
+) -> Result<()> {
+    let loc = Loc::inode(dir.ino);
+    for db in geo.mapped(map, geo.free_db, u64::MAX) {
+        let mut blk = DirBlock::read(fs, geo, map, db, loc)?;
+        let loc = loc.with_offset(blk.offset());
+        let b = &blk.buf;
+        if u32_at(b, 0) != FREE_MAGIC {
+            return Err(Error::corrupt(
+                "directory free index",
+                loc,
+                format!("magic {:#x}", u32_at(b, 0)),
+            ));
+        }
+        checksum::verify(true, "directory free index", b, FREE_CRC_OFF, loc)?;
+        if u64_at(b, FREE_OWNER_OFF) != dir.ino || u64_at(b, FREE_BLKNO_OFF) != blk.daddr() {
+            return Err(Error::corrupt(
+                "directory free index",
+                loc,
+                "owner or block number in the header is not this block's",
+            ));
+        }
+        let first = u64::from(u32_at(b, FREE_FIRSTDB_OFF));
+        let nvalid = u64::from(u32_at(b, FREE_NVALID_OFF));
+        if change.db < first || change.db >= first + nvalid {
+            continue;
+        }
+        let at = FREE_BESTS + 2 * (change.db - first) as usize;
+        if at + 2 > b.len() {
+            return Err(Error::corrupt(
+                "directory free index",
+                loc,
+                format!("{nvalid} bests do not fit in the block"),
+            ));
+        }
+        set_best(&mut blk.buf, at, change, loc)?;
+        checksum::store(&mut blk.buf, FREE_CRC_OFF);
+        return blk.write(stage);
+    }
+    Err(Error::corrupt(
+        "directory free index",
+        loc,
+        format!("no free-index block covers data block {}", change.db),
+    ))
+}
