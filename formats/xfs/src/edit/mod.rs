@@ -6,12 +6,15 @@
 //! - `inode_raw`: an inode's bytes, edited field by field, CRC on write.
 
 // Used by the editor as it lands, module by module.
+#[allow(dead_code)]
+pub(crate) mod inode_raw;
+
 mod dir_data;
 mod dir_index;
 mod dir_sf;
 #[allow(dead_code)]
 pub(crate) mod dirent;
 #[allow(dead_code)]
-pub(crate) mod inode_raw;
+pub(crate) mod log_reset;
 #[cfg(test)]
 mod test_image;
