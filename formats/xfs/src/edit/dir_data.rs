@@ -10,14 +10,14 @@ use std::sync::Arc;
 
 use vmscrub_blockdev::{ReadAt, Staged};
 
-use super::dir_index;
 use super::dirent::{DirBlock, Geometry, RemovedEntry};
+use super::{dir_free, dir_index};
 use crate::be::{u8_at, u16_at, u32_at, u64_at};
 use crate::bmap::Fork;
 use crate::checksum;
 use crate::error::{Error, Loc, Result};
 use crate::fs::Xfs;
-use crate::inode::{FileType, Inode};
+use crate::inode::{FileType, ForkFormat, Inode};
 
 const DATA_MAGIC: u32 = 0x5844_4433; // XDD3
 const BLOCK_MAGIC: u32 = 0x5844_4233; // XDB3
@@ -61,16 +61,17 @@ pub(super) fn remove<D: ReadAt>(
             continue;
         };
         let pos = regions[k].pos;
-        let removed = entry_of(fs, &blk.buf, pos, ftype, loc)?;
+        let mut removed = entry_of(fs, &blk.buf, pos, ftype, loc)?;
         let old_best = check_bestfree(&blk.buf, &regions, loc)?;
         free_region(&mut blk.buf, &regions, k);
         let new_regions = regions_after_free(&regions, k);
-        if !is_block && new_regions.iter().all(|r| r.free) {
+        let emptied = !is_block && new_regions.iter().all(|r| r.free);
+        if emptied && (db == 0 || dir.format != ForkFormat::Extents) {
             return Err(Error::refused(
                 "directory data block",
                 format!(
-                    "removing {:?} would leave data block {db} of directory {} empty; \
-                     xfs_repair junks empty data blocks and unmapping one is not done here",
+                    "removing {:?} empties data block {db} of directory {}, which would have \
+                     to leave a fork held in a bmap B+tree (or the first block)",
                     String::from_utf8_lossy(name),
                     dir.ino
                 ),
@@ -90,8 +91,13 @@ pub(super) fn remove<D: ReadAt>(
                 dataptr,
                 old: old_best,
                 new: new_best,
+                emptied,
             };
-            dir_index::stale_and_rebest(fs, stage, dir, &map, &geo, change)?;
+            let free_db = dir_index::stale_and_rebest(fs, stage, dir, &map, &geo, change)?;
+            if emptied {
+                let gone: Vec<u64> = std::iter::once(db).chain(free_db).collect();
+                removed.freed = dir_free::unmap(fs, stage, dir, &map, &geo, &gone)?;
+            }
         }
         return Ok(removed);
     }
@@ -206,7 +212,11 @@ fn entry_of<D: ReadAt>(
     } else {
         None
     };
-    Ok(RemovedEntry { ino, file_type })
+    Ok(RemovedEntry {
+        ino,
+        file_type,
+        freed: vec![],
+    })
 }
 
 /// The three longest unused runs, longest first, the earlier first among

@@ -39,6 +39,9 @@ const FREE_BLKNO_OFF: usize = 8;
 const FREE_OWNER_OFF: usize = 40;
 const FREE_FIRSTDB_OFF: usize = 48;
 const FREE_NVALID_OFF: usize = 52;
+const FREE_NUSED_OFF: usize = 56;
+/// A `bests` slot of a data block that is not there (`NULLDATAOFF`).
+const NO_BLOCK: u16 = 0xffff;
 const FREE_BESTS: usize = 64;
 
 /// One data block's longest free run changing, after the entry at
@@ -49,6 +52,14 @@ pub(super) struct BestChange {
     pub dataptr: u32,
     pub old: u16,
     pub new: u16,
+    /// The data block lost its last entry and leaves the directory.
+    pub emptied: bool,
+}
+
+impl BestChange {
+    fn slot(&self) -> u16 {
+        if self.emptied { NO_BLOCK } else { self.new }
+    }
 }
 
 pub(super) fn stale_and_rebest<D: ReadAt>(
@@ -58,7 +69,7 @@ pub(super) fn stale_and_rebest<D: ReadAt>(
     map: &BlockMap,
     geo: &Geometry,
     change: BestChange,
-) -> Result<()> {
+) -> Result<Option<u64>> {
     let loc = Loc::inode(dir.ino);
     let mut hits = vec![];
     for db in geo.mapped(map, geo.leaf_db, geo.free_db) {
@@ -104,10 +115,10 @@ pub(super) fn stale_and_rebest<D: ReadAt>(
     }
     checksum::store(b, DA_CRC_OFF);
     blk.write(stage)?;
-    if !leaf1 {
-        rebest_free_index(fs, stage, dir, map, geo, change)?;
+    if leaf1 {
+        return Ok(None);
     }
-    Ok(())
+    rebest_free_index(fs, stage, dir, map, geo, change)
 }
 
 fn check_da_header(blk: &DirBlock, ino: u64, loc: Loc) -> Result<()> {
@@ -145,7 +156,10 @@ fn leaf_entries(b: &[u8], leaf1: bool, loc: Loc) -> Result<std::ops::Range<usize
 }
 
 /// The leaf form keeps each data block's longest free run in the `bests`
-/// array before its tail.
+/// array before its tail. When the last data block goes, the array shrinks
+/// past every trailing missing block (block 0 always stays), as the kernel's
+/// `xfs_dir2_leaf_removename` leaves it: xfs_repair wants one slot per data
+/// block up to the last.
 fn rebest_leaf_tail(b: &mut [u8], change: BestChange, loc: Loc) -> Result<()> {
     let count = u64::from(u32_at(b, b.len() - 4));
     if change.db >= count {
@@ -155,11 +169,27 @@ fn rebest_leaf_tail(b: &mut [u8], change: BestChange, loc: Loc) -> Result<()> {
             format!("data block {} has no bests slot ({count} slots)", change.db),
         ));
     }
-    let at = (b.len() as u64)
+    let first = (b.len() as u64)
         .checked_sub(4 + 2 * count)
-        .map(|start| start + 2 * change.db)
-        .ok_or_else(|| Error::corrupt("directory leaf tail", loc, "bests larger than the block"))?;
-    set_best(b, at as usize, change, loc)
+        .ok_or_else(|| Error::corrupt("directory leaf tail", loc, "bests larger than the block"))?
+        as usize;
+    let at = first + 2 * change.db as usize;
+    set_best(b, at, change, loc)?;
+    if !change.emptied || change.db + 1 != count {
+        return Ok(());
+    }
+    let slot = |b: &[u8], i: u64| u16_at(b, first + 2 * i as usize);
+    let mut keep = change.db;
+    while keep > 1 && slot(b, keep - 1) == NO_BLOCK {
+        keep -= 1;
+    }
+    // Slots [0, keep) move to the end, against the tail.
+    let drop = (count - keep) as usize * 2;
+    let end = b.len() - 4;
+    b.copy_within(first..end - drop, first + drop);
+    b[first..first + drop].fill(0);
+    put(b, end, &(keep as u32).to_be_bytes());
+    Ok(())
 }
 
 fn set_best(b: &mut [u8], at: usize, change: BestChange, loc: Loc) -> Result<()> {
@@ -174,12 +204,15 @@ fn set_best(b: &mut [u8], at: usize, change: BestChange, loc: Loc) -> Result<()>
             ),
         ));
     }
-    put(b, at, &change.new.to_be_bytes());
+    put(b, at, &change.slot().to_be_bytes());
     Ok(())
 }
 
 /// The node and B+tree forms keep the bests in free-index blocks, each
-/// covering `nvalid` data blocks from `firstdb`.
+/// covering `nvalid` data blocks from `firstdb`. A data block leaving gives
+/// up its slot (trailing missing slots trimmed off `nvalid`, `nused` one
+/// less, as the kernel's `xfs_dir3_data_block_free`); a free-index block left
+/// with no used slot is returned, to leave the directory too.
 fn rebest_free_index<D: ReadAt>(
     fs: &Xfs<Arc<Staged<D>>>,
     stage: &Staged<D>,
@@ -187,7 +220,7 @@ fn rebest_free_index<D: ReadAt>(
     map: &BlockMap,
     geo: &Geometry,
     change: BestChange,
-) -> Result<()> {
+) -> Result<Option<u64>> {
     let loc = Loc::inode(dir.ino);
     for db in geo.mapped(map, geo.free_db, u64::MAX) {
         let mut blk = DirBlock::read(fs, geo, map, db, loc)?;
@@ -222,12 +255,34 @@ fn rebest_free_index<D: ReadAt>(
             ));
         }
         set_best(&mut blk.buf, at, change, loc)?;
+        let mut gone = false;
+        if change.emptied {
+            gone = give_up_slot(&mut blk.buf, change.db - first, nvalid, loc)?;
+        }
         checksum::store(&mut blk.buf, FREE_CRC_OFF);
-        return blk.write(stage);
+        blk.write(stage)?;
+        return Ok(gone.then_some(db));
     }
     Err(Error::corrupt(
         "directory free index",
         loc,
         format!("no free-index block covers data block {}", change.db),
     ))
+}
+
+/// Slot `idx` of a free-index block is now `NO_BLOCK`: trims `nvalid` if it
+/// was the last, counts one block less used. True when none is left.
+fn give_up_slot(b: &mut [u8], idx: u64, nvalid: u64, loc: Loc) -> Result<bool> {
+    if idx + 1 == nvalid {
+        let mut valid = idx;
+        while valid > 0 && u16_at(b, FREE_BESTS + 2 * (valid as usize - 1)) == NO_BLOCK {
+            valid -= 1;
+        }
+        put(b, FREE_NVALID_OFF, &(valid as u32).to_be_bytes());
+    }
+    let used = u32_at(b, FREE_NUSED_OFF)
+        .checked_sub(1)
+        .ok_or_else(|| Error::corrupt("directory free index", loc, "no used slot to give up"))?;
+    put(b, FREE_NUSED_OFF, &used.to_be_bytes());
+    Ok(used == 0)
 }

@@ -89,6 +89,7 @@ pub(super) fn remove<D: ReadAt>(
         } else {
             None
         },
+        freed: vec![],
     })
 }
 

@@ -16,17 +16,24 @@ use std::sync::Arc;
 
 use vmscrub_blockdev::{ReadAt, Staged};
 
+pub(crate) use super::dir_free::FreedBlocks;
 use super::{dir_data, dir_sf};
 use crate::bmap::BlockMap;
 use crate::error::{Error, Loc, Result};
 use crate::fs::Xfs;
 use crate::inode::{FileType, ForkFormat, Inode};
 
-/// What the removed name pointed at, for the caller to drop the link.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What the removed name pointed at, for the caller to drop the link, and
+/// the directory's own blocks the removal unmapped.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct RemovedEntry {
     pub ino: u64,
     pub file_type: Option<FileType>,
+    /// Blocks taken out of the directory's data fork (a leaf/node data block
+    /// left empty, a free-index block left indexing nothing), already zeroed
+    /// in the stage: the caller returns them to free space (owner the
+    /// directory, data fork, at `offset`; never shared).
+    pub freed: Vec<FreedBlocks>,
 }
 
 /// Removes `name` from directory `dir` in any of the five forms, staged: the

@@ -16,65 +16,85 @@ use crate::edit::test_image::{self as ti, Fs, Scratch};
 /// The five forms (the B+tree one scattered by interleaved fsynced file
 /// data, as in the xfs-rich fixture), two directories to empty completely,
 /// and a hard link in keep/ for every name.
-const POPULATE: &str = r#"
+fn populate(leaf_names: usize, node_names: usize, btree_names: usize) -> String {
+    r#"
 mkdir sf sf-all blk blk-all leaf node btree keep
 python3 - <<'PY'
 import os
-def mk(d, name, data=b""):
-    with open(f"{d}/{name}", "wb") as f:
-        f.write(data)
-        if data:
-            f.flush(); os.fsync(f.fileno())
-    os.link(f"{d}/{name}", f"keep/{d}-{name}")
-for i in range(5): mk("sf", f"sf-entry-{i}")
-for i in range(2): mk("sf-all", f"sf-all-entry-{i}")
-for i in range(40): mk("blk", f"entry-{i:04d}")
-for i in range(30): mk("blk-all", f"gone-{i:04d}")
-for i in range(400): mk("leaf", f"entry-with-a-longer-name-{i:05d}")
-for i in range(3000): mk("node", "n" * 60 + f"-{i:06d}")
-for i in range(700):
-    mk("btree", "b" * 100 + f"-{i:06d}", os.urandom(4096))
+# Files are made in keep/ first and linked in afterwards, so a directory's
+# own blocks are allocated with nothing between them (short extent lists);
+# only the btree directory's names alternate with fsynced file data.
+plan = [("sf", [f"sf-entry-{i}" for i in range(5)]),
+        ("sf-all", [f"sf-all-entry-{i}" for i in range(2)]),
+        ("blk", [f"entry-{i:04d}" for i in range(40)]),
+        ("blk-all", [f"gone-{i:04d}" for i in range(30)]),
+        ("leaf", [f"entry-with-a-longer-name-{i:05d}" for i in range(LEAF_NAMES)]),
+        ("node", ["n" * 60 + f"-{i:06d}" for i in range(NODE_NAMES)])]
+for d, names in plan:
+    for n in names:
+        open(f"keep/{d}-{n}", "wb").close()
+for d, names in plan:
+    for n in names:
+        os.link(f"keep/{d}-{n}", f"{d}/{n}")
+for i in range(BTREE_NAMES):
+    n = "b" * 100 + f"-{i:06d}"
+    with open(f"btree/{n}", "wb") as f:
+        f.write(os.urandom(4096)); f.flush(); os.fsync(f.fileno())
+    os.link(f"btree/{n}", f"keep/btree-{n}")
     if i % 40 == 0:
         os.sync()
 PY
-"#;
+"#
+    .replace("NODE_NAMES", &node_names.to_string())
+    .replace("LEAF_NAMES", &leaf_names.to_string())
+    .replace("BTREE_NAMES", &btree_names.to_string())
+}
 
 fn dir_ino(fs: &Fs, path: &str) -> u64 {
     fs.lookup(path.as_bytes(), false).unwrap()
 }
 
 /// Names to remove: the first and last entries, every `step`-th, and with
-/// `whole_block` every name but one of a data block other than the first
-/// (that one is returned apart: removing it would empty the block).
-fn pick(fs: &Fs, dir: u64, step: usize, whole_block: bool) -> (BTreeSet<Vec<u8>>, Option<Vec<u8>>) {
+/// `whole_blocks` every name of the second, the second-to-last and the last
+/// data blocks except each block's last name, returned apart (removing it
+/// empties the block: in the middle of the directory, then at its end, where
+/// the bests shrink over the hole left before).
+fn pick(fs: &Fs, dir: u64, step: usize, whole_blocks: bool) -> (BTreeSet<Vec<u8>>, Vec<Vec<u8>>) {
     let entries = fs.read_dir(&fs.inode(dir).unwrap()).unwrap();
     let block_of = |e: &crate::dir::DirEntry| match e.place {
         EntryPlace::Block { block, .. } => block,
         EntryPlace::Shortform { .. } => 0,
     };
-    let first_block = block_of(&entries[0]);
-    let victim = entries
-        .iter()
-        .map(block_of)
-        .find(|b| *b != first_block)
-        .filter(|_| whole_block);
-    let in_victim: Vec<Vec<u8>> = entries
-        .iter()
-        .filter(|e| Some(block_of(e)) == victim)
-        .map(|e| e.name.clone())
-        .collect();
-    let keep = in_victim.last().cloned();
+    let mut blocks: Vec<u64> = entries.iter().map(block_of).collect();
+    blocks.dedup();
+    let mut victims = vec![];
+    if whole_blocks {
+        assert!(blocks.len() > 4, "{dir}: too few data blocks");
+        victims = vec![
+            blocks[1],
+            blocks[blocks.len() - 2],
+            blocks[blocks.len() - 1],
+        ];
+    }
     let mut out = BTreeSet::new();
     out.insert(entries[0].name.clone());
     out.insert(entries[entries.len() - 1].name.clone());
     for e in entries.iter().step_by(step) {
         out.insert(e.name.clone());
     }
-    out.extend(in_victim);
-    if let Some(k) = &keep {
-        out.remove(k);
+    let mut lasts = vec![];
+    for v in victims {
+        let names: Vec<Vec<u8>> = entries
+            .iter()
+            .filter(|e| block_of(e) == v)
+            .map(|e| e.name.clone())
+            .collect();
+        out.extend(names.iter().cloned());
+        let last = names.last().unwrap().clone();
+        out.remove(&last);
+        lasts.push(last);
     }
-    (out, keep)
+    (out, lasts)
 }
 
 fn remove_all(
@@ -84,20 +104,32 @@ fn remove_all(
     names: &BTreeSet<Vec<u8>>,
 ) {
     for name in names {
-        let d = fs.inode(dir).unwrap();
-        let gone = remove_entry(fs, stage, &d, name).unwrap();
-        assert_eq!(gone.file_type, Some(FileType::Regular));
-        let mut child = RawInode::read(fs, gone.ino).unwrap();
-        let nlink = child.u32(field::NLINK);
-        assert_eq!(nlink, 2, "every test file has a second link");
-        child.set_u32(field::NLINK, nlink - 1);
-        child.write(stage).unwrap();
-        let again = remove_entry(fs, stage, &fs.inode(dir).unwrap(), name);
-        assert!(
-            matches!(again, Err(Error::NotFound { .. })),
-            "removed twice"
-        );
+        let gone = remove_one(fs, stage, dir, name);
+        assert!(gone.freed.is_empty(), "a block emptied early");
     }
+}
+
+/// Removes one name and drops its file's link count.
+fn remove_one(
+    fs: &Fs,
+    stage: &Staged<vmscrub_blockdev::FileDisk>,
+    dir: u64,
+    name: &[u8],
+) -> RemovedEntry {
+    let d = fs.inode(dir).unwrap();
+    let gone = remove_entry(fs, stage, &d, name).unwrap();
+    assert_eq!(gone.file_type, Some(FileType::Regular));
+    let mut child = RawInode::read(fs, gone.ino).unwrap();
+    let nlink = child.u32(field::NLINK);
+    assert_eq!(nlink, 2, "every test file has a second link");
+    child.set_u32(field::NLINK, nlink - 1);
+    child.write(stage).unwrap();
+    let again = remove_entry(fs, stage, &fs.inode(dir).unwrap(), name);
+    assert!(
+        matches!(again, Err(Error::NotFound { .. })),
+        "removed twice"
+    );
+    gone
 }
 
 /// Every byte the directory holds: its inode and all its fork's blocks.
@@ -119,8 +151,29 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 
 #[test]
 fn removes_names_in_every_form() {
+    removes_names(&[], [400, 600, 700]);
+}
+
+/// 1 KiB blocks under 8 KiB directory blocks (each spans eight filesystem
+/// blocks), 64-bit extent counters.
+#[test]
+fn removes_names_with_multi_block_directory_blocks() {
+    let mkfs = [
+        "-b",
+        "size=1024",
+        "-n",
+        "size=8192",
+        "-m",
+        "rmapbt=0",
+        "-i",
+        "nrext64=1",
+    ];
+    removes_names(&mkfs, [900, 1200, 1100]);
+}
+
+fn removes_names(mkfs: &[&str], [leaf, node, btree]: [usize; 3]) {
     let s = Scratch::new("dirent");
-    let img = ti::make(&s, &[], 300 << 20, POPULATE);
+    let img = ti::make(&s, mkfs, 300 << 20, &populate(leaf, node, btree));
     let dirs = [
         ("sf", 0usize, false),
         ("sf-all", 0, false),
@@ -130,8 +183,9 @@ fn removes_names_in_every_form() {
         ("node", 7, true),
         ("btree", 7, true),
     ];
-    let (plan, before) = ti::edit(&img, |fs, stage| {
+    let (plan, before, freed) = ti::edit(&img, |fs, stage| {
         let mut plan = vec![];
+        let mut freed = vec![];
         let mut before = BTreeMap::new();
         for (path, step, whole) in dirs {
             let ino = dir_ino(fs, path);
@@ -142,12 +196,11 @@ fn removes_names_in_every_form() {
                 .into_iter()
                 .map(|e| e.name)
                 .collect();
-            let (names, last) = if step == 0 {
-                (all.clone(), None)
+            let (mut names, lasts) = if step == 0 {
+                (all.clone(), vec![])
             } else {
                 pick(fs, ino, step, whole)
             };
-            assert_eq!(whole, last.is_some(), "{path}: no second data block");
             let map = fs.block_map(&inode, crate::bmap::Fork::Data).unwrap();
             let geo = Geometry::of(fs);
             let index = (
@@ -162,23 +215,40 @@ fn removes_names_in_every_form() {
             }
             before.insert(path, (inode.format, all));
             remove_all(fs, stage, ino, &names);
-            if let Some(last) = last {
-                assert_refuses(fs, stage, ino, &last);
+            for last in lasts {
+                if inode.format == ForkFormat::Btree {
+                    assert_refuses(fs, stage, ino, &last);
+                } else {
+                    // The block empties and leaves the directory.
+                    let gone = remove_one(fs, stage, ino, &last);
+                    assert!(!gone.freed.is_empty(), "{path}: nothing unmapped");
+                    names.insert(last);
+                    freed.extend(gone.freed);
+                }
             }
             plan.push((path, ino, names));
         }
-        ((plan, before), vec![])
+        ((plan, before, freed), vec![])
     });
     // The forms are the ones meant.
     assert_eq!(before["sf"].0, ForkFormat::Local);
     assert_eq!(before["btree"].0, ForkFormat::Btree);
     ti::assert_repair_clean(&img);
+    assert_eq!(before["node"].0, ForkFormat::Extents);
+    let fs = Xfs::open(vmscrub_blockdev::FileDisk::open(&img).unwrap()).unwrap();
+    let per = u64::from(fs.sb.dir_block_size() / fs.sb.block_size);
+    let count: u64 = freed.iter().map(|f| f.count).sum();
+    assert_eq!(
+        count,
+        6 * per,
+        "three directory blocks each from leaf and node"
+    );
+    assert_only_leaked(&img, &freed);
     let (listed, _) = ti::with_ro_mount(&s, &img, |mnt| {
         plan.iter()
             .map(|(path, _, _)| ti::list(&mnt.join(path)))
             .collect::<Vec<_>>()
     });
-    let fs = Xfs::open(vmscrub_blockdev::FileDisk::open(&img).unwrap()).unwrap();
     for ((path, ino, names), listed) in plan.iter().zip(listed) {
         let want: BTreeSet<Vec<u8>> = before[path].1.difference(names).cloned().collect();
         assert_eq!(listed, want, "{path}: the kernel lists other names");
@@ -200,4 +270,29 @@ fn assert_refuses(fs: &Fs, stage: &Staged<vmscrub_blockdev::FileDisk>, dir: u64,
     let r = remove_entry(fs, stage, &fs.inode(dir).unwrap(), name);
     assert!(matches!(r, Err(Error::Refused { .. })), "{r:?}");
     stage.drop_op();
+}
+
+/// xfs_db's check finds exactly the unmapped blocks in use by nothing (the
+/// editor's space release frees them; this test does not run it).
+fn assert_only_leaked(img: &std::path::Path, freed: &[FreedBlocks]) {
+    let fs = Xfs::open(vmscrub_blockdev::FileDisk::open(img).unwrap()).unwrap();
+    let agbits = fs.sb.ag_block_log;
+    let mut want = BTreeSet::new();
+    for f in freed {
+        for b in f.fsb..f.fsb + f.count {
+            let (ag, agbno) = (b >> agbits, b & ((1 << agbits) - 1));
+            want.insert(format!("block {ag}/{agbno} type unknown not expected"));
+        }
+    }
+    let o = std::process::Command::new("xfs_db")
+        .args(["-r", "-c", "check"])
+        .arg(img)
+        .output()
+        .unwrap();
+    let got: BTreeSet<String> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .chain(String::from_utf8_lossy(&o.stderr).lines())
+        .map(str::to_string)
+        .collect();
+    assert_eq!(got, want, "xfs_db check");
 }

@@ -10,6 +10,7 @@
 pub(crate) mod inode_raw;
 
 mod dir_data;
+mod dir_free;
 mod dir_index;
 mod dir_sf;
 #[allow(dead_code)]
