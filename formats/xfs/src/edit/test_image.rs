@@ -146,13 +146,29 @@ pub fn assert_repair_clean(img: &Path) {
     }
 }
 
-/// Lines the kernel logged since `mark` (a count of dmesg lines).
-pub fn dmesg_lines() -> Vec<String> {
+/// Writes a unique marker line into the kernel log and returns it, so the
+/// lines after it can be found (counting lines fails once the ring is full).
+pub fn dmesg_marker() -> String {
+    let n = NEXT.fetch_add(1, Ordering::SeqCst);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let m = format!("vmscrub-xfs-test-{}-{n}-{t}", std::process::id());
+    std::fs::write("/dev/kmsg", format!("{m}\n")).unwrap();
+    m
+}
+
+/// The kernel log lines after `marker`.
+pub fn dmesg_after(marker: &str) -> Vec<String> {
     let o = run("dmesg", &[]);
-    String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect()
+    let text = String::from_utf8_lossy(&o.stdout).to_string();
+    let lines: Vec<&str> = text.lines().collect();
+    let at = lines
+        .iter()
+        .rposition(|l| l.contains(marker))
+        .expect("marker not in dmesg");
+    lines[at + 1..].iter().map(|l| l.to_string()).collect()
 }
 
 /// Mounts `img` read-only through a read-only loop device, runs `look` on
@@ -162,7 +178,7 @@ pub fn with_ro_mount<T>(
     img: &Path,
     look: impl FnOnce(&Path) -> T,
 ) -> (T, Vec<String>) {
-    let before = dmesg_lines().len();
+    let marker = dmesg_marker();
     let o = run("losetup", &["-f", "--show", "-r", img.to_str().unwrap()]);
     let dev = String::from_utf8_lossy(&o.stdout).trim().to_string();
     let mnt = s.path("mnt");
@@ -177,9 +193,8 @@ pub fn with_ro_mount<T>(
     }
     run("losetup", &["-d", &dev]);
     let short = dev.trim_start_matches("/dev/").to_string();
-    let log: Vec<String> = dmesg_lines()
+    let log: Vec<String> = dmesg_after(&marker)
         .into_iter()
-        .skip(before)
         .filter(|l| l.contains(&format!("({short})")))
         .collect();
     let out = out.unwrap_or_else(|| {
