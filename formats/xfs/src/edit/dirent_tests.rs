@@ -296,3 +296,99 @@ fn assert_only_leaked(img: &std::path::Path, freed: &[FreedBlocks]) {
         .collect();
     assert_eq!(got, want, "xfs_db check");
 }
+
+/// Damage the removal must refuse rather than write over: a leaf tail's
+/// bests slot that disagrees with its data block, a bestfree slot naming no
+/// unused run, a data block whose CRC fails, a hash entry gone. Each
+/// damage is staged in an operation layer that is dropped afterwards.
+#[test]
+fn refuses_inconsistent_directories() {
+    let s = Scratch::new("dirent-bad");
+    let script = r#"
+mkdir leaf keep
+python3 - <<'PY'
+import os
+for i in range(400):
+    open(f"keep/{i}", "w").close()
+    os.link(f"keep/{i}", f"leaf/entry-with-a-longer-name-{i:05d}")
+PY
+"#;
+    let img = ti::make(&s, &[], 300 << 20, script);
+    ti::edit(&img, |fs, stage| {
+        let ino = dir_ino(fs, "leaf");
+        let dir = fs.inode(ino).unwrap();
+        let map = fs.block_map(&dir, crate::bmap::Fork::Data).unwrap();
+        let geo = Geometry::of(fs);
+        let loc = Loc::inode(ino);
+        let entries = fs.read_dir(&dir).unwrap();
+        let data1 = DirBlock::read(fs, &geo, &map, 1, loc).unwrap();
+        let victim = entries
+            .iter()
+            .find(|e| {
+                e.place
+                    == EntryPlace::Block {
+                        block: data1.offset(),
+                        offset: 64,
+                    }
+            })
+            .map(|e| e.name.clone())
+            .expect("an entry at the start of data block 1");
+        let leaf = geo.mapped(&map, geo.leaf_db, geo.free_db)[0];
+        let damages: [(&str, u64, Box<dyn Fn(&mut [u8])>); 4] = [
+            (
+                "leaf tail best",
+                leaf,
+                Box::new(|b: &mut [u8]| {
+                    let n = b.len();
+                    let count = u32::from_be_bytes(b[n - 4..].try_into().unwrap()) as usize;
+                    let at = n - 4 - 2 * count + 2;
+                    b[at] ^= 0x10;
+                    crate::checksum::store(b, 12);
+                }),
+            ),
+            (
+                "bestfree slot",
+                1,
+                Box::new(|b: &mut [u8]| {
+                    b[50..52].copy_from_slice(&8u16.to_be_bytes());
+                    crate::checksum::store(b, 4);
+                }),
+            ),
+            ("data block CRC", 1, Box::new(|b: &mut [u8]| b[100] ^= 1)),
+            (
+                "hash entry",
+                leaf,
+                Box::new(|b: &mut [u8]| {
+                    // Every leaf entry pointing into data block 1 loses its address.
+                    let count = usize::from(u16::from_be_bytes([b[56], b[57]]));
+                    for i in 0..count {
+                        let at = 64 + 8 * i + 4;
+                        let addr = u32::from_be_bytes(b[at..at + 4].try_into().unwrap());
+                        if u64::from(addr) * 8 / 4096 == 1 {
+                            b[at..at + 4].copy_from_slice(&0u32.to_be_bytes());
+                        }
+                    }
+                    crate::checksum::store(b, 12);
+                }),
+            ),
+        ];
+        for (what, db, damage) in damages {
+            stage.begin();
+            let mut blk = DirBlock::read(fs, &geo, &map, db, loc).unwrap();
+            damage(&mut blk.buf);
+            blk.write(stage).unwrap();
+            let r = remove_entry(fs, stage, &dir, &victim);
+            assert!(
+                matches!(r, Err(ref e) if e.is_corruption()),
+                "{what}: {r:?}"
+            );
+            stage.drop_op();
+        }
+        // Undamaged, the same removal works.
+        stage.begin();
+        remove_entry(fs, stage, &dir, &victim).unwrap();
+        stage.drop_op();
+        ((), vec![])
+    });
+    ti::assert_repair_clean(&img);
+}

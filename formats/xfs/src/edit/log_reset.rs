@@ -95,6 +95,12 @@ pub(crate) fn reset_log<D: ReadAt>(
         .checked_add(1)
         .map(|c| c.max(2))
         .ok_or_else(|| Error::refused("log", format!("cycle {top} cannot be stepped over")))?;
+    if total < 2 * layout.record_bbs {
+        return Err(Error::refused(
+            "log",
+            format!("{total} log blocks hold fewer than two records"),
+        ));
+    }
     let bs = fs.sb.block_size as usize;
     if !start.is_multiple_of(bs as u64) || !(total * BB).is_multiple_of(bs) {
         return Err(Error::corrupt(
