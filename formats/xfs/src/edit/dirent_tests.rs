@@ -297,6 +297,9 @@ fn assert_only_leaked(img: &std::path::Path, freed: &[FreedBlocks]) {
     assert_eq!(got, want, "xfs_db check");
 }
 
+/// A change made to a directory block's bytes.
+type Damage = Box<dyn Fn(&mut [u8])>;
+
 /// Damage the removal must refuse rather than write over: a leaf tail's
 /// bests slot that disagrees with its data block, a bestfree slot naming no
 /// unused run, a data block whose CRC fails, a hash entry gone. Each
@@ -334,7 +337,7 @@ PY
             .map(|e| e.name.clone())
             .expect("an entry at the start of data block 1");
         let leaf = geo.mapped(&map, geo.leaf_db, geo.free_db)[0];
-        let damages: [(&str, u64, Box<dyn Fn(&mut [u8])>); 4] = [
+        let damages: [(&str, u64, Damage); 4] = [
             (
                 "leaf tail best",
                 leaf,
