@@ -8,6 +8,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use std::os::unix::ffi::OsStrExt;
+
 use super::*;
 use crate::dir::EntryPlace;
 use crate::edit::inode_raw::{RawInode, field};
@@ -244,9 +246,18 @@ fn removes_names(mkfs: &[&str], [leaf, node, btree]: [usize; 3]) {
         "three directory blocks each from leaf and node"
     );
     assert_only_leaked(&img, &freed);
+    // Listing reads the data blocks; looking a name up goes through the
+    // hash index (leaf, node and free-index blocks): removed names are gone
+    // from both.
     let (listed, _) = ti::with_ro_mount(&s, &img, |mnt| {
         plan.iter()
-            .map(|(path, _, _)| ti::list(&mnt.join(path)))
+            .map(|(path, _, names)| {
+                for n in names {
+                    let p = mnt.join(path).join(std::ffi::OsStr::from_bytes(n));
+                    assert!(std::fs::symlink_metadata(&p).is_err(), "{p:?} found");
+                }
+                ti::list(&mnt.join(path))
+            })
             .collect::<Vec<_>>()
     });
     for ((path, ino, names), listed) in plan.iter().zip(listed) {
@@ -261,6 +272,11 @@ fn removes_names(mkfs: &[&str], [leaf, node, btree]: [usize; 3]) {
             );
         }
     }
+    kernel_writes_on(
+        &s,
+        &img,
+        &plan.iter().map(|(p, _, _)| *p).collect::<Vec<_>>(),
+    );
 }
 
 /// Removing the last name of a leaf/node data block is refused, and the
@@ -394,4 +410,27 @@ PY
         ((), vec![])
     });
     ti::assert_repair_clean(&img);
+}
+
+/// The kernel adds and removes names in the edited directories (using the
+/// bests and free indexes to place them) and leaves them consistent.
+fn kernel_writes_on(s: &Scratch, img: &std::path::Path, dirs: &[&str]) {
+    let mnt = s.path("mnt");
+    let (img_s, mnt_s) = (img.to_str().unwrap(), mnt.to_str().unwrap());
+    ti::run("mount", &["-o", "loop", img_s, mnt_s]);
+    let mut script = String::new();
+    for d in dirs {
+        script += &format!(
+            "for i in $(seq 1 60); do : > {d}/added-afterwards-$i; done; \
+             ls {d} | head -5 | while read n; do rm -f \"{d}/$n\"; done; "
+        );
+    }
+    let o = std::process::Command::new("sh")
+        .args(["-e", "-c", &script])
+        .current_dir(&mnt)
+        .output()
+        .unwrap();
+    ti::run("umount", &[mnt_s]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    ti::assert_repair_clean(img);
 }
