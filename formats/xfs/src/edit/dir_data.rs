@@ -11,9 +11,9 @@ use std::sync::Arc;
 use vmscrub_blockdev::{ReadAt, Staged};
 
 use super::dirent::{DirBlock, Geometry, RemovedEntry};
-use super::{dir_free, dir_index};
+use super::{dir_free, dir_index, dir_lookup};
 use crate::be::{u8_at, u16_at, u32_at, u64_at};
-use crate::bmap::Fork;
+use crate::bmap::{BlockMap, Fork};
 use crate::checksum;
 use crate::error::{Error, Loc, Result};
 use crate::fs::Xfs;
@@ -47,18 +47,114 @@ pub(super) fn remove<D: ReadAt>(
     let loc = Loc::inode(dir.ino);
     let geo = Geometry::of(fs);
     let map = fs.block_map(dir, Fork::Data)?;
-    let ftype = fs.sb.has_ftype();
-    for db in geo.mapped(&map, 0, geo.leaf_db) {
-        let mut blk = DirBlock::read(fs, &geo, &map, db, loc)?;
-        let loc = loc.with_offset(blk.offset());
+    let not_found = || Error::NotFound {
+        path: name.to_vec(),
+    };
+    let at = DirAt {
+        dir,
+        map: &map,
+        geo: &geo,
+    };
+    if geo.mapped(&map, geo.leaf_db, geo.free_db).is_empty() {
+        // Block form: the one block holds its own leaf.
+        for db in geo.mapped(&map, 0, geo.leaf_db) {
+            if let Some(r) = at.remove_in(fs, stage, db, Target::Name(name), None)? {
+                return Ok(r);
+            }
+        }
+        return Err(not_found());
+    }
+    let Some(found) = dir_lookup::find(fs, dir, &map, &geo, name)? else {
+        // Not in the index: make sure it is not in the data blocks either.
+        if at.holds(fs, name)? {
+            return Err(Error::corrupt(
+                "directory",
+                loc,
+                format!(
+                    "{:?} is in a data block but not in the hash index",
+                    String::from_utf8_lossy(name)
+                ),
+            ));
+        }
+        return Err(not_found());
+    };
+    let leaf = Some((found.leaf_db, found.leaf_at));
+    at.remove_in(fs, stage, found.db, Target::At(found.pos, name), leaf)?
+        .ok_or_else(|| {
+            Error::corrupt(
+                "directory",
+                loc,
+                "the hash index points at an entry the data block does not hold",
+            )
+        })
+}
+
+/// Which entry of a data block: by name (block form), or at a byte the
+/// hash index gave (with the name it must carry).
+#[derive(Clone, Copy)]
+enum Target<'a> {
+    Name(&'a [u8]),
+    At(usize, &'a [u8]),
+}
+
+/// The directory a removal works in.
+struct DirAt<'a> {
+    dir: &'a Inode,
+    map: &'a BlockMap,
+    geo: &'a Geometry,
+}
+
+impl DirAt<'_> {
+    /// Whether any data block holds `name` (every block read and checked).
+    fn holds<D: ReadAt>(&self, fs: &Xfs<Arc<Staged<D>>>, name: &[u8]) -> Result<bool> {
+        for db in self.geo.mapped(self.map, 0, self.geo.leaf_db) {
+            let blk = DirBlock::read(fs, self.geo, self.map, db, Loc::inode(self.dir.ino))?;
+            let loc = Loc::inode(self.dir.ino).with_offset(blk.offset());
+            let is_block = check_header(&blk, self.dir.ino, loc)?;
+            let end = data_end(&blk.buf, is_block, loc)?;
+            let regions = regions(&blk.buf, end, fs.sb.has_ftype(), loc)?;
+            if regions
+                .iter()
+                .any(|r| !r.free && entry_name(&blk.buf, r.pos) == name)
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Frees the target entry of data block `db` and fixes the indexes
+    /// (`leaf`: where its hash entry is, outside the block forms); `None`
+    /// when the block does not hold it.
+    fn remove_in<D: ReadAt>(
+        &self,
+        fs: &Xfs<Arc<Staged<D>>>,
+        stage: &Staged<D>,
+        db: u64,
+        target: Target,
+        leaf: Option<(u64, usize)>,
+    ) -> Result<Option<RemovedEntry>> {
+        let (dir, geo) = (self.dir, self.geo);
+        let ftype = fs.sb.has_ftype();
+        let mut blk = DirBlock::read(fs, geo, self.map, db, Loc::inode(dir.ino))?;
+        let loc = Loc::inode(dir.ino).with_offset(blk.offset());
         let is_block = check_header(&blk, dir.ino, loc)?;
+        if is_block == leaf.is_some() {
+            return Err(Error::corrupt(
+                "directory data block",
+                loc,
+                "a block-form block in a leaf directory, or a data block with no leaf",
+            ));
+        }
         let end = data_end(&blk.buf, is_block, loc)?;
         let regions = regions(&blk.buf, end, ftype, loc)?;
-        let Some(k) = regions
-            .iter()
-            .position(|r| !r.free && entry_name(&blk.buf, r.pos) == name)
-        else {
-            continue;
+        let (Target::Name(name) | Target::At(_, name)) = target;
+        let Some(k) = regions.iter().position(|r| {
+            !r.free
+                && entry_name(&blk.buf, r.pos) == name
+                && !matches!(target, Target::At(p, _) if p != r.pos)
+        }) else {
+            return Ok(None);
         };
         let pos = regions[k].pos;
         let mut removed = entry_of(fs, &blk.buf, pos, ftype, loc)?;
@@ -85,7 +181,7 @@ pub(super) fn remove<D: ReadAt>(
         }
         checksum::store(&mut blk.buf, CRC_OFF);
         blk.write(stage)?;
-        if !is_block {
+        if let Some(leaf) = leaf {
             let change = dir_index::BestChange {
                 db,
                 dataptr,
@@ -93,17 +189,14 @@ pub(super) fn remove<D: ReadAt>(
                 new: new_best,
                 emptied,
             };
-            let free_db = dir_index::stale_and_rebest(fs, stage, dir, &map, &geo, change)?;
+            let free_db = dir_index::stale_and_rebest(fs, stage, dir, self.map, geo, leaf, change)?;
             if emptied {
                 let gone: Vec<u64> = std::iter::once(db).chain(free_db).collect();
-                removed.freed = dir_free::unmap(fs, stage, dir, &map, &geo, &gone)?;
+                removed.freed = dir_free::unmap(fs, stage, dir, self.map, geo, &gone)?;
             }
         }
-        return Ok(removed);
+        Ok(Some(removed))
     }
-    Err(Error::NotFound {
-        path: name.to_vec(),
-    })
 }
 
 /// Checks magic, CRC, owner and self-address; says whether this is the

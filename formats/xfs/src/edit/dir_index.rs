@@ -1,6 +1,6 @@
 //! The indexes beside a leaf, node or B+tree directory's data blocks. The hash
-//! entry pointing at a removed entry is found by its address (no name hashing
-//! needed: a live address is unique), made stale (`XFS_DIR2_NULL_DATAPTR`)
+//! entry pointing at a removed entry (found by `dir_lookup`) is made stale
+//! (`XFS_DIR2_NULL_DATAPTR`)
 //! and counted in its leaf header's `stale`. Stale entries keep their hash, so
 //! every leaf's last hash — the key the da-btree nodes hold — is unchanged and
 //! no node block needs touching. The data block's longest free run goes to
@@ -21,9 +21,9 @@ use crate::error::{Error, Loc, Result};
 use crate::fs::Xfs;
 use crate::inode::Inode;
 
-const LEAF1_MAGIC: u16 = 0x3df1;
-const LEAFN_MAGIC: u16 = 0x3dff;
-const NODE_MAGIC: u16 = 0x3ebe;
+pub(super) const LEAF1_MAGIC: u16 = 0x3df1;
+pub(super) const LEAFN_MAGIC: u16 = 0x3dff;
+pub(super) const NODE_MAGIC: u16 = 0x3ebe;
 const FREE_MAGIC: u32 = 0x5844_4633; // XDF3
 /// da3 block header: magic at 8, CRC at 12, blkno at 16, owner at 48.
 const DA_MAGIC_OFF: usize = 8;
@@ -62,54 +62,38 @@ impl BestChange {
     }
 }
 
+/// Stales the hash entry at byte `leaf_at` of leaf block `leaf_db` (found
+/// by the lookup) and records the data block's new longest free run;
+/// returns a free-index block left indexing nothing.
 pub(super) fn stale_and_rebest<D: ReadAt>(
     fs: &Xfs<Arc<Staged<D>>>,
     stage: &Staged<D>,
     dir: &Inode,
     map: &BlockMap,
     geo: &Geometry,
+    (db, at): (u64, usize),
     change: BestChange,
 ) -> Result<Option<u64>> {
     let loc = Loc::inode(dir.ino);
-    let mut hits = vec![];
-    for db in geo.mapped(map, geo.leaf_db, geo.free_db) {
-        let blk = DirBlock::read(fs, geo, map, db, loc)?;
-        let loc = loc.with_offset(blk.offset());
-        let magic = u16_at(&blk.buf, DA_MAGIC_OFF);
-        if magic == NODE_MAGIC {
-            continue;
-        }
-        if magic != LEAF1_MAGIC && magic != LEAFN_MAGIC {
-            return Err(Error::corrupt(
-                "directory leaf",
-                loc,
-                format!("magic {magic:#x}"),
-            ));
-        }
-        check_da_header(&blk, dir.ino, loc)?;
-        let ents = leaf_entries(&blk.buf, magic == LEAF1_MAGIC, loc)?;
-        for at in ents.step_by(8) {
-            if u32_at(&blk.buf, at + 4) == change.dataptr {
-                hits.push((db, at));
-            }
-        }
-    }
-    let [(db, at)] = hits[..] else {
+    let mut blk = DirBlock::read(fs, geo, map, db, loc)?;
+    let loc = loc.with_offset(blk.offset());
+    check_da_header(&blk, dir.ino, loc)?;
+    let leaf1 = u16_at(&blk.buf, DA_MAGIC_OFF) == LEAF1_MAGIC;
+    let ents = leaf_entries(&blk.buf, leaf1, loc)?;
+    let b = &mut blk.buf;
+    let aligned = at >= ents.start && (at - ents.start) % 8 == 0;
+    if !ents.contains(&at) || !aligned || u32_at(b, at + 4) != change.dataptr {
         return Err(Error::corrupt(
             "directory leaf",
             loc,
-            format!("{} hash entries point at the entry", hits.len()),
+            "the hash entry found no longer points at the entry",
         ));
-    };
-    let mut blk = DirBlock::read(fs, geo, map, db, loc)?;
-    let loc = loc.with_offset(blk.offset());
-    let b = &mut blk.buf;
+    }
     let stale = u16_at(b, LEAF_STALE_OFF)
         .checked_add(1)
         .ok_or_else(|| Error::corrupt("directory leaf", loc, "stale count overflows"))?;
     put(b, at + 4, &0u32.to_be_bytes());
     put(b, LEAF_STALE_OFF, &stale.to_be_bytes());
-    let leaf1 = u16_at(b, DA_MAGIC_OFF) == LEAF1_MAGIC;
     if leaf1 {
         rebest_leaf_tail(b, change, loc)?;
     }
@@ -121,7 +105,7 @@ pub(super) fn stale_and_rebest<D: ReadAt>(
     rebest_free_index(fs, stage, dir, map, geo, change)
 }
 
-fn check_da_header(blk: &DirBlock, ino: u64, loc: Loc) -> Result<()> {
+pub(super) fn check_da_header(blk: &DirBlock, ino: u64, loc: Loc) -> Result<()> {
     checksum::verify(true, "directory leaf", &blk.buf, DA_CRC_OFF, loc)?;
     if u64_at(&blk.buf, DA_OWNER_OFF) != ino || u64_at(&blk.buf, DA_BLKNO_OFF) != blk.daddr() {
         return Err(Error::corrupt(
@@ -135,7 +119,7 @@ fn check_da_header(blk: &DirBlock, ino: u64, loc: Loc) -> Result<()> {
 
 /// Byte range of the hash entries; in the leaf form they must end before
 /// the `bests` and the tail.
-fn leaf_entries(b: &[u8], leaf1: bool, loc: Loc) -> Result<std::ops::Range<usize>> {
+pub(super) fn leaf_entries(b: &[u8], leaf1: bool, loc: Loc) -> Result<std::ops::Range<usize>> {
     let count = usize::from(u16_at(b, LEAF_COUNT_OFF));
     let limit = if leaf1 {
         let bests = u32_at(b, b.len() - 4) as usize;

@@ -12,6 +12,7 @@ pub(crate) mod inode_raw;
 mod dir_data;
 mod dir_free;
 mod dir_index;
+mod dir_lookup;
 mod dir_sf;
 #[allow(dead_code)]
 pub(crate) mod dirent;
