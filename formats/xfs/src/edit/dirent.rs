@@ -22,6 +22,7 @@ use crate::bmap::BlockMap;
 use crate::error::{Error, Loc, Result};
 use crate::fs::Xfs;
 use crate::inode::{FileType, ForkFormat, Inode};
+use crate::superblock::INCOMPAT_PARENT;
 
 /// What the removed name pointed at, for the caller to drop the link, and
 /// the directory's own blocks the removal unmapped.
@@ -52,6 +53,15 @@ pub(crate) fn remove_entry<D: ReadAt>(
         return Err(Error::refused(
             "directory",
             "a version 4 filesystem (no metadata checksums)",
+        ));
+    }
+    // Parent pointers keep each name a second time, in the child's
+    // attributes: not edited here. (Case-insensitive names, which hash
+    // another way, are refused when the filesystem is opened.)
+    if fs.sb.incompat & INCOMPAT_PARENT != 0 {
+        return Err(Error::refused(
+            "directory",
+            "parent pointers (the name is also kept in the child's attributes)",
         ));
     }
     if name.is_empty() || name == b"." || name == b".." || name.contains(&b'/') {
