@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use vmscrub_blockdev::{ReadAt, Staged};
 
-use crate::be::{u32_at, u64_at};
+use crate::be::{u16_at, u32_at, u64_at};
 use crate::checksum;
 use crate::error::{Error, Loc, Result};
 use crate::fs::Xfs;
@@ -40,6 +40,7 @@ const CYCLE_SIZE: usize = 32 * 1024;
 /// The largest log record (`XLOG_MAX_RECORD_BSIZE`).
 const MAX_RECORD: usize = 256 * 1024;
 const SB_VERSION_LOGV2: u16 = 0x0400;
+const SB_LOGSECTSIZE: usize = 194;
 const SB_LOGSUNIT: usize = 196;
 const SB_LSN: usize = 240;
 const AGF_LSN: usize = 208;
@@ -155,7 +156,16 @@ fn layout<D: ReadAt>(fs: &Xfs<D>) -> Result<Layout> {
             format!("log stripe unit of {sunit} bytes"),
         ));
     }
-    let record_bbs = sunit.div_ceil(BB).max(2);
+    // Records never smaller than a log sector: the kernel writes from the
+    // head on, and its writes must start on a sector.
+    let sector = usize::from(u16_at(&sb, SB_LOGSECTSIZE)).max(BB);
+    if sector > CYCLE_SIZE || !sector.is_power_of_two() {
+        return Err(Error::refused(
+            "log",
+            format!("log sector size of {sector} bytes"),
+        ));
+    }
+    let record_bbs = sunit.div_ceil(BB).max(sector / BB).max(2);
     let h_size = sunit.max(CYCLE_SIZE);
     let headers = if logv2 && h_size > CYCLE_SIZE {
         h_size.div_ceil(CYCLE_SIZE)

@@ -207,3 +207,8 @@ fn lazy_counters_from_ag_headers(fs: &ti::Fs, stage: &Staged<vmscrub_blockdev::F
     crate::checksum::store(&mut sb, crate::superblock::CRC_OFFSET);
     stage.patch(0, &sb).unwrap();
 }
+
+#[test]
+fn reset_log_with_4k_sectors() {
+    reset_and_judge(&["-s", "size=4096", "-l", "size=1368b"], true);
+}
