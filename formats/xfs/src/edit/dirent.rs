@@ -3,11 +3,14 @@
 //! data blocks (`dir_data`) and differ only in the index beside them: the block
 //! form's leaf inside the same block, the leaf form's single leaf block with
 //! its `bests` tail, the node and B+tree forms' leaf blocks plus free-index
-//! blocks (`dir_index`). So the removal is one path: free the entry in its data
-//! block, then stale its hash entry and fix the `bests` wherever the form keeps
-//! them. Nothing is shrunk or converted (a data block left empty stays,
-//! a block directory that would fit in the inode stays a block): the kernel
-//! would do both, but neither is needed for a consistent directory.
+//! blocks (`dir_index`). So the removal is one path: find the name (by its
+//! hash outside the block form: `dir_lookup`), free the entry in its data
+//! block, then stale its hash entry and fix the `bests` wherever the form
+//! keeps them. A data block left empty must leave the directory (`dir_free`;
+//! xfs_repair junks empty ones). Nothing is converted (a block directory that
+//! would fit in the inode stays a block, a leaf that would fit in a block
+//! stays a leaf): the kernel would convert, but a consistent directory does
+//! not need it.
 //!
 //! The reads go through the stage, so a second removal in the same directory
 //! sees the first.
