@@ -430,7 +430,7 @@ fn kernel_writes_on(s: &Scratch, img: &std::path::Path, dirs: &[&str]) {
         .current_dir(&mnt)
         .output()
         .unwrap();
-    ti::run("umount", &[mnt_s]);
+    ti::umount(mnt_s);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     ti::assert_repair_clean(img);
 }

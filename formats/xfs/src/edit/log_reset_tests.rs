@@ -126,7 +126,7 @@ fn reset_and_judge(mkfs: &[&str], witness: bool) {
         .current_dir(&mnt)
         .output()
         .unwrap();
-    ti::run("umount", &[mnt_s]);
+    ti::umount(mnt_s);
     assert!(more.status.success());
     assert_logprint_clean(&img);
     ti::assert_repair_clean(&img);
@@ -180,7 +180,7 @@ fn reset_after_replaying_a_dirty_log() {
     let (img_s, mnt_s) = (theirs.to_str().unwrap(), mnt.to_str().unwrap());
     ti::run("mount", &["-o", "loop", img_s, mnt_s]);
     let kernel = tree(&mnt);
-    ti::run("umount", &[mnt_s]);
+    ti::umount(mnt_s);
     assert_eq!(mine, kernel);
 }
 

@@ -42,6 +42,19 @@ impl Drop for Scratch {
     }
 }
 
+/// `umount`, retried: under load something (udev probing a new loop
+/// device, another test's scan) can hold a mount busy for a moment.
+pub fn umount(mnt: &str) {
+    for _ in 0..50 {
+        let o = Command::new("umount").arg(mnt).output().unwrap();
+        if o.status.success() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    run("umount", &[mnt]);
+}
+
 pub fn run(cmd: &str, args: &[&str]) -> std::process::Output {
     let o = Command::new(cmd).args(args).output().unwrap();
     assert!(
@@ -87,7 +100,7 @@ pub fn make(s: &Scratch, mkfs: &[&str], size: u64, script: &str) -> PathBuf {
         .current_dir(&mnt)
         .output()
         .unwrap();
-    run("umount", &[mnt_s]);
+    umount(mnt_s);
     assert!(
         o.status.success(),
         "populate failed: {}",
@@ -189,7 +202,7 @@ pub fn with_ro_mount<T>(
         .unwrap();
     let out = m.status.success().then(|| look(&mnt));
     if m.status.success() {
-        run("umount", &[mnt.to_str().unwrap()]);
+        umount(mnt.to_str().unwrap());
     }
     run("losetup", &["-d", &dev]);
     let short = dev.trim_start_matches("/dev/").to_string();
