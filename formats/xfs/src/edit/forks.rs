@@ -54,6 +54,21 @@ pub(crate) fn fork_releases<D: ReadAt>(
     Ok(out)
 }
 
+/// Blocks a directory removal took out of the directory's data fork.
+pub(crate) fn dir_blocks_release<D: ReadAt>(
+    fs: &Xfs<Arc<Staged<D>>>,
+    dir: u64,
+    b: &super::dir_free::FreedBlocks,
+) -> Result<AgReleased> {
+    let e = Extent {
+        offset: b.offset,
+        start: b.fsb,
+        count: b.count,
+        unwritten: false,
+    };
+    extent_release(fs, dir, &e, b.offset, b.count, false)
+}
+
 /// The part of extent `e` from file block `from` (`count` blocks) as a release.
 fn extent_release<D: ReadAt>(
     fs: &Xfs<Arc<Staged<D>>>,

@@ -24,15 +24,23 @@
 //! - `remove`: names, link counts and whole trees.
 //! - `space`: the AG side — free-space, reverse-mapping, reference-count and
 //!   inode B+trees, AG headers, superblock counters, free space and inodes.
-//! - `dirent`: a name out of a directory in any of the five forms.
+//! - `dirent` (with `dir_sf`, `dir_data`, `dir_index`, `dir_free`,
+//!   `dir_lookup`): a name out of a directory in any of the five forms.
 //! - `log_reset`: the log rewritten empty with an unmount record.
 
+mod dir_data;
+mod dir_free;
+mod dir_index;
+mod dir_lookup;
+mod dir_sf;
 mod dirent;
 mod forks;
 mod inode_raw;
 mod log_reset;
 mod remove;
 mod space;
+#[cfg(test)]
+mod test_image;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -228,15 +236,18 @@ impl<D: WriteAt> Editor<D> {
     /// would be a contradiction (something both in use and freed): refused.
     fn write_out(&self, zero: &RangeSet) -> Result<usize> {
         let bs = u64::from(self.fs.sb.block_size);
-        let blocks = self.stage.staged_blocks();
-        for (b, _) in &blocks {
-            if zero.intersects(b * bs..(b + 1) * bs) {
+        let mut blocks = self.stage.staged_blocks();
+        for (b, data) in &blocks {
+            // A freed block the editor already cleared in the stage (an
+            // emptied directory block) is zeroed like the rest of the range.
+            if zero.intersects(b * bs..(b + 1) * bs) && !vmscrub_blockdev::is_zero(data) {
                 return Err(Error::refused(
                     "commit",
                     format!("block {b} is both written and freed; nothing was written"),
                 ));
             }
         }
+        blocks.retain(|(b, _)| !zero.covers(b * bs..(b + 1) * bs));
         for (b, data) in &blocks {
             self.stage
                 .device()

@@ -80,7 +80,7 @@ impl<'a, D: ReadAt> Op<'a, D> {
                 ),
             ));
         }
-        dirent::remove_entry(self.fs, self.stage, &parent, name)?;
+        self.remove_name(&parent, name)?;
         let links_left = self.drop_links(&inode, 1)?;
         Ok(Unlinked { ino, links_left })
     }
@@ -97,7 +97,7 @@ impl<'a, D: ReadAt> Op<'a, D> {
             });
         }
         let (dirs, names) = self.collect_tree(top)?;
-        dirent::remove_entry(self.fs, self.stage, &parent, name)?;
+        self.remove_name(&parent, name)?;
         self.adjust_nlink(parent.ino, -1)?;
         let mut out = TreeRemoved {
             dirs: dirs.len() as u64,
@@ -223,6 +223,18 @@ impl<'a, D: ReadAt> Op<'a, D> {
             block[..chunk.len()].copy_from_slice(chunk);
             self.stage.put_block(byte / bs as u64, block);
         }
+        Ok(())
+    }
+
+    /// Takes `name` out of `parent`; the directory blocks that leaves empty go
+    /// back with the rest at commit.
+    fn remove_name(&mut self, parent: &Inode, name: &[u8]) -> Result<()> {
+        let r = dirent::remove_entry(self.fs, self.stage, parent, name)?;
+        let mut freed = Vec::with_capacity(r.freed.len());
+        for b in &r.freed {
+            freed.push(forks::dir_blocks_release(self.fs, parent.ino, b)?);
+        }
+        self.add(freed);
         Ok(())
     }
 
