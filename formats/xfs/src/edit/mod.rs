@@ -7,4 +7,14 @@
 
 // Used by the editor as it lands, module by module.
 #[allow(dead_code)]
+pub(crate) mod btree_build;
+#[allow(dead_code)]
+pub(crate) mod free_space;
+#[allow(dead_code)]
 pub(crate) mod inode_raw;
+#[allow(dead_code)]
+pub(crate) mod inodes;
+#[allow(dead_code)]
+pub(crate) mod space;
+#[allow(dead_code)]
+pub(crate) mod space_records;

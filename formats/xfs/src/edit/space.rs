@@ -1,0 +1,611 @@
+//! Gives an AG's released extents and inodes back: reference counts
+//! decremented for shared blocks, reverse mappings removed, the rest added to
+//! the free-space trees, inodes marked free — every touched tree rebuilt from
+//! its new record set into its own old blocks (plus the AGFL's for the trees
+//! whose blocks the AGFL feeds), the AG headers rewritten to match.
+//!
+//! Block ownership is what keeps the rmapbt unchanged by the rebuilds: the
+//! bnobt, cntbt, rmapbt and AGFL blocks are all owned by `XFS_RMAP_OWN_AG`, so
+//! moving blocks among them changes no reverse mapping. The refcountbt
+//! (`OWN_REFC`) and the inode trees (`OWN_INOBT`) only reuse their own blocks;
+//! blocks they no longer need are freed with their reverse mapping trimmed.
+
+use std::collections::HashSet;
+use std::ops::Range;
+use std::sync::Arc;
+
+use vmscrub_blockdev::{ReadAt, Staged};
+
+use crate::agbtree::{AgTree, FreeExtent, InodeChunk, Refcount, Rmap};
+use crate::be::{u8_at, u16_at, u32_at, u64_at};
+use crate::checksum;
+use crate::edit::btree_build::{Built, NULLAGBLOCK, TreeCtx, ag_block_byte, blocks_needed};
+use crate::edit::inodes::{encode_chunk, free_inodes};
+use crate::edit::space_records::{
+    OWN_INOBT, OWN_REFC, add_free, check_unmapped, refcount_release, rmap_remove, runs_of,
+};
+use crate::error::{Error, Result};
+use crate::fs::Xfs;
+use crate::superblock::{INCOMPAT_SPINODES, RO_COMPAT_INOBTCNT};
+
+/// Everything one AG gives back, gathered over all the editor's operations.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct AgRelease {
+    pub extents: Vec<Released>,
+    /// AG inode numbers to free: their names are gone and their link count is 0.
+    pub inodes: Vec<u32>,
+}
+
+/// One extent a file gives back, with the reverse mapping it had.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Released {
+    pub agbno: u32,
+    pub len: u32,
+    /// The inode number.
+    pub owner: u64,
+    /// File offset in blocks (0 for bmbt blocks).
+    pub offset: u64,
+    pub attr_fork: bool,
+    /// A bmap B+tree block of the fork.
+    pub bmbt: bool,
+    pub unwritten: bool,
+}
+
+/// What a release did.
+#[derive(Debug, Default)]
+pub(crate) struct AgReleased {
+    /// Blocks returned to free space: the released blocks no other file
+    /// shares, plus tree blocks the rebuilt refcount and inode trees no
+    /// longer need.
+    pub freed_blocks: u64,
+    /// Released blocks only decremented in the refcountbt, kept.
+    pub shared_blocks: u64,
+    pub freed_inodes: u64,
+    /// Device byte ranges of what was freed (never a shared block, never a
+    /// block in use after the release): the editor zeroes them after commit.
+    pub zero: Vec<Range<u64>>,
+}
+
+// AGF/AGI/AGFL field offsets (xfs_format.h).
+const AGF_ROOTS: usize = 16;
+const AGF_LEVELS: usize = 28;
+const AGF_FLFIRST: usize = 40;
+const AGF_FLLAST: usize = 44;
+const AGF_FLCOUNT: usize = 48;
+const AGF_FREEBLKS: usize = 52;
+const AGF_LONGEST: usize = 56;
+const AGF_BTREEBLKS: usize = 60;
+const AGF_RMAP_BLOCKS: usize = 80;
+const AGF_REFC_BLOCKS: usize = 84;
+const AGF_REFC_ROOT: usize = 88;
+const AGF_REFC_LEVEL: usize = 92;
+const AGF_LSN: usize = 208;
+const AGF_CRC: usize = 216;
+const AGI_ROOT: usize = 20;
+const AGI_LEVEL: usize = 24;
+const AGI_FREECOUNT: usize = 28;
+const AGI_CRC: usize = 312;
+const AGI_FREE_ROOT: usize = 328;
+const AGI_FREE_LEVEL: usize = 332;
+const AGI_IBLOCKS: usize = 336;
+const AGI_FBLOCKS: usize = 340;
+const AGFL_HDR: usize = 36;
+const AGFL_CRC: usize = 32;
+
+/// An AG as read before the release: raw headers and every tree's records
+/// and blocks.
+pub(crate) struct AgState {
+    pub agno: u32,
+    pub agf: Vec<u8>,
+    pub agi: Vec<u8>,
+    pub agfl_buf: Vec<u8>,
+    pub agf_off: u64,
+    pub agi_off: u64,
+    pub agfl_off: u64,
+    pub agfl: Vec<u32>,
+    pub free: Vec<FreeExtent>,
+    pub bno_blocks: Vec<u32>,
+    pub cnt_blocks: Vec<u32>,
+    pub rmap: Option<(Vec<Rmap>, Vec<u32>)>,
+    pub refc: Option<(Vec<Refcount>, Vec<u32>)>,
+    pub ino: (Vec<InodeChunk>, Vec<u32>),
+    pub fino: Option<(Vec<InodeChunk>, Vec<u32>)>,
+}
+
+fn decode_free(r: &[u8]) -> FreeExtent {
+    FreeExtent {
+        agbno: u32_at(r, 0),
+        len: u32_at(r, 4),
+    }
+}
+
+fn decode_chunk(sparse: bool, r: &[u8]) -> InodeChunk {
+    let (holemask, count, free_count) = if sparse {
+        (u16_at(r, 4), u8_at(r, 6), u8_at(r, 7))
+    } else {
+        (0, 64, u32_at(r, 4).min(64) as u8)
+    };
+    InodeChunk {
+        start_ino: u32_at(r, 0),
+        holemask,
+        count,
+        free_count,
+        free: u64_at(r, 8),
+    }
+}
+
+impl AgState {
+    /// Reads AG `agno` and checks the witnesses a release relies on agree:
+    /// the bnobt and cntbt hold the same extents, the AGF counts them, and
+    /// its tree-block counters match the trees.
+    pub(crate) fn read<D: ReadAt>(fs: &Xfs<D>, agno: u32) -> Result<Self> {
+        let (agf_h, agi_h) = fs.ag_headers(agno)?;
+        let sect = usize::from(fs.sb.sect_size);
+        let mut agf = vec![0u8; sect];
+        let mut agi = vec![0u8; sect];
+        let mut agfl_buf = vec![0u8; sect];
+        let agfl_off = fs.sb.ag_byte(agno) + 3 * sect as u64;
+        fs.read_bytes(&mut agf, agf_h.offset, "AGF")?;
+        fs.read_bytes(&mut agi, agi_h.offset, "AGI")?;
+        fs.read_bytes(&mut agfl_buf, agfl_off, "AGFL")?;
+        let agfl = fs.agfl(agno)?;
+        let tree = |t: AgTree, root: u32, level: u32| fs.ag_tree_contents(agno, t, root, level);
+        let (bno, bno_blocks) = tree(AgTree::Bno, agf_h.bno_root, agf_h.bno_level)?;
+        let (cnt, cnt_blocks) = tree(AgTree::Cnt, agf_h.cnt_root, agf_h.cnt_level)?;
+        let free: Vec<FreeExtent> = bno.iter().map(|r| decode_free(r)).collect();
+        let mut by_size: Vec<FreeExtent> = cnt.iter().map(|r| decode_free(r)).collect();
+        by_size.sort_by_key(|f| f.agbno);
+        if by_size != free {
+            return Err(Error::refused(
+                "cntbt",
+                format!("AG {agno}: the cntbt and bnobt disagree"),
+            ));
+        }
+        let total: u64 = free.iter().map(|f| u64::from(f.len)).sum();
+        let longest = free.iter().map(|f| f.len).max().unwrap_or(0);
+        if total != u64::from(agf_h.free_blocks) || longest != agf_h.longest {
+            return Err(Error::refused(
+                "AGF",
+                format!("AG {agno}: free blocks/longest disagree with the bnobt"),
+            ));
+        }
+        let rmapbt = fs.sb.ro_compat & crate::superblock::RO_COMPAT_RMAPBT != 0;
+        let rmap = if rmapbt {
+            let (recs, blocks) = tree(AgTree::Rmap, agf_h.rmap_root, agf_h.rmap_level)?;
+            let recs = recs
+                .iter()
+                .map(|r| Rmap {
+                    agbno: u32_at(r, 0),
+                    len: u32_at(r, 4),
+                    owner: u64_at(r, 8),
+                    offset: u64_at(r, 16),
+                })
+                .collect();
+            Some((recs, blocks))
+        } else {
+            None
+        };
+        let refc = if fs.sb.ro_compat & crate::superblock::RO_COMPAT_REFLINK != 0 {
+            let (recs, blocks) = tree(AgTree::Refcount, agf_h.refcount_root, agf_h.refcount_level)?;
+            let recs = recs
+                .iter()
+                .map(|r| Refcount {
+                    agbno: u32_at(r, 0),
+                    len: u32_at(r, 4),
+                    refcount: u32_at(r, 8),
+                })
+                .collect();
+            Some((recs, blocks))
+        } else {
+            None
+        };
+        let sparse = fs.sb.incompat & INCOMPAT_SPINODES != 0;
+        let (irecs, iblocks) = tree(AgTree::Ino, agi_h.root, agi_h.level)?;
+        let ino = (
+            irecs.iter().map(|r| decode_chunk(sparse, r)).collect(),
+            iblocks,
+        );
+        let fino = if fs.sb.ro_compat & crate::superblock::RO_COMPAT_FINOBT != 0 {
+            let (recs, blocks) = tree(AgTree::Fino, agi_h.free_root, agi_h.free_level)?;
+            Some((
+                recs.iter().map(|r| decode_chunk(sparse, r)).collect(),
+                blocks,
+            ))
+        } else {
+            None
+        };
+        let st = AgState {
+            agno,
+            agf,
+            agi,
+            agfl_buf,
+            agf_off: agf_h.offset,
+            agi_off: agi_h.offset,
+            agfl_off,
+            agfl,
+            free,
+            bno_blocks,
+            cnt_blocks,
+            rmap,
+            refc,
+            ino,
+            fino,
+        };
+        st.check_counters()?;
+        Ok(st)
+    }
+
+    fn btreeblks(&self, bno: usize, cnt: usize, rmap: Option<usize>) -> u32 {
+        (bno + cnt - 2 + rmap.map_or(0, |r| r - 1)) as u32
+    }
+
+    fn check_counters(&self) -> Result<()> {
+        let r = self.rmap.as_ref().map(|r| r.1.len());
+        let want = self.btreeblks(self.bno_blocks.len(), self.cnt_blocks.len(), r);
+        let mut bad = u32_at(&self.agf, AGF_BTREEBLKS) != want;
+        if let Some(r) = r {
+            bad |= u32_at(&self.agf, AGF_RMAP_BLOCKS) as usize != r;
+        }
+        if let Some((_, b)) = &self.refc {
+            bad |= u32_at(&self.agf, AGF_REFC_BLOCKS) as usize != b.len();
+        }
+        if bad {
+            return Err(Error::refused(
+                "AGF",
+                format!(
+                    "AG {}: the tree block counters disagree with the trees",
+                    self.agno
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Every block the AG's metadata trees and free list hold.
+    fn metadata_blocks(&self) -> HashSet<u32> {
+        let mut s: HashSet<u32> = self.agfl.iter().copied().collect();
+        s.extend(&self.bno_blocks);
+        s.extend(&self.cnt_blocks);
+        s.extend(&self.ino.1);
+        for b in [
+            &self.rmap.as_ref().map(|r| &r.1),
+            &self.refc.as_ref().map(|r| &r.1),
+            &self.fino.as_ref().map(|r| &r.1),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            s.extend(b.iter());
+        }
+        s
+    }
+}
+
+/// Gives back what `rel` releases in AG `agno`, staged; see the module doc.
+pub(crate) fn release<D: ReadAt>(
+    fs: &Xfs<Arc<Staged<D>>>,
+    stage: &Staged<D>,
+    agno: u32,
+    rel: &AgRelease,
+) -> Result<AgReleased> {
+    if !fs.sb.has_crc() {
+        return Err(Error::refused("AG", "version 4 filesystems are not edited"));
+    }
+    if rel.extents.is_empty() && rel.inodes.is_empty() {
+        return Ok(AgReleased::default());
+    }
+    let mut ag = AgState::read(fs, agno)?;
+    let (_, agi_h) = fs.ag_headers(agno)?;
+    if !rel.inodes.is_empty() && agi_h.has_unlinked() {
+        return Err(Error::refused(
+            "AGI",
+            format!("AG {agno} has unlinked inodes pending"),
+        ));
+    }
+    check_extents(&ag, rel)?;
+    let mut out = AgReleased::default();
+    let mut freed = vec![];
+    for e in &rel.extents {
+        match ag.refc.as_mut() {
+            Some((recs, _)) => {
+                let (f, s) = refcount_release(recs, e.agbno, e.len)?;
+                freed.extend(f);
+                out.shared_blocks += s;
+            }
+            None => freed.push((e.agbno, e.len)),
+        }
+    }
+    if let Some((recs, _)) = ag.rmap.as_mut() {
+        for e in &rel.extents {
+            rmap_remove(recs, e)?;
+        }
+        check_unmapped(recs, &freed)?;
+    }
+    let lsn = u64_at(&ag.agf, AGF_LSN);
+    let ctx = TreeCtx {
+        fs,
+        stage,
+        agno,
+        lsn,
+    };
+    let mut tree_freed: Vec<u32> = vec![];
+    let refc_built = rebuild_refcount(&ctx, &mut ag, &mut tree_freed)?;
+    if !rel.inodes.is_empty() {
+        let fino = ag.fino.as_mut().map(|f| &mut f.0);
+        out.freed_inodes = free_inodes(fs, stage, agno, &mut ag.ino.0, fino, &rel.inodes)?;
+    }
+    let ino_built = if rel.inodes.is_empty() {
+        None
+    } else {
+        Some(rebuild_inode_trees(&ctx, &mut ag, &mut tree_freed)?)
+    };
+    let tree_runs = runs_of(&tree_freed);
+    if let Some((recs, _)) = ag.rmap.as_mut() {
+        for &(agbno, len) in &tree_runs {
+            let owner = if ag.refc.as_ref().is_some_and(|r| r.1.contains(&agbno)) {
+                OWN_REFC
+            } else {
+                OWN_INOBT
+            };
+            let r = Released {
+                agbno,
+                len,
+                owner,
+                offset: 0,
+                attr_fork: false,
+                bmbt: false,
+                unwritten: false,
+            };
+            rmap_remove(recs, &r)?;
+        }
+    }
+    freed.extend(tree_runs);
+    let new_free = add_free(&ag.free, &freed)?;
+    let agfl = rebuild_own_ag(&ctx, &mut ag, &new_free)?;
+    write_agfl(stage, &mut ag, &agfl)?;
+    if let Some(b) = refc_built {
+        put_root(&mut ag.agf, AGF_REFC_ROOT, AGF_REFC_LEVEL, &b);
+        set32(&mut ag.agf, AGF_REFC_BLOCKS, b.blocks.len() as u32);
+    }
+    if let Some((ib, fb)) = ino_built {
+        put_root(&mut ag.agi, AGI_ROOT, AGI_LEVEL, &ib);
+        if let Some(fb) = &fb {
+            put_root(&mut ag.agi, AGI_FREE_ROOT, AGI_FREE_LEVEL, fb);
+        }
+        if fs.sb.ro_compat & RO_COMPAT_INOBTCNT != 0 {
+            set32(&mut ag.agi, AGI_IBLOCKS, ib.blocks.len() as u32);
+            set32(
+                &mut ag.agi,
+                AGI_FBLOCKS,
+                fb.map_or(0, |b| b.blocks.len() as u32),
+            );
+        }
+        let fc = u32_at(&ag.agi, AGI_FREECOUNT).saturating_add(out.freed_inodes as u32);
+        set32(&mut ag.agi, AGI_FREECOUNT, fc);
+    }
+    put_header(stage, ag.agi_off, &mut ag.agi, AGI_CRC)?;
+    put_header(stage, ag.agf_off, &mut ag.agf, AGF_CRC)?;
+    for &(agbno, len) in &freed {
+        let s = ag_block_byte(fs, agno, agbno)?;
+        out.freed_blocks += u64::from(len);
+        out.zero
+            .push(s..s + u64::from(len) * u64::from(fs.sb.block_size));
+    }
+    Ok(out)
+}
+
+/// Refuses released extents outside the AG, overlapping each other or the
+/// AG's own metadata blocks (the first blocks hold the headers).
+fn check_extents(ag: &AgState, rel: &AgRelease) -> Result<()> {
+    let length = u32_at(&ag.agf, 12);
+    let meta = ag.metadata_blocks();
+    let mut spans: Vec<(u32, u32)> = rel.extents.iter().map(|e| (e.agbno, e.len)).collect();
+    spans.sort_unstable();
+    for (i, &(s, l)) in spans.iter().enumerate() {
+        let e = u64::from(s) + u64::from(l);
+        let overlaps_next = spans.get(i + 1).is_some_and(|n| u64::from(n.0) < e);
+        if l == 0
+            || e > u64::from(length)
+            || s < 4
+            || overlaps_next
+            || (s..e as u32).any(|b| meta.contains(&b))
+        {
+            return Err(Error::refused(
+                "extent release",
+                format!(
+                    "AG {}: blocks {s}..{e} cannot be released (outside the AG, released twice or AG metadata)",
+                    ag.agno
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Rebuilds the refcountbt into its own blocks when its records changed.
+fn rebuild_refcount<D: ReadAt>(
+    ctx: &TreeCtx<'_, D>,
+    ag: &mut AgState,
+    freed: &mut Vec<u32>,
+) -> Result<Option<Built>> {
+    let Some((recs, blocks)) = ag.refc.as_ref() else {
+        return Ok(None);
+    };
+    let old = ctx.fs.refcounts(ag.agno)?;
+    if old == *recs {
+        return Ok(None);
+    }
+    let raw: Vec<Vec<u8>> = recs
+        .iter()
+        .map(|r| {
+            [
+                r.agbno.to_be_bytes(),
+                r.len.to_be_bytes(),
+                r.refcount.to_be_bytes(),
+            ]
+            .concat()
+        })
+        .collect();
+    let built = ctx.build(AgTree::Refcount, &raw, blocks)?;
+    freed.extend(&blocks[built.blocks.len()..]);
+    Ok(Some(built))
+}
+
+/// Rebuilds the inobt and finobt into their own blocks (both owned by
+/// `OWN_INOBT`, so they share the pool).
+fn rebuild_inode_trees<D: ReadAt>(
+    ctx: &TreeCtx<'_, D>,
+    ag: &mut AgState,
+    freed: &mut Vec<u32>,
+) -> Result<(Built, Option<Built>)> {
+    let sparse = ctx.fs.sb.incompat & INCOMPAT_SPINODES != 0;
+    let enc = |v: &[InodeChunk]| {
+        v.iter()
+            .map(|c| encode_chunk(sparse, c))
+            .collect::<Vec<_>>()
+    };
+    let mut pool = ag.ino.1.clone();
+    if let Some((_, b)) = &ag.fino {
+        pool.extend(b);
+    }
+    let ib = ctx.build(AgTree::Ino, &enc(&ag.ino.0), &pool)?;
+    let used = ib.blocks.len();
+    let fb = match &ag.fino {
+        Some((recs, _)) => Some(ctx.build(AgTree::Fino, &enc(recs), &pool[used..])?),
+        None => None,
+    };
+    let used = used + fb.as_ref().map_or(0, |b| b.blocks.len());
+    freed.extend(&pool[used..]);
+    Ok((ib, fb))
+}
+
+/// Rebuilds the bnobt, cntbt and rmapbt from the `OWN_AG` pool (their old
+/// blocks and the AGFL's), writes their roots into the AGF and returns what
+/// is left for the AGFL.
+fn rebuild_own_ag<D: ReadAt>(
+    ctx: &TreeCtx<'_, D>,
+    ag: &mut AgState,
+    free: &[FreeExtent],
+) -> Result<Vec<u32>> {
+    let bs = ctx.fs.sb.block_size as usize;
+    let mut pool = ag.bno_blocks.clone();
+    pool.extend(&ag.cnt_blocks);
+    if let Some((_, b)) = &ag.rmap {
+        pool.extend(b);
+    }
+    pool.extend(&ag.agfl);
+    let n_rmap = ag
+        .rmap
+        .as_ref()
+        .map(|r| blocks_needed(AgTree::Rmap, bs, r.0.len()));
+    let need = 2 * blocks_needed(AgTree::Bno, bs, free.len()) + n_rmap.unwrap_or(0);
+    if need > pool.len() {
+        return Err(Error::refused(
+            "AGFL",
+            format!(
+                "AG {}: the free-space trees need {need} blocks, {} are at hand",
+                ag.agno,
+                pool.len()
+            ),
+        ));
+    }
+    let enc = |f: &FreeExtent| [f.agbno.to_be_bytes(), f.len.to_be_bytes()].concat();
+    let by_bno: Vec<Vec<u8>> = free.iter().map(enc).collect();
+    let mut by_cnt = free.to_vec();
+    by_cnt.sort_by_key(|f| (f.len, f.agbno));
+    let by_cnt: Vec<Vec<u8>> = by_cnt.iter().map(enc).collect();
+    let bno = ctx.build(AgTree::Bno, &by_bno, &pool)?;
+    let mut used = bno.blocks.len();
+    let cnt = ctx.build(AgTree::Cnt, &by_cnt, &pool[used..])?;
+    used += cnt.blocks.len();
+    let agf = &mut ag.agf;
+    put_root(agf, AGF_ROOTS, AGF_LEVELS, &bno);
+    put_root(agf, AGF_ROOTS + 4, AGF_LEVELS + 4, &cnt);
+    let mut rmap_blocks = None;
+    if let Some((recs, _)) = &ag.rmap {
+        let raw: Vec<Vec<u8>> = recs
+            .iter()
+            .map(|m| {
+                [
+                    &m.agbno.to_be_bytes()[..],
+                    &m.len.to_be_bytes(),
+                    &m.owner.to_be_bytes(),
+                    &m.offset.to_be_bytes(),
+                ]
+                .concat()
+            })
+            .collect();
+        let rb = ctx.build(AgTree::Rmap, &raw, &pool[used..])?;
+        used += rb.blocks.len();
+        put_root(agf, AGF_ROOTS + 8, AGF_LEVELS + 8, &rb);
+        set32(agf, AGF_RMAP_BLOCKS, rb.blocks.len() as u32);
+        rmap_blocks = Some(rb.blocks.len());
+    }
+    let total: u64 = free.iter().map(|f| u64::from(f.len)).sum();
+    set32(agf, AGF_FREEBLKS, total as u32);
+    set32(
+        agf,
+        AGF_LONGEST,
+        free.iter().map(|f| f.len).max().unwrap_or(0),
+    );
+    let bt = ag.btreeblks(bno.blocks.len(), cnt.blocks.len(), rmap_blocks);
+    set32(&mut ag.agf, AGF_BTREEBLKS, bt);
+    Ok(pool[used..].to_vec())
+}
+
+/// Writes the AGFL holding `blocks` from slot 0 and points the AGF at it.
+fn write_agfl<D: ReadAt>(stage: &Staged<D>, ag: &mut AgState, blocks: &[u32]) -> Result<()> {
+    let mut buf = ag.agfl_buf.clone();
+    let slots = (buf.len() - AGFL_HDR) / 4;
+    if blocks.len() > slots {
+        return Err(Error::refused(
+            "AGFL",
+            format!(
+                "AG {}: {} spare tree blocks, the AGFL holds {slots}",
+                ag.agno,
+                blocks.len()
+            ),
+        ));
+    }
+    for i in 0..slots {
+        let b = blocks.get(i).copied().unwrap_or(NULLAGBLOCK);
+        set32(&mut buf, AGFL_HDR + 4 * i, b);
+    }
+    checksum::store(&mut buf, AGFL_CRC);
+    stage_bytes(stage, ag.agfl_off, &buf)?;
+    // An empty list is first 0, last the final slot (what the kernel's reset
+    // writes); otherwise the blocks sit in slots 0..count.
+    let last = if blocks.is_empty() {
+        slots - 1
+    } else {
+        blocks.len() - 1
+    };
+    set32(&mut ag.agf, AGF_FLFIRST, 0);
+    set32(&mut ag.agf, AGF_FLLAST, last as u32);
+    set32(&mut ag.agf, AGF_FLCOUNT, blocks.len() as u32);
+    Ok(())
+}
+
+fn put_root(buf: &mut [u8], root_at: usize, level_at: usize, b: &Built) {
+    set32(buf, root_at, b.root);
+    set32(buf, level_at, b.levels);
+}
+
+fn set32(buf: &mut [u8], at: usize, v: u32) {
+    if let Some(s) = buf.get_mut(at..at + 4) {
+        s.copy_from_slice(&v.to_be_bytes());
+    }
+}
+
+fn put_header<D: ReadAt>(stage: &Staged<D>, at: u64, buf: &mut [u8], crc: usize) -> Result<()> {
+    checksum::store(buf, crc);
+    stage_bytes(stage, at, buf)
+}
+
+fn stage_bytes<D: ReadAt>(stage: &Staged<D>, at: u64, buf: &[u8]) -> Result<()> {
+    stage.patch(at, buf).map_err(|source| Error::Io {
+        what: "staged AG header",
+        offset: at,
+        source,
+    })
+}
