@@ -18,3 +18,5 @@ pub(crate) mod inodes;
 pub(crate) mod space;
 #[allow(dead_code)]
 pub(crate) mod space_records;
+#[cfg(test)]
+mod space_tests;
