@@ -50,7 +50,7 @@ fn shape(tree: AgTree, block_size: usize, n: usize) -> Vec<usize> {
     let (leaf, node) = capacities(tree, block_size);
     let mut levels = vec![n.div_ceil(leaf).max(1)];
     while let Some(&last) = levels.last() {
-        if last <= 1 || levels.len() >= MAX_LEVELS + 1 {
+        if last <= 1 || levels.len() > MAX_LEVELS {
             break;
         }
         levels.push(last.div_ceil(node));

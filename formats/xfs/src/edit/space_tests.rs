@@ -54,22 +54,40 @@ pub(super) fn make(tag: &str, mkfs: &[&str], script: &str) -> Img {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("mnt")).unwrap();
     let path = dir.join("img");
-    std::fs::File::create(&path).unwrap().set_len(320 << 20).unwrap();
-    run(Command::new("mkfs.xfs").args(["-f", "-q"]).args(mkfs).arg(&path));
+    std::fs::File::create(&path)
+        .unwrap()
+        .set_len(320 << 20)
+        .unwrap();
+    run(Command::new("mkfs.xfs")
+        .args(["-f", "-q"])
+        .args(mkfs)
+        .arg(&path));
     let img = Img { dir, path };
-    mount(&img, false);
-    run(Command::new("sh").arg("-ec").arg(script).current_dir(img.dir.join("mnt")));
-    run(Command::new("umount").arg(img.dir.join("mnt")));
+    // Parts separated by `REMOUNT` run in separate mounts: an unmount
+    // finishes the kernel's background inode freeing.
+    for part in script.split("REMOUNT") {
+        mount(&img, false);
+        run(Command::new("sh")
+            .arg("-ec")
+            .arg(part)
+            .current_dir(img.dir.join("mnt")));
+        run(Command::new("umount").arg(img.dir.join("mnt")));
+    }
     img
 }
 
 fn mount(img: &Img, ro: bool) {
     let opts = if ro { "loop,ro" } else { "loop" };
-    run(Command::new("mount").args(["-o", opts]).arg(&img.path).arg(img.dir.join("mnt")));
+    run(Command::new("mount")
+        .args(["-o", opts])
+        .arg(&img.path)
+        .arg(img.dir.join("mnt")));
 }
 
 pub(super) fn open(img: &Path) -> (Arc<Staged<FileDisk>>, Fs) {
-    let bs = Xfs::open(FileDisk::open(img).unwrap()).unwrap().block_size();
+    let bs = Xfs::open(FileDisk::open(img).unwrap())
+        .unwrap()
+        .block_size();
     let stage = Arc::new(Staged::new(FileDisk::open(img).unwrap(), bs));
     let fs = Xfs::open(stage.clone()).unwrap();
     (stage, fs)
@@ -83,7 +101,11 @@ pub(super) fn unlink_all(fs: &Fs, stage: &Staged<FileDisk>, path: &str) -> Vec<u
     let inos: Vec<u64> = fs.read_dir(&dir).unwrap().iter().map(|e| e.ino).collect();
     let mut raw = RawInode::read(fs, dino).unwrap();
     assert_eq!(raw.buf[5], 1, "{path} must be shortform");
-    assert_eq!(raw.buf[field::LITERAL + 1], 0, "{path}: 4-byte inode numbers");
+    assert_eq!(
+        raw.buf[field::LITERAL + 1],
+        0,
+        "{path}: 4-byte inode numbers"
+    );
     raw.set_u8(field::LITERAL, 0);
     raw.set_u64(field::SIZE, 6);
     raw.write(stage).unwrap();
@@ -116,7 +138,11 @@ pub(super) fn gather(fs: &Fs, inos: &[u64]) -> BTreeMap<u32, AgRelease> {
                     bmbt: false,
                     unwritten: e.unwritten,
                 };
-                by_ag.entry((e.start >> agl) as u32).or_default().extents.push(r);
+                by_ag
+                    .entry((e.start >> agl) as u32)
+                    .or_default()
+                    .extents
+                    .push(r);
             }
             for &b in &map.tree_blocks {
                 let r = Released {
@@ -164,15 +190,24 @@ pub(super) fn commit(img: &Path, stage: &Staged<FileDisk>, bs: u64, zero: &[std:
         f.write_all_at(&data, block * bs).unwrap();
     }
     for r in zero {
-        f.write_all_at(&vec![0u8; (r.end - r.start) as usize], r.start).unwrap();
+        f.write_all_at(&vec![0u8; (r.end - r.start) as usize], r.start)
+            .unwrap();
     }
     f.sync_all().unwrap();
 }
 
 /// `xfs_repair -n` exits 0 and prints nothing but its phase banners.
 pub(super) fn assert_repair_clean(img: &Path) {
-    let o = Command::new("xfs_repair").arg("-n").arg(img).output().unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    let o = Command::new("xfs_repair")
+        .arg("-n")
+        .arg(img)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
     let benign = |l: &str| {
         l.starts_with("Phase ")
             || l.starts_with("        - ")
@@ -182,13 +217,20 @@ pub(super) fn assert_repair_clean(img: &Path) {
             || l == "the image and the host filesystem."
     };
     let complaints: Vec<&str> = text.lines().filter(|l| !benign(l)).collect();
-    assert!(o.status.success() && complaints.is_empty(), "xfs_repair -n:\n{text}");
+    assert!(
+        o.status.success() && complaints.is_empty(),
+        "xfs_repair -n:\n{text}"
+    );
 }
 
-/// `xfs_db freesp -s` total, and the sum of every AGF's free blocks and
-/// free-list count (what freesp counts) — they must agree.
+/// `xfs_db freesp -s` total (which must equal the sum of every AGF's free
+/// blocks and free-list count), plus the free-space trees' non-root blocks:
+/// what the kernel counts as free (`sb_fdblocks`), conserved by a release
+/// but for the blocks it frees.
 pub(super) fn freesp(img: &Path, fs: &Fs) -> u64 {
-    let out = run(Command::new("xfs_db").args(["-r", "-c", "freesp -s"]).arg(img));
+    let out = run(Command::new("xfs_db")
+        .args(["-r", "-c", "freesp -s"])
+        .arg(img));
     let total: u64 = out
         .lines()
         .find_map(|l| l.strip_prefix("total free blocks "))
@@ -196,13 +238,54 @@ pub(super) fn freesp(img: &Path, fs: &Fs) -> u64 {
         .trim()
         .parse()
         .unwrap();
-    let mut sum = 0u64;
+    let (mut sum, mut btree) = (0u64, 0u64);
     for ag in 0..fs.superblock().ag_count {
         let (agf, _) = fs.ag_headers(ag).unwrap();
         sum += u64::from(agf.free_blocks) + u64::from(agf.fl_count);
+        let mut raw = [0u8; 64];
+        fs.read_bytes(&mut raw, agf.offset, "AGF").unwrap();
+        btree += u64::from(u32::from_be_bytes([raw[60], raw[61], raw[62], raw[63]]));
     }
     assert_eq!(total, sum, "xfs_db freesp against the AGFs");
-    total
+    total + btree
+}
+
+fn xfs_db_free(img: &Path) -> u64 {
+    let out = run(Command::new("xfs_db")
+        .args(["-r", "-c", "freesp -s"])
+        .arg(img));
+    out.lines()
+        .find_map(|l| l.strip_prefix("total free blocks "))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// The superblock's counters equal the AG headers' sums.
+fn assert_sb_counters(fs: &Fs) {
+    let (mut icount, mut ifree, mut fd) = (0u64, 0u64, 0u64);
+    for ag in 0..fs.superblock().ag_count {
+        let (agf, agi) = fs.ag_headers(ag).unwrap();
+        icount += u64::from(agi.count);
+        ifree += u64::from(agi.free_count);
+        let mut raw = [0u8; 64];
+        fs.read_bytes(&mut raw, agf.offset, "AGF").unwrap();
+        let bt = u32::from_be_bytes([raw[60], raw[61], raw[62], raw[63]]);
+        fd += u64::from(agf.free_blocks) + u64::from(agf.fl_count) + u64::from(bt);
+    }
+    let sb = fs.superblock();
+    assert_eq!(
+        (sb.icount, sb.ifree, sb.fdblocks),
+        (icount, ifree, fd),
+        "superblock counters"
+    );
+}
+
+/// `xfs_db check` (blockget) prints nothing on a consistent filesystem.
+fn assert_db_check_clean(img: &Path) {
+    let out = run(Command::new("xfs_db").args(["-r", "-c", "check"]).arg(img));
+    assert!(out.trim().is_empty(), "xfs_db check:\n{out}");
 }
 
 /// Lists `dir` (relative) through a read-only kernel mount, with each file's
@@ -212,12 +295,18 @@ pub(super) fn kernel_listing(img: &Img, dir: &str) -> String {
     let mnt = img.dir.join("mnt");
     let out = Command::new("sh")
         .arg("-c")
-        .arg(format!("cd {dir} && ls -A | sort && (find . -type f | sort | xargs -r cksum)"))
+        .arg(format!(
+            "cd {dir} && ls -A | sort && (find . -type f | sort | xargs -r cksum)"
+        ))
         .current_dir(&mnt)
         .output()
         .unwrap();
     run(Command::new("umount").arg(&mnt));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -238,12 +327,22 @@ pub(super) fn remove_dirs_and_check(img: &Img, dirs: &[&str], keep_dir: &str) ->
     assert_eq!(sum.freed_inodes, inos.len() as u64);
     commit(&img.path, &stage, u64::from(fs.block_size()), &sum.zero);
     assert_repair_clean(&img.path);
+    assert_db_check_clean(&img.path);
     let (_, after_fs) = open(&img.path);
-    assert_eq!(freesp(&img.path, &after_fs), before + sum.freed_blocks, "freed blocks");
+    assert_eq!(
+        freesp(&img.path, &after_fs),
+        before + sum.freed_blocks,
+        "freed blocks"
+    );
+    assert_sb_counters(&after_fs);
     for d in dirs {
         assert_eq!(kernel_listing(img, d), "", "{d} is empty to the kernel");
     }
-    assert_eq!(kernel_listing(img, keep_dir), before_listing, "kept files intact");
+    assert_eq!(
+        kernel_listing(img, keep_dir),
+        before_listing,
+        "kept files intact"
+    );
     (sum, after_fs)
 }
 
@@ -261,28 +360,127 @@ fn dir_names(prefix: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("{prefix}{i}")).collect()
 }
 
-#[test]
-fn plain_files_on_default_mkfs_merge_with_both_neighbours() {
-    // Files written back to back: the victims sit between kept files and
-    // between each other, so freed extents merge on both sides.
-    let vdirs = dir_names("v", 3);
-    let mut script = files("keep", 20, 3);
-    for d in &vdirs {
-        script += &files(d, 10, 2);
+/// A population in one directory (so one AG, files back to back): `n`
+/// files of `bytes` each, `gone` removed through the kernel (free space
+/// between files), `victims` moved into small shortform directories `v*`.
+/// Returns the script and the victim directories.
+fn interleaved(n: usize, bytes: usize, gone: &[usize], victims: &[usize]) -> (String, Vec<String>) {
+    let mut s = format!(
+        "mkdir all; i=0; while [ $i -lt {n} ]; do head -c {bytes} /dev/urandom > all/a$i; i=$((i+1)); done; sync; "
+    );
+    if !gone.is_empty() {
+        for g in gone {
+            s += &format!("rm all/a{g}; ");
+        }
+        // Empty files take the inode slots back, so the chunk stays full.
+        s += "REMOUNT ";
+        for k in 0..gone.len() {
+            s += &format!("touch all/e{k}; ");
+        }
     }
-    script += &files("keep2", 5, 1);
-    script += "sync";
-    let img = make("plain", &[], &script);
-    let dirs: Vec<&str> = vdirs.iter().map(|s| s.as_str()).collect();
-    let (sum, fs) = remove_dirs_and_check(&img, &dirs, "keep");
-    eprintln!("freed {} blocks, zero {:?}", sum.freed_blocks, sum.zero);
-    for ag in 0..fs.superblock().ag_count {
-        eprintln!("AG {ag} free {:?}", fs.free_extents(ag, AgTree::Bno).unwrap());
+    let dirs = dir_names("v", victims.len().div_ceil(12));
+    for (k, chunk) in victims.chunks(12).enumerate() {
+        s += &format!("mkdir {}; ", dirs[k]);
+        for v in chunk {
+            s += &format!("mv all/a{v} {}/; ", dirs[k]);
+        }
     }
-    // Each file holds 2 data blocks; an attribute block each if the host
-    // labels files (the kernel's choice, counted from their maps).
-    assert!(sum.freed_blocks >= 60, "{}", sum.freed_blocks);
+    s += "sync";
+    (s, dirs)
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(|s| s.as_str()).collect()
+}
+
+/// Chunks (by start) that had no free inode before and hold a released inode:
+/// the finobt must gain their records.
+fn full_chunks_hit(fs: &Fs, by_ag: &BTreeMap<u32, AgRelease>) -> usize {
+    let mut n = 0;
+    for (&ag, rel) in by_ag {
+        for c in fs.inode_chunks(ag, AgTree::Ino).unwrap() {
+            if c.free_count == 0
+                && rel
+                    .inodes
+                    .iter()
+                    .any(|&i| i >= c.start_ino && i - c.start_ino < 64)
+            {
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+fn plain_case(tag: &str, mkfs: &[&str]) {
+    // Files of 2 blocks back to back; a4 and a6 gone first, so a5 merges with
+    // free space on both sides; 1,2 free together between kept 0 and 3; 70
+    // files fill the directory's first inode chunk (finobt insert).
+    let victims = [1, 2, 5, 9, 10, 11, 20, 21, 33, 40, 41, 42, 43, 60, 61];
+    let (script, dirs) = interleaved(70, 8192, &[4, 6], &victims);
+    let img = make(tag, mkfs, &script);
+    let (stage, fs) = open(&img.path);
+    let inos: Vec<u64> = dirs
+        .iter()
+        .flat_map(|d| {
+            let dir = fs.inode(fs.lookup(d.as_bytes(), false).unwrap()).unwrap();
+            fs.read_dir(&dir)
+                .unwrap()
+                .into_iter()
+                .map(|e| e.ino)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let by_ag = gather(&fs, &inos);
+    assert!(full_chunks_hit(&fs, &by_ag) > 0, "a full chunk is hit");
+    drop((stage, fs));
+    let (sum, fs) = remove_dirs_and_check(&img, &strs(&dirs), "all");
+    assert!(
+        sum.freed_blocks >= 2 * victims.len() as u64,
+        "{}",
+        sum.freed_blocks
+    );
     assert_eq!(sum.shared_blocks, 0);
+    let ag =
+        (fs.lookup(b"all", false).unwrap() >> (fs.sb.ag_block_log + fs.sb.inop_block_log)) as u32;
+    let bno = fs.free_extents(ag, AgTree::Bno).unwrap();
+    // 4, 5, 6 (2 blocks each) are one free extent of 6 blocks now.
+    assert!(bno.iter().any(|e| e.len == 6), "{bno:?}");
+}
+
+#[test]
+fn plain_files_on_default_mkfs() {
+    plain_case("plain", &[]);
+}
+
+#[test]
+fn plain_files_with_rmapbt() {
+    plain_case("plain-rmap", &["-m", "rmapbt=1"]);
+}
+
+#[test]
+fn plain_files_without_finobt_or_reflink() {
+    plain_case("plain-old", &["-m", "finobt=0,reflink=0", "-i", "sparse=0"]);
+}
+
+#[test]
+fn many_scattered_frees_split_the_free_space_trees() {
+    // 1 KiB blocks: a bnobt leaf holds 121 records; every other file of 300
+    // goes, leaving ~150 separate free extents in one AG.
+    let victims: Vec<usize> = (0..150).map(|i| 2 * i + 1).collect();
+    let (script, dirs) = interleaved(300, 1024, &[], &victims);
+    for (tag, mkfs) in [
+        ("split", &["-b", "size=1024"][..]),
+        ("split-rmap", &["-b", "size=1024", "-m", "rmapbt=1"][..]),
+    ] {
+        let img = make(tag, mkfs, &script);
+        let (_, fs) = remove_dirs_and_check(&img, &strs(&dirs), "all");
+        let ag = (fs.lookup(b"all", false).unwrap() >> (fs.sb.ag_block_log + fs.sb.inop_block_log))
+            as u32;
+        let (agf, _) = fs.ag_headers(ag).unwrap();
+        assert!(agf.bno_level >= 2 && agf.cnt_level >= 2, "{tag}: {agf:?}");
+        assert!(fs.free_extents(ag, AgTree::Bno).unwrap().len() > 121);
+    }
 }
 
 #[test]
@@ -292,7 +490,7 @@ fn wipe_and_free_ranges_agree_with_xfs_db() {
     let ranges = free_ranges(&fs).unwrap();
     let bs = u64::from(fs.block_size());
     let total: u64 = ranges.iter().map(|r| (r.end - r.start) / bs).sum();
-    assert_eq!(total, freesp(&img.path, &fs));
+    assert_eq!(total, xfs_db_free(&img.path));
     stage.begin();
     let n = wipe_free_inodes(&fs, &stage).unwrap();
     stage.keep();
