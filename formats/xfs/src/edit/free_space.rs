@@ -80,7 +80,8 @@ pub(crate) fn free_ranges<D: ReadAt>(fs: &Xfs<Arc<Staged<D>>>) -> Result<Vec<Ran
                 "the AGF's free-list count and the AGFL disagree",
             ));
         }
-        let meta = metadata_runs(&ag);
+        let headers = (4 * u32::from(fs.sb.sect_size)).div_ceil(fs.sb.block_size);
+        let meta = metadata_runs(&ag, headers);
         for f in &ag.free {
             if let Some(m) = meta.iter().find(|m| overlaps(f.agbno, f.len, m.0, m.1)) {
                 return Err(refuse(
@@ -137,8 +138,8 @@ fn overlaps(a: u32, alen: u32, b: u32, blen: u32) -> bool {
 }
 
 /// The AG's headers, tree blocks and inode chunks as (block, length) runs.
-fn metadata_runs(ag: &AgState) -> Vec<(u32, u32)> {
-    let mut runs: Vec<(u32, u32)> = vec![(0, 4)];
+fn metadata_runs(ag: &AgState, headers: u32) -> Vec<(u32, u32)> {
+    let mut runs: Vec<(u32, u32)> = vec![(0, headers)];
     let trees = [
         Some(&ag.bno_blocks),
         Some(&ag.cnt_blocks),

@@ -20,3 +20,5 @@ pub(crate) mod space;
 pub(crate) mod space_records;
 #[cfg(test)]
 mod space_tests;
+#[cfg(test)]
+mod test_harness;

@@ -302,7 +302,9 @@ pub(crate) fn release<D: ReadAt>(
             format!("AG {agno} has unlinked inodes pending"),
         ));
     }
-    check_extents(&ag, rel)?;
+    // The superblock, AGF, AGI and AGFL: one sector each.
+    let headers = (4 * u32::from(fs.sb.sect_size)).div_ceil(fs.sb.block_size);
+    check_extents(&ag, rel, headers)?;
     let mut out = AgReleased::default();
     let mut freed = vec![];
     for e in &rel.extents {
@@ -394,26 +396,25 @@ pub(crate) fn release<D: ReadAt>(
     Ok(out)
 }
 
-/// Refuses released extents outside the AG, overlapping each other or the
-/// AG's own metadata blocks (the first blocks hold the headers).
-fn check_extents(ag: &AgState, rel: &AgRelease) -> Result<()> {
+/// Refuses released extents outside the AG or on the AG's own metadata
+/// blocks (the first blocks hold the headers). Two files may release the same
+/// blocks when they share them: the refcountbt decides, and a block freed
+/// twice is refused when the free extents are merged.
+fn check_extents(ag: &AgState, rel: &AgRelease, headers: u32) -> Result<()> {
     let length = u32_at(&ag.agf, 12);
     let meta = ag.metadata_blocks();
-    let mut spans: Vec<(u32, u32)> = rel.extents.iter().map(|e| (e.agbno, e.len)).collect();
-    spans.sort_unstable();
-    for (i, &(s, l)) in spans.iter().enumerate() {
-        let e = u64::from(s) + u64::from(l);
-        let overlaps_next = spans.get(i + 1).is_some_and(|n| u64::from(n.0) < e);
+    for e in &rel.extents {
+        let (s, l) = (e.agbno, e.len);
+        let end = u64::from(s) + u64::from(l);
         if l == 0
-            || e > u64::from(length)
-            || s < 4
-            || overlaps_next
-            || (s..e as u32).any(|b| meta.contains(&b))
+            || end > u64::from(length)
+            || s < headers
+            || meta.iter().any(|&b| b >= s && u64::from(b) < end)
         {
             return Err(Error::refused(
                 "extent release",
                 format!(
-                    "AG {}: blocks {s}..{e} cannot be released (outside the AG, released twice or AG metadata)",
+                    "AG {}: blocks {s}..{end} cannot be released (outside the AG or AG metadata)",
                     ag.agno
                 ),
             ));
