@@ -7,6 +7,8 @@
 
 // Used by the editor as it lands, module by module.
 #[allow(dead_code)]
+pub(crate) mod ag_state;
+#[allow(dead_code)]
 pub(crate) mod btree_build;
 #[allow(dead_code)]
 pub(crate) mod free_space;

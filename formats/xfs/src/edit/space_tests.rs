@@ -194,6 +194,52 @@ fn reflinked_files_with_rmapbt() {
     reflink_case("reflink-rmap", &["-m", "rmapbt=1"]);
 }
 
+#[test]
+fn fragmented_file_with_a_bmap_btree() {
+    // 256 one-block extents with a punched hole between each: a bmap B+tree
+    // fork, and every freed extent merges with free space on both sides.
+    let script = "mkdir all; head -c 65536 /dev/urandom > all/k0; \
+        xfs_io -f -c 'pwrite -q 0 2m' -c fsync all/frag; \
+        i=0; while [ $i -lt 256 ]; do xfs_io -c \"fpunch $((i*8192+4096)) 4096\" all/frag; i=$((i+1)); done; \
+        sync; REMOUNT mkdir v0; mv all/frag v0/; sync";
+    for (tag, mkfs) in [("bmbt", &[][..]), ("bmbt-rmap", &["-m", "rmapbt=1"][..])] {
+        let img = make(tag, mkfs, script);
+        let (_, fs) = open(&img.path);
+        let ino = fs.lookup(b"v0/frag", false).unwrap();
+        let inode = fs.inode(ino).unwrap();
+        let map = fs.block_map(&inode, crate::bmap::Fork::Data).unwrap();
+        assert_eq!(map.extents.len(), 256, "{tag}");
+        assert!(!map.tree_blocks.is_empty(), "{tag}: a bmap B+tree");
+        let tree_blocks = map.tree_blocks.len() as u64;
+        drop(fs);
+        let (sum, _) = remove_dirs_and_check(&img, &["v0"], "all");
+        assert_eq!(sum.freed_blocks, 256 + tree_blocks, "{tag}");
+    }
+}
+
+#[test]
+fn many_inodes_make_multi_level_inode_trees() {
+    // 1 KiB blocks: an inobt leaf holds 60 chunks; 4000 inodes in one AG
+    // make ~63 chunks, all full, and one inode of every other chunk goes.
+    let victims: Vec<usize> = (0..30).map(|i| 128 * i + 5).collect();
+    let (files, dirs) = interleaved(0, 0, &[], &victims);
+    let script = format!(
+        "mkdir all; cd all; i=0; while [ $i -lt 4000 ]; do : > a$i; i=$((i+1)); done; cd ..; {files}"
+    )
+    .replace("mkdir all; i=0; while [ $i -lt 0 ]; do head -c 0 /dev/urandom > all/a$i; i=$((i+1)); done; ", "");
+    let img = make("inodes", &["-b", "size=1024"], &script);
+    let (_, fs) = open(&img.path);
+    let ag =
+        (fs.lookup(b"all", false).unwrap() >> (fs.sb.ag_block_log + fs.sb.inop_block_log)) as u32;
+    let (_, agi) = fs.ag_headers(ag).unwrap();
+    assert!(agi.level >= 2, "{agi:?}");
+    drop(fs);
+    let (sum, fs) = remove_dirs_and_check(&img, &strs(&dirs), "all");
+    assert_eq!(sum.freed_inodes, 30);
+    let fino = fs.inode_chunks(ag, AgTree::Fino).unwrap();
+    assert!(fino.len() >= 30, "{}", fino.len());
+}
+
 /// How many times `needle` occurs in the image outside the internal log
 /// (the log is reset by another part of the editor).
 fn occurrences(img: &Path, needle: &str) -> usize {

@@ -139,9 +139,15 @@ pub(super) fn gather(fs: &Fs, inos: &[u64]) -> BTreeMap<u32, AgRelease> {
                     .extents
                     .push(r);
             }
-            for &b in &map.tree_blocks {
+            // The reader gives bmap B+tree blocks as device byte offsets.
+            for &off in &map.tree_blocks {
+                let linear = off / u64::from(sb.block_size);
+                let (agno, agbno) = (
+                    linear / u64::from(sb.ag_blocks),
+                    linear % u64::from(sb.ag_blocks),
+                );
                 let r = Released {
-                    agbno: (b & ((1 << agl) - 1)) as u32,
+                    agbno: agbno as u32,
                     len: 1,
                     owner: ino,
                     offset: 0,
@@ -149,7 +155,7 @@ pub(super) fn gather(fs: &Fs, inos: &[u64]) -> BTreeMap<u32, AgRelease> {
                     bmbt: true,
                     unwritten: false,
                 };
-                by_ag.entry((b >> agl) as u32).or_default().extents.push(r);
+                by_ag.entry(agno as u32).or_default().extents.push(r);
             }
         }
         let agno = (ino >> (agl + inol)) as u32;
