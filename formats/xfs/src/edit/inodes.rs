@@ -100,6 +100,9 @@ pub(crate) fn free_inodes<D: ReadAt>(
         if raw.u32(field::NEXT_UNLINKED) != NULLAGINO {
             return Err(refuse(agno, agino, "it is on an unlinked list"));
         }
+        if raw.u32(field::NLINK) != 0 {
+            return Err(refuse(agno, agino, "it still has links"));
+        }
         fresh(fs, raw).write(stage)?;
     }
     Ok(sorted.len() as u64)

@@ -13,7 +13,7 @@ use vmscrub_blockdev::FileDisk;
 use super::free_space::free_ranges;
 use super::inode_raw::{RawInode, field};
 use super::inodes::wipe_free_inodes;
-use super::space::AgRelease;
+use super::space::{AgRelease, release};
 use super::test_harness::*;
 use crate::agbtree::AgTree;
 use crate::fs::Xfs;
@@ -238,6 +238,69 @@ fn many_inodes_make_multi_level_inode_trees() {
     assert_eq!(sum.freed_inodes, 30);
     let fino = fs.inode_chunks(ag, AgTree::Fino).unwrap();
     assert!(fino.len() >= 30, "{}", fino.len());
+}
+
+#[test]
+fn releases_the_trees_contradict_are_refused() {
+    let victims = [1, 3];
+    let (script, dirs) = interleaved(8, 8192, &[], &victims);
+    for (tag, mkfs) in [
+        ("refuse", &[][..]),
+        ("refuse-rmap", &["-m", "rmapbt=1"][..]),
+    ] {
+        let img = make(tag, mkfs, &script);
+        let (stage, fs) = open(&img.path);
+        let rmapbt = fs.sb.ro_compat & crate::superblock::RO_COMPAT_RMAPBT != 0;
+        let dir = fs
+            .inode(fs.lookup(dirs[0].as_bytes(), false).unwrap())
+            .unwrap();
+        let inos: Vec<u64> = fs.read_dir(&dir).unwrap().iter().map(|e| e.ino).collect();
+        let by_ag = gather(&fs, &inos);
+        let (&agno, rel) = by_ag.iter().next().unwrap();
+        let refused = |rel: &AgRelease| {
+            stage.begin();
+            let r = release(&fs, &stage, agno, rel);
+            stage.drop_op();
+            matches!(r, Err(crate::Error::Refused { .. }))
+        };
+        // The same blocks twice (no reflink in between): a double free.
+        let mut twice = rel.clone();
+        twice.extents.push(rel.extents[0]);
+        twice.inodes.clear();
+        assert!(refused(&twice), "{tag}: double free");
+        // Still linked: the names were not removed.
+        assert!(
+            refused(&AgRelease {
+                extents: vec![],
+                inodes: rel.inodes.clone()
+            }),
+            "{tag}"
+        );
+        // Free space released again.
+        let free = fs.free_extents(agno, AgTree::Bno).unwrap()[0];
+        let mut bogus = rel.extents[0];
+        (bogus.agbno, bogus.len) = (free.agbno, 1);
+        assert!(
+            refused(&AgRelease {
+                extents: vec![bogus],
+                inodes: vec![]
+            }),
+            "{tag}: free"
+        );
+        if rmapbt {
+            // A file offset the rmapbt does not record for those blocks.
+            let mut moved = rel.extents[0];
+            moved.offset += 1;
+            assert!(
+                refused(&AgRelease {
+                    extents: vec![moved],
+                    inodes: vec![]
+                }),
+                "{tag}"
+            );
+        }
+        assert_eq!(stage.staged_count(), 0, "{tag}: nothing staged");
+    }
 }
 
 /// How many times `needle` occurs in the image outside the internal log
