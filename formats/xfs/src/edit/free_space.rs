@@ -20,11 +20,11 @@ use crate::checksum;
 use crate::edit::ag_state::AgState;
 use crate::edit::btree_build::ag_block_byte;
 use crate::edit::inodes::ino_of;
+use crate::edit::space_records::OWN_AG;
 use crate::error::{Error, Result};
 use crate::fs::Xfs;
 use crate::superblock::CRC_OFFSET;
 
-const OWN_AG: u64 = -5i64 as u64;
 const SB_ICOUNT: usize = 128;
 const SB_IFREE: usize = 136;
 const SB_FDBLOCKS: usize = 144;

@@ -22,7 +22,8 @@ use crate::edit::ag_state::{AGF_BTREEBLKS, AGF_REFC_BLOCKS, AGF_RMAP_BLOCKS, AgS
 use crate::edit::btree_build::{Built, NULLAGBLOCK, TreeCtx, ag_block_byte, blocks_needed};
 use crate::edit::inodes::{encode_chunk, free_inodes};
 use crate::edit::space_records::{
-    OWN_INOBT, OWN_REFC, add_free, check_unmapped, refcount_release, rmap_remove, runs_of,
+    OWN_INOBT, OWN_REFC, add_free, balance_own_ag, check_unmapped, minus_blocks, refcount_release,
+    rmap_remove, runs_of,
 };
 use crate::error::{Error, Result};
 use crate::fs::Xfs;
@@ -171,8 +172,8 @@ pub(crate) fn release<D: ReadAt>(
     }
     freed.extend(tree_runs);
     let new_free = add_free(&ag.free, &freed)?;
-    let agfl = rebuild_own_ag(&ctx, &mut ag, &new_free)?;
-    write_agfl(stage, &mut ag, &agfl)?;
+    let own = rebuild_own_ag(&ctx, &mut ag, new_free)?;
+    write_agfl(stage, &mut ag, &own.agfl)?;
     if let Some(b) = refc_built {
         put_root(&mut ag.agf, AGF_REFC_ROOT, AGF_REFC_LEVEL, &b);
         set32(&mut ag.agf, AGF_REFC_BLOCKS, b.blocks.len() as u32);
@@ -195,9 +196,9 @@ pub(crate) fn release<D: ReadAt>(
     }
     put_header(stage, ag.agi_off, &mut ag.agi, AGI_CRC)?;
     put_header(stage, ag.agf_off, &mut ag.agf, AGF_CRC)?;
-    for &(agbno, len) in &freed {
+    out.freed_blocks = freed.iter().map(|f| u64::from(f.1)).sum();
+    for (agbno, len) in minus_blocks(&freed, &own.taken) {
         let s = ag_block_byte(fs, agno, agbno)?;
-        out.freed_blocks += u64::from(len);
         out.zero
             .push(s..s + u64::from(len) * u64::from(fs.sb.block_size));
     }
@@ -294,8 +295,8 @@ fn rebuild_inode_trees<D: ReadAt>(
 fn rebuild_own_ag<D: ReadAt>(
     ctx: &TreeCtx<'_, D>,
     ag: &mut AgState,
-    free: &[FreeExtent],
-) -> Result<Vec<u32>> {
+    mut free: Vec<FreeExtent>,
+) -> Result<OwnAg> {
     let bs = ctx.fs.sb.block_size as usize;
     let mut pool = ag.bno_blocks.clone();
     pool.extend(&ag.cnt_blocks);
@@ -303,21 +304,19 @@ fn rebuild_own_ag<D: ReadAt>(
         pool.extend(b);
     }
     pool.extend(&ag.agfl);
-    let n_rmap = ag
-        .rmap
-        .as_ref()
-        .map(|r| blocks_needed(AgTree::Rmap, bs, r.0.len()));
-    let need = 2 * blocks_needed(AgTree::Bno, bs, free.len()) + n_rmap.unwrap_or(0);
-    if need > pool.len() {
-        return Err(Error::refused(
-            "AGFL",
-            format!(
-                "AG {}: the free-space trees need {need} blocks, {} are at hand",
-                ag.agno,
-                pool.len()
-            ),
-        ));
-    }
+    let rmapbt = ag.rmap.is_some();
+    let need = |nfree: usize, nrmap: usize| {
+        2 * blocks_needed(AgTree::Bno, bs, nfree)
+            + if rmapbt {
+                blocks_needed(AgTree::Rmap, bs, nrmap)
+            } else {
+                0
+            }
+    };
+    let slots = (ag.agfl_buf.len() - AGFL_HDR) / 4;
+    let rmaps = ag.rmap.as_mut().map(|r| &mut r.0);
+    let taken = balance_own_ag(&mut free, rmaps, &mut pool, need, slots)?;
+    let free = &free[..];
     let enc = |f: &FreeExtent| [f.agbno.to_be_bytes(), f.len.to_be_bytes()].concat();
     let by_bno: Vec<Vec<u8>> = free.iter().map(enc).collect();
     let mut by_cnt = free.to_vec();
@@ -359,7 +358,17 @@ fn rebuild_own_ag<D: ReadAt>(
     );
     let bt = ag.btreeblks(bno.blocks.len(), cnt.blocks.len(), rmap_blocks);
     set32(&mut ag.agf, AGF_BTREEBLKS, bt);
-    Ok(pool[used..].to_vec())
+    Ok(OwnAg {
+        agfl: pool[used..].to_vec(),
+        taken,
+    })
+}
+
+/// What the `OWN_AG` rebuild leaves: the AGFL's blocks, and the blocks it
+/// took from free space for the trees (in use now: not to be zeroed).
+struct OwnAg {
+    agfl: Vec<u32>,
+    taken: Vec<u32>,
 }
 
 /// Writes the AGFL holding `blocks` from slot 0 and points the AGF at it.

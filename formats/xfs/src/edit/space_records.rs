@@ -260,6 +260,127 @@ pub(crate) fn runs_of(blocks: &[u32]) -> Vec<(u32, u32)> {
     out
 }
 
+/// The rmapbt owner of the free-space trees' and the AGFL's blocks.
+pub(crate) const OWN_AG: u64 = -5i64 as u64;
+/// Rounds of give-and-take before [`balance_own_ag`] gives up (each round
+/// changes the record counts by a few at most; two or three settle it).
+const BALANCE_ROUNDS: usize = 16;
+
+/// Maps `agbno..agbno+len` to special owner `owner`, merged with a touching
+/// record of the same owner as the kernel keeps them.
+pub(crate) fn rmap_add_special(recs: &mut Vec<Rmap>, agbno: u32, len: u32, owner: u64) {
+    recs.push(Rmap {
+        agbno,
+        len,
+        owner,
+        offset: 0,
+    });
+    sort_rmaps(recs);
+    let mut out: Vec<Rmap> = Vec::with_capacity(recs.len());
+    for m in recs.drain(..) {
+        if let Some(p) = out.last_mut()
+            && p.owner == m.owner
+            && m.owner >> 63 != 0
+            && p.offset == m.offset
+            && end(p.agbno, p.len) == u64::from(m.agbno)
+        {
+            p.len += m.len;
+            continue;
+        }
+        out.push(m);
+    }
+    *recs = out;
+}
+
+/// Fits the `OWN_AG` block pool to what the rebuilt free-space trees need
+/// (`need(free records, rmap records)`) plus an AGFL of at most `slots`: a
+/// short pool takes blocks from the end of the longest free extent, an
+/// overfull AGFL gives blocks back to free space — each with its `OWN_AG`
+/// reverse mapping added or removed. Returns the blocks taken from free space
+/// (in use afterwards, so never to be zeroed).
+pub(crate) fn balance_own_ag(
+    free: &mut Vec<FreeExtent>,
+    mut rmaps: Option<&mut Vec<Rmap>>,
+    pool: &mut Vec<u32>,
+    need: impl Fn(usize, usize) -> usize,
+    slots: usize,
+) -> Result<Vec<u32>> {
+    let mut taken = vec![];
+    for _ in 0..BALANCE_ROUNDS {
+        let n = need(free.len(), rmaps.as_deref().map_or(0, |r| r.len()));
+        if n > pool.len() {
+            let k = (n - pool.len()) as u32;
+            let Some(i) = (0..free.len()).max_by_key(|&i| (free[i].len, u32::MAX - free[i].agbno))
+            else {
+                return Err(Error::refused(
+                    "AGFL",
+                    "no free space left for the free-space trees",
+                ));
+            };
+            let t = k.min(free[i].len);
+            let start = free[i].agbno + free[i].len - t;
+            free[i].len -= t;
+            if free[i].len == 0 {
+                free.remove(i);
+            }
+            pool.extend(start..start + t);
+            taken.extend(start..start + t);
+            if let Some(r) = rmaps.as_deref_mut() {
+                rmap_add_special(r, start, t, OWN_AG);
+            }
+        } else if pool.len() - n > slots {
+            let back: Vec<u32> = pool.split_off(n + slots);
+            taken.retain(|b| !back.contains(b));
+            let runs = runs_of(&back);
+            *free = add_free(free, &runs)?;
+            if let Some(r) = rmaps.as_deref_mut() {
+                for &(agbno, len) in &runs {
+                    let rel = Released {
+                        agbno,
+                        len,
+                        owner: OWN_AG,
+                        offset: 0,
+                        attr_fork: false,
+                        bmbt: false,
+                        unwritten: false,
+                    };
+                    rmap_remove(r, &rel)?;
+                }
+            }
+        } else {
+            return Ok(taken);
+        }
+    }
+    Err(Error::refused(
+        "AGFL",
+        "the free-space trees' block count does not settle",
+    ))
+}
+
+/// `pieces` without the blocks in `used`.
+pub(crate) fn minus_blocks(pieces: &[(u32, u32)], used: &[u32]) -> Vec<(u32, u32)> {
+    let mut out = vec![];
+    for &(s, l) in pieces {
+        let mut cut: Vec<u32> = used
+            .iter()
+            .copied()
+            .filter(|&b| b >= s && u64::from(b) < end(s, l))
+            .collect();
+        cut.sort_unstable();
+        let mut cur = s;
+        for b in cut {
+            if b > cur {
+                out.push((cur, b - cur));
+            }
+            cur = cur.max(b + 1);
+        }
+        if u64::from(cur) < end(s, l) {
+            out.push((cur, (end(s, l) - u64::from(cur)) as u32));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -336,5 +457,32 @@ mod tests {
         assert_eq!(got, vec![f(0, 15), f(20, 1)]);
         assert!(add_free(&[f(0, 5)], &[(4, 2)]).is_err());
         assert_eq!(runs_of(&[9, 3, 4, 5, 8]), vec![(3, 3), (8, 2)]);
+        assert_eq!(
+            minus_blocks(&[(10, 5)], &[12, 14, 99]),
+            vec![(10, 2), (13, 1)]
+        );
+    }
+
+    #[test]
+    fn own_ag_pool_takes_and_gives_back_with_rmaps() {
+        let f = |agbno, len| FreeExtent { agbno, len };
+        let m = |agbno, len, owner| Rmap {
+            agbno,
+            len,
+            owner,
+            offset: 0,
+        };
+        let mut free = vec![f(100, 10), f(200, 50)];
+        let mut rmaps = vec![m(5, 3, OWN_AG), m(8, 2, OWN_INOBT), m(250, 1, 131)];
+        let mut pool = vec![5, 6, 7];
+        let taken = balance_own_ag(&mut free, Some(&mut rmaps), &mut pool, |_, _| 5, 10).unwrap();
+        assert_eq!(taken, vec![248, 249]);
+        assert_eq!(free, vec![f(100, 10), f(200, 48)]);
+        assert!(rmaps.contains(&m(248, 2, OWN_AG)));
+        let taken = balance_own_ag(&mut free, Some(&mut rmaps), &mut pool, |_, _| 2, 1).unwrap();
+        assert!(taken.is_empty());
+        assert_eq!(pool, vec![5, 6, 7]);
+        assert_eq!(free, vec![f(100, 10), f(200, 50)]);
+        assert!(!rmaps.iter().any(|r| r.agbno >= 248 && r.owner == OWN_AG));
     }
 }
