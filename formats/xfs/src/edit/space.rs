@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use vmscrub_blockdev::{ReadAt, Staged};
 
-use crate::agbtree::{AgTree, FreeExtent, InodeChunk};
+use crate::agbtree::{AgTree, FreeExtent, InodeChunk, Rmap};
 use crate::be::{u32_at, u64_at};
 use crate::checksum;
 use crate::edit::ag_state::{AGF_BTREEBLKS, AGF_REFC_BLOCKS, AGF_RMAP_BLOCKS, AgState};
@@ -23,7 +23,7 @@ use crate::edit::btree_build::{Built, NULLAGBLOCK, TreeCtx, ag_block_byte, block
 use crate::edit::inodes::{encode_chunk, free_inodes};
 use crate::edit::space_records::{
     OWN_INOBT, OWN_REFC, add_free, balance_own_ag, check_unmapped, minus_blocks, refcount_release,
-    rmap_remove, runs_of,
+    rmap_add_special, rmap_remove, runs_of, take_blocks,
 };
 use crate::error::{Error, Result};
 use crate::fs::Xfs;
@@ -57,11 +57,15 @@ pub(crate) struct Released {
 pub(crate) struct AgReleased {
     /// Blocks returned to free space: the released blocks no other file
     /// shares, plus tree blocks the rebuilt refcount and inode trees no
-    /// longer need.
+    /// longer need. The free-space trees' own growth is not subtracted (the
+    /// kernel counts their blocks as free, `sb_fdblocks`).
     pub freed_blocks: u64,
     /// Released blocks only decremented in the refcountbt, kept.
     pub shared_blocks: u64,
     pub freed_inodes: u64,
+    /// Free blocks the refcount and inode trees grew into (not in the
+    /// design's list: free space changed by `freed_blocks - grown_blocks`).
+    pub grown_blocks: u64,
     /// Device byte ranges of what was freed (never a shared block, never a
     /// block in use after the release): the editor zeroes them after commit.
     pub zero: Vec<Range<u64>>,
@@ -139,8 +143,12 @@ pub(crate) fn release<D: ReadAt>(
         agno,
         lsn,
     };
-    let mut tree_freed: Vec<u32> = vec![];
-    let refc_built = rebuild_refcount(&ctx, &mut ag, &mut tree_freed)?;
+    let mut space = Space {
+        free: add_free(&ag.free, &freed)?,
+        taken: vec![],
+        given: vec![],
+    };
+    let refc_built = rebuild_refcount(&ctx, &mut ag, &mut space)?;
     if !rel.inodes.is_empty() {
         let fino = ag.fino.as_mut().map(|f| &mut f.0);
         out.freed_inodes = free_inodes(fs, stage, agno, &mut ag.ino.0, fino, &rel.inodes)?;
@@ -148,31 +156,9 @@ pub(crate) fn release<D: ReadAt>(
     let ino_built = if rel.inodes.is_empty() {
         None
     } else {
-        Some(rebuild_inode_trees(&ctx, &mut ag, &mut tree_freed)?)
+        Some(rebuild_inode_trees(&ctx, &mut ag, &mut space)?)
     };
-    let tree_runs = runs_of(&tree_freed);
-    if let Some((recs, _)) = ag.rmap.as_mut() {
-        for &(agbno, len) in &tree_runs {
-            let owner = if ag.refc.as_ref().is_some_and(|r| r.1.contains(&agbno)) {
-                OWN_REFC
-            } else {
-                OWN_INOBT
-            };
-            let r = Released {
-                agbno,
-                len,
-                owner,
-                offset: 0,
-                attr_fork: false,
-                bmbt: false,
-                unwritten: false,
-            };
-            rmap_remove(recs, &r)?;
-        }
-    }
-    freed.extend(tree_runs);
-    let new_free = add_free(&ag.free, &freed)?;
-    let own = rebuild_own_ag(&ctx, &mut ag, new_free)?;
+    let own = rebuild_own_ag(&ctx, &mut ag, space.free.clone())?;
     write_agfl(stage, &mut ag, &own.agfl)?;
     if let Some(b) = refc_built {
         put_root(&mut ag.agf, AGF_REFC_ROOT, AGF_REFC_LEVEL, &b);
@@ -196,8 +182,13 @@ pub(crate) fn release<D: ReadAt>(
     }
     put_header(stage, ag.agi_off, &mut ag.agi, AGI_CRC)?;
     put_header(stage, ag.agf_off, &mut ag.agf, AGF_CRC)?;
-    out.freed_blocks = freed.iter().map(|f| u64::from(f.1)).sum();
-    for (agbno, len) in minus_blocks(&freed, &own.taken) {
+    freed.extend(&space.given);
+    let given: u64 = freed.iter().map(|f| u64::from(f.1)).sum();
+    out.freed_blocks = given;
+    out.grown_blocks = space.taken.len() as u64;
+    let mut in_use = own.taken;
+    in_use.extend(&space.taken);
+    for (agbno, len) in minus_blocks(&freed, &in_use) {
         let s = ag_block_byte(fs, agno, agbno)?;
         out.zero
             .push(s..s + u64::from(len) * u64::from(fs.sb.block_size));
@@ -232,17 +223,79 @@ fn check_extents(ag: &AgState, rel: &AgRelease, headers: u32) -> Result<()> {
     Ok(())
 }
 
-/// Rebuilds the refcountbt into its own blocks when its records changed.
+/// Free space while the AG's trees are rebuilt: what the release frees, less
+/// blocks taken for trees that grew, plus blocks trees no longer need.
+struct Space {
+    free: Vec<FreeExtent>,
+    /// Blocks taken from free space for the refcount or inode trees.
+    taken: Vec<u32>,
+    /// Tree blocks given back to free space.
+    given: Vec<(u32, u32)>,
+}
+
+impl Space {
+    /// Grows `pool` to `need` blocks from free space, mapped to `owner`.
+    fn fit(
+        &mut self,
+        rmaps: Option<&mut Vec<Rmap>>,
+        pool: &mut Vec<u32>,
+        need: usize,
+        owner: u64,
+    ) -> Result<()> {
+        let mut rmaps = rmaps;
+        let mut rounds = 0;
+        while pool.len() < need && rounds < 64 {
+            let (start, t) = take_blocks(&mut self.free, (need - pool.len()) as u32)?;
+            pool.extend(start..start + t);
+            self.taken.extend(start..start + t);
+            if let Some(r) = rmaps.as_deref_mut() {
+                rmap_add_special(r, start, t, owner);
+            }
+            rounds += 1;
+        }
+        Ok(())
+    }
+
+    /// Returns `blocks` of a tree owned by `owner` to free space.
+    fn give_back(
+        &mut self,
+        rmaps: Option<&mut Vec<Rmap>>,
+        blocks: &[u32],
+        owner: u64,
+    ) -> Result<()> {
+        let runs = runs_of(blocks);
+        self.free = add_free(&self.free, &runs)?;
+        self.taken.retain(|b| !blocks.contains(b));
+        if let Some(r) = rmaps {
+            for &(agbno, len) in &runs {
+                let rel = Released {
+                    agbno,
+                    len,
+                    owner,
+                    offset: 0,
+                    attr_fork: false,
+                    bmbt: false,
+                    unwritten: false,
+                };
+                rmap_remove(r, &rel)?;
+            }
+        }
+        self.given.extend(runs);
+        Ok(())
+    }
+}
+
+/// Rebuilds the refcountbt when its records changed, into its own blocks
+/// (plus free blocks if it grew; spare ones go back to free space).
 fn rebuild_refcount<D: ReadAt>(
     ctx: &TreeCtx<'_, D>,
     ag: &mut AgState,
-    freed: &mut Vec<u32>,
+    space: &mut Space,
 ) -> Result<Option<Built>> {
     let Some((recs, blocks)) = ag.refc.as_ref() else {
         return Ok(None);
     };
-    let old = ctx.fs.refcounts(ag.agno)?;
-    if old == *recs {
+    if ctx.fs.refcounts(ag.agno)? == *recs {
         return Ok(None);
     }
     let raw: Vec<Vec<u8>> = recs
@@ -256,28 +309,37 @@ fn rebuild_refcount<D: ReadAt>(
             .concat()
         })
         .collect();
-    let built = ctx.build(AgTree::Refcount, &raw, blocks)?;
-    freed.extend(&blocks[built.blocks.len()..]);
+    let mut pool = blocks.clone();
+    let need = blocks_needed(AgTree::Refcount, ctx.fs.sb.block_size as usize, raw.len());
+    let mut rmaps = ag.rmap.as_mut().map(|r| &mut r.0);
+    space.fit(rmaps.as_deref_mut(), &mut pool, need, OWN_REFC)?;
+    let built = ctx.build(AgTree::Refcount, &raw, &pool)?;
+    space.give_back(rmaps, &pool[built.blocks.len()..], OWN_REFC)?;
     Ok(Some(built))
 }
 
-/// Rebuilds the inobt and finobt into their own blocks (both owned by
-/// `OWN_INOBT`, so they share the pool).
+/// Rebuilds the inobt and finobt (both owned by `OWN_INOBT`, so they share
+/// one pool: their blocks, plus free blocks if they grew).
 fn rebuild_inode_trees<D: ReadAt>(
     ctx: &TreeCtx<'_, D>,
     ag: &mut AgState,
-    freed: &mut Vec<u32>,
+    space: &mut Space,
 ) -> Result<(Built, Option<Built>)> {
     let sparse = ctx.fs.sb.incompat & INCOMPAT_SPINODES != 0;
+    let bs = ctx.fs.sb.block_size as usize;
     let enc = |v: &[InodeChunk]| {
         v.iter()
             .map(|c| encode_chunk(sparse, c))
             .collect::<Vec<_>>()
     };
     let mut pool = ag.ino.1.clone();
-    if let Some((_, b)) = &ag.fino {
+    let mut need = blocks_needed(AgTree::Ino, bs, ag.ino.0.len());
+    if let Some((recs, b)) = &ag.fino {
         pool.extend(b);
+        need += blocks_needed(AgTree::Fino, bs, recs.len());
     }
+    let mut rmaps = ag.rmap.as_mut().map(|r| &mut r.0);
+    space.fit(rmaps.as_deref_mut(), &mut pool, need, OWN_INOBT)?;
     let ib = ctx.build(AgTree::Ino, &enc(&ag.ino.0), &pool)?;
     let used = ib.blocks.len();
     let fb = match &ag.fino {
@@ -285,7 +347,7 @@ fn rebuild_inode_trees<D: ReadAt>(
         None => None,
     };
     let used = used + fb.as_ref().map_or(0, |b| b.blocks.len());
-    freed.extend(&pool[used..]);
+    space.give_back(rmaps, &pool[used..], OWN_INOBT)?;
     Ok((ib, fb))
 }
 

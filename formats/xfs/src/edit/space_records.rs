@@ -292,6 +292,25 @@ pub(crate) fn rmap_add_special(recs: &mut Vec<Rmap>, agbno: u32, len: u32, owner
     *recs = out;
 }
 
+/// Takes up to `k` blocks from the end of the longest free extent (the
+/// kernel's allocator would find them as easily; the end keeps the extent's
+/// start, so the bnobt order is unchanged). Returns (first block, count).
+pub(crate) fn take_blocks(free: &mut Vec<FreeExtent>, k: u32) -> Result<(u32, u32)> {
+    let Some(i) = (0..free.len()).max_by_key(|&i| (free[i].len, u32::MAX - free[i].agbno)) else {
+        return Err(Error::refused(
+            "AG free space",
+            "no free block left for the AG's trees",
+        ));
+    };
+    let t = k.min(free[i].len);
+    let start = free[i].agbno + free[i].len - t;
+    free[i].len -= t;
+    if free[i].len == 0 {
+        free.remove(i);
+    }
+    Ok((start, t))
+}
+
 /// Fits the `OWN_AG` block pool to what the rebuilt free-space trees need
 /// (`need(free records, rmap records)`) plus an AGFL of at most `slots`: a
 /// short pool takes blocks from the end of the longest free extent, an
@@ -309,20 +328,7 @@ pub(crate) fn balance_own_ag(
     for _ in 0..BALANCE_ROUNDS {
         let n = need(free.len(), rmaps.as_deref().map_or(0, |r| r.len()));
         if n > pool.len() {
-            let k = (n - pool.len()) as u32;
-            let Some(i) = (0..free.len()).max_by_key(|&i| (free[i].len, u32::MAX - free[i].agbno))
-            else {
-                return Err(Error::refused(
-                    "AGFL",
-                    "no free space left for the free-space trees",
-                ));
-            };
-            let t = k.min(free[i].len);
-            let start = free[i].agbno + free[i].len - t;
-            free[i].len -= t;
-            if free[i].len == 0 {
-                free.remove(i);
-            }
+            let (start, t) = take_blocks(free, (n - pool.len()) as u32)?;
             pool.extend(start..start + t);
             taken.extend(start..start + t);
             if let Some(r) = rmaps.as_deref_mut() {
