@@ -23,7 +23,7 @@ use crate::edit::btree_build::{Built, NULLAGBLOCK, TreeCtx, ag_block_byte, block
 use crate::edit::inodes::{encode_chunk, free_inodes};
 use crate::edit::space_records::{
     OWN_INOBT, OWN_REFC, add_free, balance_own_ag, check_unmapped, minus_blocks, refcount_release,
-    rmap_add_special, rmap_remove, runs_of, take_blocks,
+    rmap_add_special, rmap_remove, rmap_remove_all, runs_of, take_blocks,
 };
 use crate::error::{Error, Result};
 use crate::fs::Xfs;
@@ -131,9 +131,7 @@ pub(crate) fn release<D: ReadAt>(
         }
     }
     if let Some((recs, _)) = ag.rmap.as_mut() {
-        for e in &rel.extents {
-            rmap_remove(recs, e)?;
-        }
+        rmap_remove_all(recs, &rel.extents)?;
         check_unmapped(recs, &freed)?;
     }
     let lsn = u64_at(&ag.agf, AGF_LSN);

@@ -4,6 +4,8 @@
 //! refuses otherwise: a mismatch means the file's map and the AG's trees
 //! disagree, and freeing on either's word could lose data.
 
+use std::collections::HashMap;
+
 use crate::agbtree::{FreeExtent, Refcount, Rmap};
 use crate::edit::btree_build::RMAP_UNWRITTEN;
 use crate::edit::space::Released;
@@ -192,24 +194,132 @@ pub(crate) fn sort_rmaps(recs: &mut [Rmap]) {
     recs.sort_by_key(|m| (m.agbno, m.owner, m.offset & !RMAP_UNWRITTEN));
 }
 
-/// Refuses when any reverse mapping still covers a block about to be freed.
+/// Removes every mapping of `rels` from `recs` (sorted) in one sweep —
+/// records trimmed or split — or refuses when the rmapbt does not hold one
+/// of them in full, or two releases claim the same mapping.
+pub(crate) fn rmap_remove_all(recs: &mut Vec<Rmap>, rels: &[Released]) -> Result<()> {
+    let mut by_key: HashMap<(u64, u64), Vec<usize>> = HashMap::new();
+    for (i, r) in rels.iter().enumerate() {
+        by_key.entry((r.owner, flags_of(r))).or_default().push(i);
+    }
+    for list in by_key.values_mut() {
+        list.sort_by_key(|&i| rels[i].agbno);
+        if let Some(w) = list
+            .windows(2)
+            .find(|w| span(&rels[w[0]]).1 > u64::from(rels[w[1]].agbno))
+        {
+            let r = &rels[w[1]];
+            return Err(Error::refused(
+                "rmapbt record",
+                format!(
+                    "inode {} blocks from {} are released twice",
+                    r.owner, r.agbno
+                ),
+            ));
+        }
+    }
+    let mut covered = vec![0u64; rels.len()];
+    let mut out = Vec::with_capacity(recs.len() + rels.len());
+    for m in recs.drain(..) {
+        let Some(list) = by_key.get(&(m.owner, m.offset & RMAP_FLAGS)) else {
+            out.push(m);
+            continue;
+        };
+        let (ms, me) = (u64::from(m.agbno), end(m.agbno, m.len));
+        let positional = m.owner >> 63 == 0 && m.offset & RMAP_BMBT == 0;
+        let first = list.partition_point(|&i| span(&rels[i]).1 <= ms);
+        let mut cur = ms;
+        for &i in &list[first..] {
+            let (rs, re) = span(&rels[i]);
+            if rs >= me {
+                break;
+            }
+            let (os, oe) = (rs.max(ms), re.min(me));
+            let moff = i128::from(m.offset & RMAP_OFF_MASK);
+            if positional && moff - i128::from(ms) != i128::from(rels[i].offset) - i128::from(rs) {
+                return Err(Error::refused(
+                    "rmapbt record",
+                    format!(
+                        "inode {} blocks {os}..{oe}: the rmapbt places them at another file offset",
+                        m.owner
+                    ),
+                ));
+            }
+            covered[i] += oe - os;
+            if cur < os {
+                out.push(piece(&m, cur, os, positional));
+            }
+            cur = oe;
+        }
+        if cur < me {
+            out.push(piece(&m, cur, me, positional));
+        }
+    }
+    if let Some((i, c)) = covered
+        .iter()
+        .enumerate()
+        .find(|(i, c)| **c != u64::from(rels[*i].len))
+    {
+        let r = &rels[i];
+        return Err(Error::refused(
+            "rmapbt record",
+            format!(
+                "inode {} blocks {}+{}: the rmapbt maps {c} of them to it",
+                r.owner, r.agbno, r.len
+            ),
+        ));
+    }
+    sort_rmaps(&mut out);
+    *recs = out;
+    Ok(())
+}
+
+fn span(r: &Released) -> (u64, u64) {
+    (u64::from(r.agbno), end(r.agbno, r.len))
+}
+
+/// The part `s..e` of record `m`, its file offset moved along for data.
+fn piece(m: &Rmap, s: u64, e: u64, positional: bool) -> Rmap {
+    let off = if positional {
+        m.offset + (s - u64::from(m.agbno))
+    } else {
+        m.offset
+    };
+    Rmap {
+        agbno: s as u32,
+        len: (e - s) as u32,
+        offset: off,
+        ..*m
+    }
+}
+
+/// Refuses when any reverse mapping (`recs` sorted) still covers a block
+/// about to be freed.
 pub(crate) fn check_unmapped(recs: &[Rmap], freed: &[(u32, u32)]) -> Result<()> {
+    let longest = recs.iter().map(|m| m.len).max().unwrap_or(0);
     for &(s, l) in freed {
-        let (s, e) = (u64::from(s), end(s, l));
+        let lo = recs.partition_point(|m| m.agbno < s.saturating_sub(longest));
+        let hi = recs.partition_point(|m| u64::from(m.agbno) < end(s, l));
         if let Some(m) = recs
+            .get(lo..hi)
+            .unwrap_or_default()
             .iter()
-            .find(|m| u64::from(m.agbno) < e && s < end(m.agbno, m.len))
+            .find(|m| overlaps(m, s, l))
         {
             return Err(Error::refused(
                 "rmapbt record",
                 format!(
-                    "blocks {s}..{e} are to be freed but owner {:#x} still maps block {}",
+                    "blocks {s}+{l} are to be freed but owner {:#x} still maps block {}",
                     m.owner, m.agbno
                 ),
             ));
         }
     }
     Ok(())
+}
+
+fn overlaps(m: &Rmap, s: u32, l: u32) -> bool {
+    u64::from(m.agbno) < end(s, l) && u64::from(s) < end(m.agbno, m.len)
 }
 
 /// Adds `freed` to the free extents (sorted by block), merging neighbours;
@@ -454,6 +564,18 @@ mod tests {
         assert!(rmap_remove(&mut recs.clone(), &rel(102, 2, 131, 2)).is_err());
         assert!(check_unmapped(&recs, &[(108, 1)]).is_err());
         assert!(check_unmapped(&recs, &[(103, 2)]).is_ok());
+        let mut all = vec![m(100, 10, 131, 0), m(200, 4, 132, 7)];
+        rmap_remove_all(&mut all, &[rel(103, 2, 131, 3), rel(200, 1, 132, 7)]).unwrap();
+        assert_eq!(
+            all,
+            vec![m(100, 3, 131, 0), m(105, 5, 131, 5), m(201, 3, 132, 8)]
+        );
+        let mut all = vec![m(100, 10, 131, 0)];
+        assert!(rmap_remove_all(&mut all, &[rel(103, 2, 131, 3), rel(104, 1, 131, 4)]).is_err());
+        assert!(
+            rmap_remove_all(&mut all, &[rel(108, 4, 131, 8)]).is_err(),
+            "past the record"
+        );
     }
 
     #[test]
