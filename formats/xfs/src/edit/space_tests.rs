@@ -342,6 +342,116 @@ fn releases_the_trees_contradict_are_refused() {
     }
 }
 
+#[test]
+fn fixture_files_of_every_kind() {
+    // xfs-rich: a bmap B+tree file, a sparse file, unwritten extents, one
+    // copy of a reflinked pair, remote xattr values, a node-form attribute
+    // fork, a remote symlink, special files — released, the rest intact.
+    let img = fixture_copy("xfs-rich");
+    let gone = [
+        (
+            "files",
+            &["fragmented", "sparse", "prealloc", "3M-reflink", "4097"][..],
+        ),
+        ("xattr", &["leaf", "node", "remote", "acl"][..]),
+        ("links", &["long", "short", "char", "fifo", "sock"][..]),
+    ];
+    let listings = |img: &Img| gone.map(|(d, _)| kernel_listing(img, d));
+    let before = listings(&img);
+    let (stage, fs) = open(&img.path);
+    let before_free = freesp(&img.path, &fs);
+    stage.begin();
+    let mut inos = vec![];
+    for (dir, names) in gone {
+        inos.extend(unlink_names(&fs, &stage, dir, names));
+    }
+    let by_ag = gather(&fs, &inos);
+    let sum = release_all(&fs, &stage, &by_ag);
+    stage.keep();
+    assert!(
+        sum.shared_blocks > 700,
+        "3M-reflink shares its blocks: {}",
+        sum.shared_blocks
+    );
+    commit(&img.path, &stage, u64::from(fs.block_size()), &sum.zero);
+    assert_repair_clean(&img.path);
+    assert_db_check_clean(&img.path);
+    let (_, fs) = open(&img.path);
+    assert_eq!(
+        freesp(&img.path, &fs),
+        before_free + sum.freed_blocks - sum.grown_blocks
+    );
+    // Each directory lists exactly its kept names, with the kept files'
+    // checksums (3M among them: its reflinked blocks were kept) unchanged.
+    for ((dir, names), (was, now)) in gone.iter().zip(before.iter().zip(listings(&img))) {
+        let is_gone = |l: &str| {
+            names
+                .iter()
+                .any(|n| l == *n || l.ends_with(&format!(" ./{n}")))
+        };
+        let expect: Vec<&str> = was.lines().filter(|l| !is_gone(l)).collect();
+        assert_eq!(now.lines().collect::<Vec<_>>(), expect, "{dir}");
+    }
+}
+
+#[test]
+fn fixture_with_every_feature_and_small_blocks() {
+    // xfs-features: 1 KiB blocks, rmapbt, reflink, sparse inodes, nrext64.
+    let img = fixture_copy("xfs-features");
+    let before = kernel_listing(&img, "d");
+    let (stage, fs) = open(&img.path);
+    let before_free = freesp(&img.path, &fs);
+    stage.begin();
+    let inos = unlink_names(&fs, &stage, "d", &["f", "rand", "frag"]);
+    let sum = release_all(&fs, &stage, &gather(&fs, &inos));
+    stage.keep();
+    commit(&img.path, &stage, u64::from(fs.block_size()), &sum.zero);
+    assert_repair_clean(&img.path);
+    assert_db_check_clean(&img.path);
+    let (_, fs) = open(&img.path);
+    assert_eq!(
+        freesp(&img.path, &fs),
+        before_free + sum.freed_blocks - sum.grown_blocks
+    );
+    assert!(sum.freed_blocks >= 98 + 200, "{}", sum.freed_blocks);
+    let expect: Vec<&str> = before
+        .lines()
+        .filter(|l| {
+            !["f", "rand", "frag"]
+                .iter()
+                .any(|n| l == n || l.ends_with(&format!(" ./{n}")))
+        })
+        .collect();
+    assert_eq!(
+        kernel_listing(&img, "d").lines().collect::<Vec<_>>(),
+        expect
+    );
+}
+
+#[test]
+fn fixtures_free_space_and_free_inodes_wiped() {
+    for name in [
+        "xfs-rich",
+        "xfs-features",
+        "xfs-4k-sectors",
+        "xfs-wide-inodes",
+        "xfs-rocky-root",
+    ] {
+        let img = fixture_copy(name);
+        let (stage, fs) = open(&img.path);
+        let ranges = free_ranges(&fs).unwrap();
+        let bs = u64::from(fs.block_size());
+        let total: u64 = ranges.iter().map(|r| (r.end - r.start) / bs).sum();
+        assert_eq!(total, xfs_db_free(&img.path), "{name}");
+        stage.begin();
+        wipe_free_inodes(&fs, &stage).unwrap();
+        stage.keep();
+        commit(&img.path, &stage, bs, &ranges);
+        assert_repair_clean(&img.path);
+        assert_db_check_clean(&img.path);
+    }
+}
+
 /// How many times `needle` occurs in the image outside the internal log
 /// (the log is reset by another part of the editor).
 fn occurrences(img: &Path, needle: &str) -> usize {

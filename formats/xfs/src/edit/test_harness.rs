@@ -71,8 +71,85 @@ pub(super) fn make(tag: &str, mkfs: &[&str], script: &str) -> Img {
     img
 }
 
+/// A private copy of fixture `name` (sparse), to edit.
+pub(super) fn fixture_copy(name: &str) -> Img {
+    let src = vmscrub_fixtures::fixture(name);
+    static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!(
+        "vmscrub-space-fx-{name}-{}-{seq}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("mnt")).unwrap();
+    let path = dir.join("img");
+    run(Command::new("cp")
+        .arg("--sparse=always")
+        .arg(&src)
+        .arg(&path));
+    Img { dir, path }
+}
+
+/// Removes `names` from shortform directory `path` by hand (the remaining
+/// entries packed, count and size right), drops each named inode's link
+/// count to 0 and returns their inode numbers.
+pub(super) fn unlink_names(
+    fs: &Fs,
+    stage: &Staged<FileDisk>,
+    path: &str,
+    names: &[&str],
+) -> Vec<u64> {
+    let dino = fs.lookup(path.as_bytes(), false).unwrap();
+    let mut raw = RawInode::read(fs, dino).unwrap();
+    assert_eq!(raw.buf[5], 1, "{path} must be shortform");
+    let l = field::LITERAL;
+    let wide = raw.buf[l + 1] != 0;
+    let ino_len = if wide { 8 } else { 4 };
+    let ftype = usize::from(fs.superblock().has_ftype());
+    let count = usize::from(if wide { raw.buf[l + 1] } else { raw.buf[l] });
+    let mut at = l + 2 + ino_len;
+    let mut kept: Vec<u8> = vec![];
+    let (mut left, mut gone) = (0u8, vec![]);
+    for _ in 0..count {
+        let namelen = usize::from(raw.buf[at]);
+        let len = 3 + namelen + ftype + ino_len;
+        let entry = raw.buf[at..at + len].to_vec();
+        let name = std::str::from_utf8(&entry[3..3 + namelen]).unwrap();
+        if names.contains(&name) {
+            let ib = &entry[3 + namelen + ftype..];
+            gone.push(if wide {
+                u64::from_be_bytes(ib[..8].try_into().unwrap())
+            } else {
+                u64::from(u32::from_be_bytes(ib[..4].try_into().unwrap()))
+            });
+        } else {
+            kept.extend_from_slice(&entry);
+            left += 1;
+        }
+        at += len;
+    }
+    assert_eq!(gone.len(), names.len(), "{path}: every name found");
+    let hdr = 2 + ino_len;
+    if wide {
+        raw.buf[l + 1] = left;
+    } else {
+        raw.buf[l] = left;
+    }
+    raw.buf[l + hdr..l + hdr + kept.len()].copy_from_slice(&kept);
+    raw.buf[l + hdr + kept.len()..at].fill(0);
+    raw.set_u64(field::SIZE, (hdr + kept.len()) as u64);
+    raw.write(stage).unwrap();
+    for &ino in &gone {
+        let mut r = RawInode::read(fs, ino).unwrap();
+        r.set_u32(field::NLINK, 0);
+        r.write(stage).unwrap();
+    }
+    gone
+}
+
 pub(super) fn mount(img: &Img, ro: bool) {
-    let opts = if ro { "loop,ro" } else { "loop" };
+    // nouuid: copies of one fixture (here or in other tests) share a UUID.
+    let opts = if ro { "loop,ro,nouuid" } else { "loop,nouuid" };
     run(Command::new("mount")
         .args(["-o", opts])
         .arg(&img.path)
@@ -191,9 +268,25 @@ pub(super) fn commit(img: &Path, stage: &Staged<FileDisk>, bs: u64, zero: &[std:
     for (block, data) in stage.staged_blocks() {
         f.write_all_at(&data, block * bs).unwrap();
     }
+    let zeros = vec![0u8; 1 << 20];
     for r in zero {
-        f.write_all_at(&vec![0u8; (r.end - r.start) as usize], r.start)
-            .unwrap();
+        assert!(
+            r.start < r.end && r.end <= f.metadata().unwrap().len(),
+            "zero range {r:?}"
+        );
+        if r.end - r.start > zeros.len() as u64 {
+            // Large ranges (a multi-terabyte sparse fixture) are punched:
+            // they read as zeros and the copy stays sparse.
+            run(Command::new("fallocate")
+                .args(["--punch-hole", "--keep-size", "-o"])
+                .arg(r.start.to_string())
+                .arg("-l")
+                .arg((r.end - r.start).to_string())
+                .arg(img));
+        } else {
+            f.write_all_at(&zeros[..(r.end - r.start) as usize], r.start)
+                .unwrap();
+        }
     }
     f.sync_all().unwrap();
 }
