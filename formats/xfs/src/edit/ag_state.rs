@@ -11,11 +11,15 @@ use crate::agbtree::{AgTree, FreeExtent, InodeChunk, Refcount, Rmap};
 use crate::be::{u8_at, u16_at, u32_at, u64_at};
 use crate::error::{Error, Result};
 use crate::fs::Xfs;
-use crate::superblock::{INCOMPAT_SPINODES, RO_COMPAT_FINOBT, RO_COMPAT_REFLINK, RO_COMPAT_RMAPBT};
+use crate::superblock::{
+    INCOMPAT_SPINODES, RO_COMPAT_FINOBT, RO_COMPAT_INOBTCNT, RO_COMPAT_REFLINK, RO_COMPAT_RMAPBT,
+};
 
 pub(crate) const AGF_BTREEBLKS: usize = 60;
 pub(crate) const AGF_RMAP_BLOCKS: usize = 80;
 pub(crate) const AGF_REFC_BLOCKS: usize = 84;
+const AGI_IBLOCKS: usize = 336;
+const AGI_FBLOCKS: usize = 340;
 
 /// An AG as read before the release: raw headers and every tree's records
 /// and blocks.
@@ -35,6 +39,8 @@ pub(crate) struct AgState {
     pub refc: Option<(Vec<Refcount>, Vec<u32>)>,
     pub ino: (Vec<InodeChunk>, Vec<u32>),
     pub fino: Option<(Vec<InodeChunk>, Vec<u32>)>,
+    /// The AGI counts its inode trees' blocks (inobtcount).
+    pub inobtcount: bool,
 }
 
 fn decode_free(r: &[u8]) -> FreeExtent {
@@ -155,6 +161,7 @@ impl AgState {
             refc,
             ino,
             fino,
+            inobtcount: fs.sb.ro_compat & RO_COMPAT_INOBTCNT != 0,
         };
         st.check_counters()?;
         Ok(st)
@@ -173,6 +180,11 @@ impl AgState {
         }
         if let Some((_, b)) = &self.refc {
             bad |= u32_at(&self.agf, AGF_REFC_BLOCKS) as usize != b.len();
+        }
+        if self.inobtcount {
+            bad |= u32_at(&self.agi, AGI_IBLOCKS) as usize != self.ino.1.len();
+            let f = self.fino.as_ref().map_or(0, |f| f.1.len());
+            bad |= u32_at(&self.agi, AGI_FBLOCKS) as usize != f;
         }
         if bad {
             return Err(Error::refused(

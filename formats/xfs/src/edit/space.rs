@@ -158,6 +158,16 @@ pub(crate) fn release<D: ReadAt>(
     };
     let own = rebuild_own_ag(&ctx, &mut ag, space.free.clone())?;
     write_agfl(stage, &mut ag, &own.agfl)?;
+    // Blocks any rebuilt tree uses now; a freed block that went to the AGFL
+    // may be zeroed (its content is never read).
+    let mut in_use = own.tree_blocks;
+    if let Some(b) = &refc_built {
+        in_use.extend(&b.blocks);
+    }
+    if let Some((ib, fb)) = &ino_built {
+        in_use.extend(&ib.blocks);
+        in_use.extend(fb.iter().flat_map(|b| b.blocks.iter()));
+    }
     if let Some(b) = refc_built {
         put_root(&mut ag.agf, AGF_REFC_ROOT, AGF_REFC_LEVEL, &b);
         set32(&mut ag.agf, AGF_REFC_BLOCKS, b.blocks.len() as u32);
@@ -184,8 +194,6 @@ pub(crate) fn release<D: ReadAt>(
     let given: u64 = freed.iter().map(|f| u64::from(f.1)).sum();
     out.freed_blocks = given;
     out.grown_blocks = space.taken.len() as u64;
-    let mut in_use = own.taken;
-    in_use.extend(&space.taken);
     for (agbno, len) in minus_blocks(&freed, &in_use) {
         let s = ag_block_byte(fs, agno, agbno)?;
         out.zero
@@ -418,17 +426,18 @@ fn rebuild_own_ag<D: ReadAt>(
     );
     let bt = ag.btreeblks(bno.blocks.len(), cnt.blocks.len(), rmap_blocks);
     set32(&mut ag.agf, AGF_BTREEBLKS, bt);
+    let _ = taken;
     Ok(OwnAg {
         agfl: pool[used..].to_vec(),
-        taken,
+        tree_blocks: pool[..used].to_vec(),
     })
 }
 
-/// What the `OWN_AG` rebuild leaves: the AGFL's blocks, and the blocks it
-/// took from free space for the trees (in use now: not to be zeroed).
+/// What the `OWN_AG` rebuild leaves: the AGFL's blocks, and the blocks its
+/// trees now use (some maybe just freed by the release: never to be zeroed).
 struct OwnAg {
     agfl: Vec<u32>,
-    taken: Vec<u32>,
+    tree_blocks: Vec<u32>,
 }
 
 /// Writes the AGFL holding `blocks` from slot 0 and points the AGF at it.
