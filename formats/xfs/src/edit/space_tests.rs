@@ -118,6 +118,7 @@ fn plain_case(tag: &str, mkfs: &[&str]) {
     let bno = fs.free_extents(ag, AgTree::Bno).unwrap();
     // 4, 5, 6 (2 blocks each) are one free extent of 6 blocks now.
     assert!(bno.iter().any(|e| e.len == 6), "{bno:?}");
+    kernel_uses_the_trees(&img);
 }
 
 #[test]
@@ -163,6 +164,7 @@ fn many_scattered_frees_split_the_free_space_trees() {
         if tag == "split" {
             assert!(own_ag_blocks(&fs, ag) > pool_before, "{tag}: took no block");
         }
+        kernel_uses_the_trees(&img);
         // Blocks taken back for the trees are not zeroed.
         let zeroed: u64 = sum.zero.iter().map(|z| (z.end - z.start) / 1024).sum();
         assert!(zeroed <= sum.freed_blocks, "{tag}");
@@ -205,6 +207,7 @@ fn reflink_case(tag: &str, mkfs: &[&str]) {
     // r1 shared 6 of its 8 blocks, r2 all 8; r1's 2 rewritten blocks are its own.
     assert_eq!((sum.shared_blocks, sum.freed_blocks), (14, 2));
     assert!(fs.refcounts(ag).unwrap().is_empty(), "r0 is alone again");
+    kernel_uses_the_trees(&img);
     assert!(
         sum.zero.iter().all(|z| z.end - z.start == 8192),
         "{:?}",
@@ -276,6 +279,7 @@ fn many_inodes_make_multi_level_inode_trees() {
         assert!(fino.len() > 60, "{tag}: {}", fino.len());
         let (_, agi) = fs.ag_headers(ag).unwrap();
         assert_eq!(agi.free_level, 2, "{tag}");
+        kernel_uses_the_trees(&img);
     }
 }
 

@@ -405,6 +405,28 @@ pub(super) fn kernel_listing(img: &Img, dir: &str) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// The kernel works with the edited trees: a read-write mount creates files
+/// (inodes from the finobt, blocks from the bnobt/cntbt and the AGFL),
+/// removes half of them, unmounts; `xfs_repair -n` must stay clean.
+pub(super) fn kernel_uses_the_trees(img: &Img) {
+    mount(img, false);
+    let script = "mkdir -p after; i=0; while [ $i -lt 300 ]; do head -c $(( (i % 7) * 3000 + 1 )) /dev/urandom > after/n$i; i=$((i+1)); done; sync; \
+        i=0; while [ $i -lt 300 ]; do rm after/n$i; i=$((i+2)); done; sync";
+    let out = Command::new("sh")
+        .arg("-ec")
+        .arg(script)
+        .current_dir(img.dir.join("mnt"))
+        .output()
+        .unwrap();
+    run(Command::new("umount").arg(img.dir.join("mnt")));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_repair_clean(&img.path);
+}
+
 /// Releases every file of each shortform directory in `dirs` and checks the
 /// result with the oracles; returns what the releases reported.
 pub(super) fn remove_dirs_and_check(img: &Img, dirs: &[&str], keep_dir: &str) -> (AgReleased, Fs) {
