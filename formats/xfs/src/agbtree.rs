@@ -36,7 +36,7 @@ pub enum AgTree {
 }
 
 impl AgTree {
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             AgTree::Bno => "bnobt block",
             AgTree::Cnt => "cntbt block",
@@ -48,7 +48,7 @@ impl AgTree {
     }
 
     /// (v5 magic, v4 magic) — the v5-only trees have no v4 form.
-    fn magic(self) -> (&'static [u8; 4], Option<&'static [u8; 4]>) {
+    pub(crate) fn magic(self) -> (&'static [u8; 4], Option<&'static [u8; 4]>) {
         match self {
             AgTree::Bno => (b"AB3B", Some(b"ABTB")),
             AgTree::Cnt => (b"AB3C", Some(b"ABTC")),
@@ -61,7 +61,7 @@ impl AgTree {
 
     /// (record, key, pointer) sizes; the rmapbt's nodes hold a low and a high
     /// key per child (overlapping intervals).
-    fn sizes(self) -> (usize, usize, usize) {
+    pub(crate) fn sizes(self) -> (usize, usize, usize) {
         match self {
             AgTree::Bno | AgTree::Cnt => (8, 8, 4),
             AgTree::Ino | AgTree::Fino => (16, 4, 4),
@@ -195,6 +195,30 @@ impl<D: ReadAt> Xfs<D> {
                 refcount: u32_at(r, 8),
             })
             .collect())
+    }
+
+    /// Every leaf record of one AG B+tree (raw bytes, key order) and every
+    /// block of the tree: an editor rebuilding a tree reuses its blocks.
+    pub(crate) fn ag_tree_contents(
+        &self,
+        agno: u32,
+        tree: AgTree,
+        root: u32,
+        levels: u32,
+    ) -> Result<(Vec<Vec<u8>>, Vec<u32>)> {
+        if levels == 0 || levels > MAX_LEVELS {
+            return Err(Error::corrupt(
+                tree.name(),
+                Loc::NONE,
+                format!("AG {agno}: {levels} levels"),
+            ));
+        }
+        let mut out = vec![];
+        let mut seen = HashSet::new();
+        self.ag_tree_block(agno, tree, root, levels - 1, &mut seen, &mut out)?;
+        let mut blocks: Vec<u32> = seen.into_iter().collect();
+        blocks.sort_unstable();
+        Ok((out, blocks))
     }
 
     /// Every leaf record of one AG B+tree, in key order, as raw bytes.

@@ -22,12 +22,16 @@
 //! - `inode_raw`: an inode's bytes, edited field by field, CRC on write.
 //! - `forks`: what an inode's forks give back; shrinking a data fork.
 //! - `remove`: names, link counts and whole trees.
-//! - `space`: the AG side — free-space, reverse-mapping, reference-count and
-//!   inode B+trees, AG headers, superblock counters, free space and inodes.
+//! - `space` (with `ag_state`, `space_records`, `btree_build`, `inodes`,
+//!   `free_space`): the AG side — free-space, reverse-mapping,
+//!   reference-count and inode B+trees, AG headers, superblock counters, free
+//!   space and free inodes.
 //! - `dirent` (with `dir_sf`, `dir_data`, `dir_index`, `dir_free`,
 //!   `dir_lookup`): a name out of a directory in any of the five forms.
 //! - `log_reset`: the log rewritten empty with an unmount record.
 
+mod ag_state;
+mod btree_build;
 mod dir_data;
 mod dir_free;
 mod dir_index;
@@ -35,10 +39,17 @@ mod dir_lookup;
 mod dir_sf;
 mod dirent;
 mod forks;
+mod free_space;
 mod inode_raw;
+mod inodes;
 mod log_reset;
 mod remove;
 mod space;
+mod space_records;
+#[cfg(test)]
+mod space_tests;
+#[cfg(test)]
+mod test_harness;
 #[cfg(test)]
 mod test_image;
 
@@ -206,11 +217,11 @@ impl<D: WriteAt> Editor<D> {
                 .into_iter()
                 .for_each(|r| report.zero_ranges.insert(r));
         }
-        space::update_superblock_counters(&self.fs, &self.stage)?;
+        free_space::update_superblock_counters(&self.fs, &self.stage)?;
         report.quota_unchecked = uncheck_quotas(&self.fs, &self.stage)?;
         if self.opts.zero_free_space {
-            report.inodes_wiped = space::wipe_free_inodes(&self.fs, &self.stage)?;
-            for r in space::free_ranges(&self.fs)? {
+            report.inodes_wiped = inodes::wipe_free_inodes(&self.fs, &self.stage)?;
+            for r in free_space::free_ranges(&self.fs)? {
                 report.zero_ranges.insert(r);
             }
         }
@@ -284,7 +295,7 @@ fn open_staged<D: ReadAt>(dev: D) -> Result<(Arc<Staged<D>>, Xfs<Arc<Staged<D>>>
 /// a filesystem where they do not before anything is written.
 pub fn check_free_space<D: ReadAt>(dev: D) -> Result<()> {
     let (_, fs, _) = open_staged(dev)?;
-    space::free_ranges(&fs).map(|_| ())
+    free_space::free_ranges(&fs).map(|_| ())
 }
 
 /// Offset of `sb_qflags` in the superblock.

@@ -1,0 +1,219 @@
+//! An AG as the editor finds it: raw AGF/AGI/AGFL sectors and every AG
+//! tree's records and blocks, read once, with the witnesses a release and a
+//! free-space zeroing rely on checked to agree (bnobt = cntbt, the AGF's
+//! free-block, longest-extent and tree-block counters).
+
+use std::collections::HashSet;
+
+use vmscrub_blockdev::ReadAt;
+
+use crate::agbtree::{AgTree, FreeExtent, InodeChunk, Refcount, Rmap};
+use crate::be::{u8_at, u16_at, u32_at, u64_at};
+use crate::error::{Error, Result};
+use crate::fs::Xfs;
+use crate::superblock::{
+    INCOMPAT_SPINODES, RO_COMPAT_FINOBT, RO_COMPAT_INOBTCNT, RO_COMPAT_REFLINK, RO_COMPAT_RMAPBT,
+};
+
+pub(crate) const AGF_BTREEBLKS: usize = 60;
+pub(crate) const AGF_RMAP_BLOCKS: usize = 80;
+pub(crate) const AGF_REFC_BLOCKS: usize = 84;
+const AGI_IBLOCKS: usize = 336;
+const AGI_FBLOCKS: usize = 340;
+
+/// An AG as read before the release: raw headers and every tree's records
+/// and blocks.
+pub(crate) struct AgState {
+    pub agno: u32,
+    pub agf: Vec<u8>,
+    pub agi: Vec<u8>,
+    pub agfl_buf: Vec<u8>,
+    pub agf_off: u64,
+    pub agi_off: u64,
+    pub agfl_off: u64,
+    pub agfl: Vec<u32>,
+    pub free: Vec<FreeExtent>,
+    pub bno_blocks: Vec<u32>,
+    pub cnt_blocks: Vec<u32>,
+    pub rmap: Option<(Vec<Rmap>, Vec<u32>)>,
+    pub refc: Option<(Vec<Refcount>, Vec<u32>)>,
+    pub ino: (Vec<InodeChunk>, Vec<u32>),
+    pub fino: Option<(Vec<InodeChunk>, Vec<u32>)>,
+    /// The AGI counts its inode trees' blocks (inobtcount).
+    pub inobtcount: bool,
+}
+
+fn decode_free(r: &[u8]) -> FreeExtent {
+    FreeExtent {
+        agbno: u32_at(r, 0),
+        len: u32_at(r, 4),
+    }
+}
+
+fn decode_chunk(sparse: bool, r: &[u8]) -> InodeChunk {
+    let (holemask, count, free_count) = if sparse {
+        (u16_at(r, 4), u8_at(r, 6), u8_at(r, 7))
+    } else {
+        (0, 64, u32_at(r, 4).min(64) as u8)
+    };
+    InodeChunk {
+        start_ino: u32_at(r, 0),
+        holemask,
+        count,
+        free_count,
+        free: u64_at(r, 8),
+    }
+}
+
+impl AgState {
+    /// Reads AG `agno` and checks the witnesses a release relies on agree:
+    /// the bnobt and cntbt hold the same extents, the AGF counts them, and
+    /// its tree-block counters match the trees.
+    pub(crate) fn read<D: ReadAt>(fs: &Xfs<D>, agno: u32) -> Result<Self> {
+        let (agf_h, agi_h) = fs.ag_headers(agno)?;
+        let sect = usize::from(fs.sb.sect_size);
+        let mut agf = vec![0u8; sect];
+        let mut agi = vec![0u8; sect];
+        let mut agfl_buf = vec![0u8; sect];
+        let agfl_off = fs.sb.ag_byte(agno) + 3 * sect as u64;
+        fs.read_bytes(&mut agf, agf_h.offset, "AGF")?;
+        fs.read_bytes(&mut agi, agi_h.offset, "AGI")?;
+        fs.read_bytes(&mut agfl_buf, agfl_off, "AGFL")?;
+        let agfl = fs.agfl(agno)?;
+        let tree = |t: AgTree, root: u32, level: u32| fs.ag_tree_contents(agno, t, root, level);
+        let (bno, bno_blocks) = tree(AgTree::Bno, agf_h.bno_root, agf_h.bno_level)?;
+        let (cnt, cnt_blocks) = tree(AgTree::Cnt, agf_h.cnt_root, agf_h.cnt_level)?;
+        let free: Vec<FreeExtent> = bno.iter().map(|r| decode_free(r)).collect();
+        let mut by_size: Vec<FreeExtent> = cnt.iter().map(|r| decode_free(r)).collect();
+        by_size.sort_by_key(|f| f.agbno);
+        if by_size != free {
+            return Err(Error::refused(
+                "cntbt",
+                format!("AG {agno}: the cntbt and bnobt disagree"),
+            ));
+        }
+        let total: u64 = free.iter().map(|f| u64::from(f.len)).sum();
+        let longest = free.iter().map(|f| f.len).max().unwrap_or(0);
+        if total != u64::from(agf_h.free_blocks) || longest != agf_h.longest {
+            return Err(Error::refused(
+                "AGF",
+                format!("AG {agno}: free blocks/longest disagree with the bnobt"),
+            ));
+        }
+        let rmapbt = fs.sb.ro_compat & RO_COMPAT_RMAPBT != 0;
+        let rmap = if rmapbt {
+            let (recs, blocks) = tree(AgTree::Rmap, agf_h.rmap_root, agf_h.rmap_level)?;
+            let recs = recs
+                .iter()
+                .map(|r| Rmap {
+                    agbno: u32_at(r, 0),
+                    len: u32_at(r, 4),
+                    owner: u64_at(r, 8),
+                    offset: u64_at(r, 16),
+                })
+                .collect();
+            Some((recs, blocks))
+        } else {
+            None
+        };
+        let refc = if fs.sb.ro_compat & RO_COMPAT_REFLINK != 0 {
+            let (recs, blocks) = tree(AgTree::Refcount, agf_h.refcount_root, agf_h.refcount_level)?;
+            let recs = recs
+                .iter()
+                .map(|r| Refcount {
+                    agbno: u32_at(r, 0),
+                    len: u32_at(r, 4),
+                    refcount: u32_at(r, 8),
+                })
+                .collect();
+            Some((recs, blocks))
+        } else {
+            None
+        };
+        let sparse = fs.sb.incompat & INCOMPAT_SPINODES != 0;
+        let (irecs, iblocks) = tree(AgTree::Ino, agi_h.root, agi_h.level)?;
+        let ino = (
+            irecs.iter().map(|r| decode_chunk(sparse, r)).collect(),
+            iblocks,
+        );
+        let fino = if fs.sb.ro_compat & RO_COMPAT_FINOBT != 0 {
+            let (recs, blocks) = tree(AgTree::Fino, agi_h.free_root, agi_h.free_level)?;
+            Some((
+                recs.iter().map(|r| decode_chunk(sparse, r)).collect(),
+                blocks,
+            ))
+        } else {
+            None
+        };
+        let st = AgState {
+            agno,
+            agf,
+            agi,
+            agfl_buf,
+            agf_off: agf_h.offset,
+            agi_off: agi_h.offset,
+            agfl_off,
+            agfl,
+            free,
+            bno_blocks,
+            cnt_blocks,
+            rmap,
+            refc,
+            ino,
+            fino,
+            inobtcount: fs.sb.ro_compat & RO_COMPAT_INOBTCNT != 0,
+        };
+        st.check_counters()?;
+        Ok(st)
+    }
+
+    pub(crate) fn btreeblks(&self, bno: usize, cnt: usize, rmap: Option<usize>) -> u32 {
+        (bno + cnt - 2 + rmap.map_or(0, |r| r - 1)) as u32
+    }
+
+    fn check_counters(&self) -> Result<()> {
+        let r = self.rmap.as_ref().map(|r| r.1.len());
+        let want = self.btreeblks(self.bno_blocks.len(), self.cnt_blocks.len(), r);
+        let mut bad = u32_at(&self.agf, AGF_BTREEBLKS) != want;
+        if let Some(r) = r {
+            bad |= u32_at(&self.agf, AGF_RMAP_BLOCKS) as usize != r;
+        }
+        if let Some((_, b)) = &self.refc {
+            bad |= u32_at(&self.agf, AGF_REFC_BLOCKS) as usize != b.len();
+        }
+        if self.inobtcount {
+            bad |= u32_at(&self.agi, AGI_IBLOCKS) as usize != self.ino.1.len();
+            let f = self.fino.as_ref().map_or(0, |f| f.1.len());
+            bad |= u32_at(&self.agi, AGI_FBLOCKS) as usize != f;
+        }
+        if bad {
+            return Err(Error::refused(
+                "AGF",
+                format!(
+                    "AG {}: the tree block counters disagree with the trees",
+                    self.agno
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Every block the AG's metadata trees and free list hold.
+    pub(crate) fn metadata_blocks(&self) -> HashSet<u32> {
+        let mut s: HashSet<u32> = self.agfl.iter().copied().collect();
+        s.extend(&self.bno_blocks);
+        s.extend(&self.cnt_blocks);
+        s.extend(&self.ino.1);
+        for b in [
+            &self.rmap.as_ref().map(|r| &r.1),
+            &self.refc.as_ref().map(|r| &r.1),
+            &self.fino.as_ref().map(|r| &r.1),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            s.extend(b.iter());
+        }
+        s
+    }
+}

@@ -1,0 +1,244 @@
+//! Free space as a zeroing pass may trust it, and the superblock counters made
+//! exact after edits.
+//!
+//! A block is zeroed only when every witness says it is free: the bnobt and
+//! the cntbt hold the same extents, the AGF counts them (free blocks, longest
+//! extent, free-list window, tree-block counters), no tree block or inode
+//! chunk lies in them, and the owners agree — the rmapbt maps nothing there
+//! (and only `OWN_AG` on the AGFL's blocks), or, on filesystems without one,
+//! no allocated inode's fork or bmap B+tree maps a block there.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use vmscrub_blockdev::{ReadAt, Staged};
+
+use crate::agbtree::{FreeExtent, Rmap};
+use crate::be::u32_at;
+use crate::bmap::Fork;
+use crate::checksum;
+use crate::edit::ag_state::AgState;
+use crate::edit::btree_build::ag_block_byte;
+use crate::edit::inodes::ino_of;
+use crate::edit::space_records::OWN_AG;
+use crate::error::{Error, Result};
+use crate::fs::Xfs;
+use crate::superblock::CRC_OFFSET;
+
+const SB_ICOUNT: usize = 128;
+const SB_IFREE: usize = 136;
+const SB_FDBLOCKS: usize = 144;
+
+/// `sb_icount`, `sb_ifree` and `sb_fdblocks` recomputed from the AG headers
+/// (free blocks, free-list blocks and the free-space trees' non-root blocks
+/// count as free, as the kernel counts them), staged with the CRC.
+pub(crate) fn update_superblock_counters<D: ReadAt>(
+    fs: &Xfs<Arc<Staged<D>>>,
+    stage: &Staged<D>,
+) -> Result<()> {
+    let (mut icount, mut ifree, mut fdblocks) = (0u64, 0u64, 0u64);
+    let sect = usize::from(fs.sb.sect_size);
+    for agno in 0..fs.sb.ag_count {
+        let (agf, agi) = fs.ag_headers(agno)?;
+        let mut raw = vec![0u8; sect];
+        fs.read_bytes(&mut raw, agf.offset, "AGF")?;
+        let btreeblks = u32_at(&raw, 60);
+        icount += u64::from(agi.count);
+        ifree += u64::from(agi.free_count);
+        fdblocks += u64::from(agf.free_blocks) + u64::from(agf.fl_count) + u64::from(btreeblks);
+    }
+    if ifree > icount || fdblocks > fs.sb.dblocks {
+        return Err(Error::refused(
+            "superblock",
+            format!("the AG headers count {ifree} free of {icount} inodes, {fdblocks} free blocks"),
+        ));
+    }
+    let mut sb = vec![0u8; sect];
+    fs.read_bytes(&mut sb, 0, "superblock")?;
+    sb[SB_ICOUNT..SB_ICOUNT + 8].copy_from_slice(&icount.to_be_bytes());
+    sb[SB_IFREE..SB_IFREE + 8].copy_from_slice(&ifree.to_be_bytes());
+    sb[SB_FDBLOCKS..SB_FDBLOCKS + 8].copy_from_slice(&fdblocks.to_be_bytes());
+    checksum::store(&mut sb, CRC_OFFSET);
+    stage.patch(0, &sb).map_err(|source| Error::Io {
+        what: "staged superblock",
+        offset: 0,
+        source,
+    })
+}
+
+/// Every device byte range free by the bnobt, plus the AGFL's blocks, when
+/// every witness agrees (module doc); otherwise `Refused` naming the one that
+/// does not.
+pub(crate) fn free_ranges<D: ReadAt>(fs: &Xfs<Arc<Staged<D>>>) -> Result<Vec<Range<u64>>> {
+    let mut ags = Vec::with_capacity(fs.sb.ag_count as usize);
+    for agno in 0..fs.sb.ag_count {
+        let ag = AgState::read(fs, agno)?;
+        let (agf, _) = fs.ag_headers(agno)?;
+        if agf.fl_count as usize != ag.agfl.len() {
+            return Err(refuse(
+                agno,
+                "the AGF's free-list count and the AGFL disagree",
+            ));
+        }
+        let headers = (4 * u32::from(fs.sb.sect_size)).div_ceil(fs.sb.block_size);
+        let meta = metadata_runs(&ag, headers);
+        for f in &ag.free {
+            if let Some(m) = meta.iter().find(|m| overlaps(f.agbno, f.len, m.0, m.1)) {
+                return Err(refuse(
+                    agno,
+                    &format!("free blocks {} hold metadata block {}", f.agbno, m.0),
+                ));
+            }
+        }
+        if let Some((rmaps, _)) = &ag.rmap {
+            check_rmaps(agno, rmaps, &ag.free, &ag.agfl)?;
+        }
+        ags.push(ag);
+    }
+    let free: Vec<Vec<(u32, u32)>> = ags
+        .iter()
+        .map(|ag| {
+            let mut p: Vec<(u32, u32)> = ag.free.iter().map(|f| (f.agbno, f.len)).collect();
+            p.extend(ag.agfl.iter().map(|&b| (b, 1)));
+            p.sort_unstable();
+            p
+        })
+        .collect();
+    check_inode_chunks(&ags, &free, fs.sb.inop_block_log)?;
+    if ags.iter().any(|ag| ag.rmap.is_none()) {
+        check_inode_forks(fs, &ags, &free)?;
+    }
+    let bs = u64::from(fs.sb.block_size);
+    let mut out: Vec<Range<u64>> = vec![];
+    for (agno, pieces) in free.iter().enumerate() {
+        for &(b, l) in pieces {
+            let s = ag_block_byte(fs, agno as u32, b)?;
+            let e = s + u64::from(l) * bs;
+            match out.last_mut() {
+                Some(p) if p.end == s => p.end = e,
+                _ => out.push(s..e),
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Whether sorted, disjoint `free` runs hold any of `agbno..agbno+len`.
+fn is_free(free: &[(u32, u32)], agbno: u32, len: u32) -> bool {
+    let i = free.partition_point(|f| u64::from(f.0) + u64::from(f.1) <= u64::from(agbno));
+    free.get(i).is_some_and(|f| overlaps(f.0, f.1, agbno, len))
+}
+
+fn refuse(agno: u32, why: &str) -> Error {
+    Error::refused("free space", format!("AG {agno}: {why}"))
+}
+
+fn overlaps(a: u32, alen: u32, b: u32, blen: u32) -> bool {
+    u64::from(a) < u64::from(b) + u64::from(blen) && u64::from(b) < u64::from(a) + u64::from(alen)
+}
+
+/// The AG's headers, tree blocks and inode chunks as (block, length) runs.
+fn metadata_runs(ag: &AgState, headers: u32) -> Vec<(u32, u32)> {
+    let mut runs: Vec<(u32, u32)> = vec![(0, headers)];
+    let trees = [
+        Some(&ag.bno_blocks),
+        Some(&ag.cnt_blocks),
+        Some(&ag.ino.1),
+        ag.fino.as_ref().map(|f| &f.1),
+        ag.rmap.as_ref().map(|r| &r.1),
+        ag.refc.as_ref().map(|r| &r.1),
+    ];
+    for b in trees.into_iter().flatten() {
+        runs.extend(b.iter().map(|&x| (x, 1)));
+    }
+    runs
+}
+
+/// No reverse mapping on a free extent; every AGFL block mapped, only by
+/// `OWN_AG`.
+fn check_rmaps(agno: u32, rmaps: &[Rmap], free: &[FreeExtent], agfl: &[u32]) -> Result<()> {
+    for f in free {
+        if let Some(m) = rmaps
+            .iter()
+            .find(|m| overlaps(f.agbno, f.len, m.agbno, m.len))
+        {
+            return Err(refuse(
+                agno,
+                &format!(
+                    "free blocks {}+{} are mapped to owner {:#x}",
+                    f.agbno, f.len, m.owner
+                ),
+            ));
+        }
+    }
+    for &b in agfl {
+        let mut owners = rmaps
+            .iter()
+            .filter(|m| overlaps(b, 1, m.agbno, m.len))
+            .map(|m| m.owner);
+        let first = owners.next();
+        if first != Some(OWN_AG) || owners.next().is_some() {
+            return Err(refuse(
+                agno,
+                &format!("AGFL block {b} is not owned by the AG alone"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// No allocated part of an inode chunk (sparse holes excepted) lies in free
+/// space.
+fn check_inode_chunks(ags: &[AgState], free: &[Vec<(u32, u32)>], inop_log: u8) -> Result<()> {
+    for (agno, (ag, free)) in ags.iter().zip(free).enumerate() {
+        for c in &ag.ino.0 {
+            for idx in 0..64u32 {
+                let agbno = c.start_ino.saturating_add(idx) >> inop_log;
+                if c.holemask & (1 << (idx / 4)) == 0 && is_free(free, agbno, 1) {
+                    return Err(refuse(
+                        agno as u32,
+                        &format!("inode chunk {} lies in free space", c.start_ino),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Without an rmapbt: walks every allocated inode once and refuses when one
+/// of its forks (or their bmap B+tree blocks) maps a free block.
+fn check_inode_forks<D: ReadAt>(
+    fs: &Xfs<Arc<Staged<D>>>,
+    ags: &[AgState],
+    free: &[Vec<(u32, u32)>],
+) -> Result<()> {
+    let mask = (1u64 << fs.sb.ag_block_log) - 1;
+    for (a, ag) in ags.iter().enumerate() {
+        for c in &ag.ino.0 {
+            for idx in 0..64u32 {
+                if c.free & (1 << idx) != 0 || c.holemask & (1 << (idx / 4)) != 0 {
+                    continue;
+                }
+                let inode = fs.inode(ino_of(fs, a as u32, c.start_ino.saturating_add(idx)))?;
+                for fork in [Fork::Data, Fork::Attr] {
+                    let map = fs.block_map(&inode, fork)?;
+                    let spans = map.extents.iter().map(|e| (e.start, e.count));
+                    for (start, count) in spans.chain(map.tree_blocks.iter().map(|&b| (b, 1))) {
+                        let Some(f) = free.get((start >> fs.sb.ag_block_log) as usize) else {
+                            continue;
+                        };
+                        let len = u32::try_from(count).unwrap_or(u32::MAX);
+                        if is_free(f, (start & mask) as u32, len) {
+                            return Err(refuse(
+                                (start >> fs.sb.ag_block_log) as u32,
+                                &format!("inode {} maps free block {}", inode.ino, start & mask),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
