@@ -417,7 +417,7 @@ PY
 fn kernel_writes_on(s: &Scratch, img: &std::path::Path, dirs: &[&str]) {
     let mnt = s.path("mnt");
     let (img_s, mnt_s) = (img.to_str().unwrap(), mnt.to_str().unwrap());
-    ti::run("mount", &["-o", "loop", img_s, mnt_s]);
+    ti::run("mount", &["-o", "loop,nouuid", img_s, mnt_s]);
     let mut script = String::new();
     for d in dirs {
         script += &format!(

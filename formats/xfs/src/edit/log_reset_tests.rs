@@ -117,7 +117,7 @@ fn reset_and_judge(mkfs: &[&str], witness: bool) {
     // The kernel writes on from the reset log, and leaves it consistent.
     let mnt = s.path("mnt");
     let (img_s, mnt_s) = (img.to_str().unwrap(), mnt.to_str().unwrap());
-    ti::run("mount", &["-o", "loop", img_s, mnt_s]);
+    ti::run("mount", &["-o", "loop,nouuid", img_s, mnt_s]);
     let more = Command::new("sh")
         .args([
             "-c",
@@ -178,7 +178,7 @@ fn reset_after_replaying_a_dirty_log() {
     // The kernel's own recovery of the same log, on a read-write mount.
     let mnt = s.path("mnt");
     let (img_s, mnt_s) = (theirs.to_str().unwrap(), mnt.to_str().unwrap());
-    ti::run("mount", &["-o", "loop", img_s, mnt_s]);
+    ti::run("mount", &["-o", "loop,nouuid", img_s, mnt_s]);
     let kernel = tree(&mnt);
     ti::umount(mnt_s);
     assert_eq!(mine, kernel);

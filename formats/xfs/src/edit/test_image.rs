@@ -2,7 +2,8 @@
 //! filesystems made by mkfs.xfs and filled through the kernel (a read-write
 //! loop mount, as root), edited through a stage written back to the image
 //! file, then checked by xfs_repair -n, xfs_logprint and the kernel's
-//! read-only loop mount.
+//! read-only loop mount. Mounts pass `nouuid`: copies of one fixture share
+//! a UUID, and another test or session may have one mounted at the time.
 
 use std::collections::BTreeSet;
 use std::os::unix::fs::FileExt;
@@ -94,7 +95,7 @@ pub fn make(s: &Scratch, mkfs: &[&str], size: u64, script: &str) -> PathBuf {
     let mnt = s.path("mnt");
     std::fs::create_dir_all(&mnt).unwrap();
     let mnt_s = mnt.to_str().unwrap();
-    run("mount", &["-o", "loop", img_s, mnt_s]);
+    run("mount", &["-o", "loop,nouuid", img_s, mnt_s]);
     let o = Command::new("sh")
         .args(["-e", "-c", script])
         .current_dir(&mnt)
@@ -172,16 +173,23 @@ pub fn dmesg_marker() -> String {
     m
 }
 
-/// The kernel log lines after `marker`.
-pub fn dmesg_after(marker: &str) -> Vec<String> {
+/// The kernel log lines between markers `from` and `to`.
+pub fn dmesg_between(from: &str, to: &str) -> Vec<String> {
     let o = run("dmesg", &[]);
     let text = String::from_utf8_lossy(&o.stdout).to_string();
     let lines: Vec<&str> = text.lines().collect();
-    let at = lines
+    let end = lines
         .iter()
-        .rposition(|l| l.contains(marker))
+        .rposition(|l| l.contains(to))
         .expect("marker not in dmesg");
-    lines[at + 1..].iter().map(|l| l.to_string()).collect()
+    let start = lines[..end]
+        .iter()
+        .rposition(|l| l.contains(from))
+        .expect("marker not in dmesg");
+    lines[start + 1..end]
+        .iter()
+        .map(|l| l.to_string())
+        .collect()
 }
 
 /// Mounts `img` read-only through a read-only loop device, runs `look` on
@@ -191,25 +199,30 @@ pub fn with_ro_mount<T>(
     img: &Path,
     look: impl FnOnce(&Path) -> T,
 ) -> (T, Vec<String>) {
-    let marker = dmesg_marker();
     let o = run("losetup", &["-f", "--show", "-r", img.to_str().unwrap()]);
     let dev = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    // From here to the detach, what the kernel says about the device is
+    // about this image.
+    let marker = dmesg_marker();
     let mnt = s.path("mnt");
     std::fs::create_dir_all(&mnt).unwrap();
     let m = Command::new("mount")
-        .args(["-o", "ro", &dev, mnt.to_str().unwrap()])
+        .args(["-o", "ro,nouuid", &dev, mnt.to_str().unwrap()])
         .output()
         .unwrap();
     let out = m.status.success().then(|| look(&mnt));
     if m.status.success() {
         umount(mnt.to_str().unwrap());
     }
-    run("losetup", &["-d", &dev]);
+    // Read the kernel's lines while the loop device is still ours: once it
+    // is detached another test may mount something else on it.
+    let done = dmesg_marker();
     let short = dev.trim_start_matches("/dev/").to_string();
-    let log: Vec<String> = dmesg_after(&marker)
+    let log: Vec<String> = dmesg_between(&marker, &done)
         .into_iter()
         .filter(|l| l.contains(&format!("({short})")))
         .collect();
+    run("losetup", &["-d", &dev]);
     let out = out.unwrap_or_else(|| {
         panic!(
             "the kernel refuses to mount: {}\n{}",
