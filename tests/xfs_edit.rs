@@ -166,7 +166,7 @@ fn xattr(f: &Path, n: usize, remote: bool) {
 }
 
 /// What the editor is asked to do.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 enum Action {
     Unlink(Vec<u8>),
     Tree(Vec<u8>),
@@ -202,7 +202,10 @@ fn plan(
             (FileKind::Directory, _) => Action::Tree(p.clone()),
             (FileKind::Regular, 1) if size > 0 => Action::Truncate(p.clone()),
             (FileKind::Regular, 2) if size > 0 && !shared.contains(&seen.ino) => {
-                let keep = rng.below(size) as usize;
+                // Within the first block, which every file here has written
+                // (the fragmented ones have holes further on, which a rewrite
+                // could only fill with new space).
+                let keep = rng.below(size.min(4096)) as usize;
                 Action::Rewrite(p.clone(), vec![b'R'; keep])
             }
             _ => Action::Unlink(p.clone()),
@@ -211,6 +214,25 @@ fn plan(
         out.push(action);
     }
     out
+}
+
+impl std::fmt::Debug for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (what, p) = match self {
+            Action::Unlink(p) => ("unlink", p),
+            Action::Tree(p) => ("remove tree", p),
+            Action::Truncate(p) => ("truncate", p),
+            Action::Rewrite(p, c) => {
+                return write!(
+                    f,
+                    "rewrite {} to {} bytes",
+                    String::from_utf8_lossy(p),
+                    c.len()
+                );
+            }
+        };
+        write!(f, "{what} {}", String::from_utf8_lossy(p))
+    }
 }
 
 fn parent(p: &[u8]) -> Vec<u8> {
@@ -281,6 +303,20 @@ fn repair_clean(img: &Path, what: &str) {
     assert!(
         o.status.success(),
         "{what}: xfs_repair -n:\n{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // xfs_db's `check` (blockget): every block and inode accounted for exactly
+    // once, which also catches a block unmapped but never freed where there
+    // is no rmapbt for xfs_repair to compare with.
+    let o = Command::new("xfs_db")
+        .args(["-r", "-c", "check"])
+        .arg(img)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success() && o.stdout.is_empty() && o.stderr.is_empty(),
+        "{what}: xfs_db check:\n{}{}",
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     );
@@ -395,7 +431,7 @@ fn name_number(path: &[u8]) -> Option<Vec<u8>> {
 
 #[test]
 fn random_edits_default_features() {
-    for seed in [1, 2] {
+    for seed in [1, 2, 7, 8] {
         run_case(&[], seed, true, "loop");
     }
 }
@@ -418,14 +454,6 @@ fn random_edits_without_finobt_sparse_or_reflink() {
 #[test]
 fn random_edits_with_nrext64_and_large_directory_blocks() {
     run_case(&["-i", "nrext64=1", "-n", "size=16384"], 5, true, "loop");
-}
-
-/// With quota accounting the removals change usage: the editor clears the
-/// "checked" flags, so xfs_repair does not hold the old counts against it and
-/// the next quota mount recounts.
-#[test]
-fn random_edits_with_user_and_project_quota() {
-    run_case(&[], 6, false, "loop,uquota,pquota");
 }
 
 #[test]

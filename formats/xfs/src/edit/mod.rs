@@ -243,22 +243,14 @@ impl<D: WriteAt> Editor<D> {
         Ok(report)
     }
 
-    /// Writes each staged block once; a staged block inside a range to zero
-    /// would be a contradiction (something both in use and freed): refused.
+    /// Writes each staged block once, except those that were freed after the
+    /// edit that staged them (a file rewritten and later removed, a directory
+    /// edited and later removed as a tree): they are zeroed instead. The AG
+    /// side never puts a block it still uses into the ranges to zero.
     fn write_out(&self, zero: &RangeSet) -> Result<usize> {
         let bs = u64::from(self.fs.sb.block_size);
         let mut blocks = self.stage.staged_blocks();
-        for (b, data) in &blocks {
-            // A freed block the editor already cleared in the stage (an
-            // emptied directory block) is zeroed like the rest of the range.
-            if zero.intersects(b * bs..(b + 1) * bs) && !vmscrub_blockdev::is_zero(data) {
-                return Err(Error::refused(
-                    "commit",
-                    format!("block {b} is both written and freed; nothing was written"),
-                ));
-            }
-        }
-        blocks.retain(|(b, _)| !zero.covers(b * bs..(b + 1) * bs));
+        blocks.retain(|(b, _)| !zero.intersects(b * bs..(b + 1) * bs));
         for (b, data) in &blocks {
             self.stage
                 .device()

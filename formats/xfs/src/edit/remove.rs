@@ -302,11 +302,15 @@ impl<'a, D: ReadAt> Op<'a, D> {
         raw.write(self.stage)
     }
 
-    /// Everything `inode` holds goes back at commit, the inode with it.
+    /// Everything `inode` holds goes back at commit, the inode with it; its
+    /// link count is 0 from now on (the AG side checks that before freeing).
     fn release_inode(&mut self, inode: &Inode) -> Result<()> {
         let mut rel = forks::fork_releases(self.fs, inode, Fork::Data)?;
         rel.extend(forks::fork_releases(self.fs, inode, Fork::Attr)?);
         self.add(rel);
+        let mut raw = RawInode::read(self.fs, inode.ino)?;
+        raw.set_u32(field::NLINK, 0);
+        raw.write(self.stage)?;
         let sb = &self.fs.sb;
         let agino_bits = u32::from(sb.inop_block_log) + u32::from(sb.ag_block_log);
         let agno = inode.ino >> agino_bits;
