@@ -123,11 +123,11 @@ fn populate(img: &Path, rng: &mut Rng, reflink: bool, mount_opts: &str) -> Vec<V
         let parent = dirs[rng.below(dirs.len() as u64) as usize].clone();
         let _ = std::fs::hard_link(&src, parent.join(format!("hl{i}")));
         let target = format!(
-            "{}{}",
+            "{}XFSLINK-{i:04}-{}",
             "../".repeat(rng.below(3) as usize),
             "t".repeat(rng.below(300) as usize + 1)
         );
-        let _ = std::os::unix::fs::symlink(target, parent.join(format!("sl{i}")));
+        let _ = std::os::unix::fs::symlink(target, parent.join(format!("XFSNAME-SL{i:04}")));
     }
     let mut shared = vec![];
     if reflink {
@@ -415,8 +415,58 @@ fn run_case(opts: &[&str], seed: u64, reflink: bool, mount_opts: &str) {
             );
         }
     }
+    // A removed symlink's name and target are gone too (the target inline in
+    // the freed inode or in a freed block, the name from its directory).
+    for (k, seen) in &before {
+        let name = &k[k.iter().rposition(|&b| b == b'/').unwrap() + 1..];
+        let Some(i) = name.strip_prefix(b"XFSNAME-SL") else {
+            continue;
+        };
+        if after.contains_key(k) {
+            continue;
+        }
+        let target = [&b"XFSLINK-"[..], i, b"-"].concat();
+        for needle in [name, &target[..]] {
+            assert!(
+                !contains(&raw, needle),
+                "{what}: {} of removed symlink {} is still in the image",
+                String::from_utf8_lossy(needle),
+                String::from_utf8_lossy(k)
+            );
+        }
+        assert_eq!(seen.kind, vmscrub::fs::FileKind::Symlink);
+    }
+    free_space_agrees(&img, &what);
     fill(&img, mount_opts);
     repair_clean(&img, &format!("{what}, after filling the freed space"));
+}
+
+/// xfs_db's count of free blocks (`freesp -s`: the free-space trees and the
+/// AG free lists) is what the AG headers the editor wrote say.
+fn free_space_agrees(img: &Path, what: &str) {
+    let o = Command::new("xfs_db")
+        .args(["-r", "-c", "freesp -s"])
+        .arg(img)
+        .output()
+        .unwrap();
+    let db: u64 = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("total free blocks "))
+        .unwrap_or_else(|| panic!("{what}: xfs_db freesp: {o:?}"))
+        .trim()
+        .parse()
+        .unwrap();
+    let fs = vmscrub_xfs::Xfs::open(FileDisk::open(img).unwrap()).unwrap();
+    let ours: u64 = (0..fs.superblock().ag_count)
+        .map(|ag| {
+            let (agf, _) = fs.ag_headers(ag).unwrap();
+            u64::from(agf.free_blocks) + u64::from(agf.fl_count)
+        })
+        .sum();
+    assert_eq!(
+        db, ours,
+        "{what}: free blocks by xfs_db and by the AG headers"
+    );
 }
 
 /// The marker of the file at `path` (`.../fN`), if it is one of the numbered files.

@@ -49,6 +49,10 @@ impl<D: ReadAt> Staged<D> {
         }
     }
 
+    pub fn block_size(&self) -> u64 {
+        self.block_size
+    }
+
     pub fn device(&self) -> &D {
         &self.dev
     }

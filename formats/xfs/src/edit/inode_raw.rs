@@ -24,14 +24,8 @@ pub(crate) mod field {
     /// Without nrext64: the 32-bit data-fork extent count; with it, the
     /// 32-bit attribute-fork count.
     pub const NEXTENTS: usize = 76;
-    /// Without nrext64: the 16-bit attribute-fork extent count.
-    pub const ANEXTENTS: usize = 80;
-    pub const FORKOFF: usize = 82;
-    pub const AFORMAT: usize = 83;
     pub const GEN: usize = 92;
     pub const NEXT_UNLINKED: usize = 96;
-    pub const CHANGECOUNT: usize = 104;
-    pub const LSN: usize = 112;
     pub const FLAGS2: usize = 120;
     pub const INO: usize = 152;
     pub const UUID: usize = 160;
@@ -78,6 +72,7 @@ impl RawInode {
         self.buf[off] = v;
     }
 
+    #[cfg(test)]
     pub fn set_u16(&mut self, off: usize, v: u16) {
         self.buf[off..off + 2].copy_from_slice(&v.to_be_bytes());
     }

@@ -15,9 +15,11 @@
 //! headers; the kernel stamps metadata only with LSNs of records it wrote to
 //! this log, so nothing on disk is above the old log's head.
 //!
-//! Every block of the log is staged, so no old record survives and nothing is
-//! left to zero. The caller must have replayed a dirty log before: this
-//! throws its transactions away.
+//! Every block of the log is rewritten, so no old record survives and nothing
+//! is left to zero. The records go to the caller's writer a megabyte at a
+//! time rather than into the stage: a log can be 2 GiB, and holding it in
+//! memory to write it once is what the stage is not for. The caller must have
+//! replayed a dirty log before: this throws its transactions away.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -75,10 +77,17 @@ struct Layout {
     uuid: [u8; 16],
 }
 
-/// Rewrites the internal log empty and clean, staged (see the module doc).
+/// Where the rewritten log goes: `(device byte offset, bytes)`, in order.
+pub(crate) type LogWriter<'a> = dyn FnMut(u64, &[u8]) -> Result<()> + 'a;
+
+/// Bytes handed to the writer at once.
+const WRITE_CHUNK: usize = 1 << 20;
+
+/// Rewrites the internal log empty and clean through `write` (see the module
+/// doc).
 pub(crate) fn reset_log<D: ReadAt>(
     fs: &Xfs<Arc<Staged<D>>>,
-    stage: &Staged<D>,
+    write: &mut LogWriter<'_>,
 ) -> Result<LogReset> {
     if !fs.sb.has_crc() {
         return Err(Error::refused(
@@ -110,16 +119,16 @@ pub(crate) fn reset_log<D: ReadAt>(
             "not aligned to filesystem blocks",
         ));
     }
-    let mut sink = BlockSink {
-        stage,
+    let mut sink = Sink {
+        write,
         bs,
-        next_block: start / bs as u64,
-        pending: Vec::with_capacity(bs + MAX_RECORD),
+        next: start,
+        pending: Vec::with_capacity(WRITE_CHUNK + MAX_RECORD),
     };
     let len = layout.record_bbs;
     let whole = |c: u32, b: usize| (u64::from(c) << 32) | b as u64;
     let first_tail = whole(cycle - 1, total.saturating_sub(len));
-    sink.push(&record(&layout, cycle, whole(cycle, 0), first_tail, len));
+    sink.push(&record(&layout, cycle, whole(cycle, 0), first_tail, len))?;
     let mut blk = len;
     while blk < total {
         let n = len.min(total - blk);
@@ -131,7 +140,7 @@ pub(crate) fn reset_log<D: ReadAt>(
         }
         let lsn = whole(cycle - 1, blk);
         let tail = whole(cycle - 1, blk - len);
-        sink.push(&record(&layout, cycle - 1, lsn, tail, n));
+        sink.push(&record(&layout, cycle - 1, lsn, tail, n))?;
         blk += n;
     }
     sink.finish()?;
@@ -268,35 +277,55 @@ fn record(l: &Layout, cycle: u32, lsn: u64, tail_lsn: u64, bbs: usize) -> Vec<u8
     r
 }
 
-/// Cuts a stream of log bytes into filesystem blocks and stages them.
-struct BlockSink<'a, D> {
-    stage: &'a Staged<D>,
+/// Gathers the stream of log bytes and hands it on in large writes.
+struct Sink<'w, 'a> {
+    write: &'w mut LogWriter<'a>,
     bs: usize,
-    next_block: u64,
+    /// Device byte offset of `pending`'s first byte.
+    next: u64,
     pending: Vec<u8>,
 }
 
-impl<D: ReadAt> BlockSink<'_, D> {
-    fn push(&mut self, bytes: &[u8]) {
+impl Sink<'_, '_> {
+    fn push(&mut self, bytes: &[u8]) -> Result<()> {
         self.pending.extend_from_slice(bytes);
-        while self.pending.len() >= self.bs {
-            let rest = self.pending.split_off(self.bs);
-            let block = std::mem::replace(&mut self.pending, rest);
-            self.stage.put_block(self.next_block, block);
-            self.next_block += 1;
+        if self.pending.len() >= WRITE_CHUNK {
+            self.flush()?;
         }
+        Ok(())
     }
 
-    fn finish(self) -> Result<()> {
-        if self.pending.is_empty() {
-            Ok(())
-        } else {
-            Err(Error::corrupt(
+    fn flush(&mut self) -> Result<()> {
+        (self.write)(self.next, &self.pending)?;
+        self.next += self.pending.len() as u64;
+        self.pending.clear();
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<()> {
+        if !self.pending.len().is_multiple_of(self.bs) {
+            return Err(Error::corrupt(
                 "log",
                 Loc::NONE,
                 "records do not end on a block boundary",
-            ))
+            ));
         }
+        self.flush()
+    }
+}
+
+/// A writer that stages the log's blocks (tests read the result through the
+/// stage).
+#[cfg(test)]
+pub(crate) fn stage_writer<D: ReadAt>(
+    stage: &Staged<D>,
+) -> impl FnMut(u64, &[u8]) -> Result<()> + '_ {
+    let bs = stage.block_size() as usize;
+    move |at: u64, bytes: &[u8]| {
+        for (i, b) in bytes.chunks(bs).enumerate() {
+            stage.put_block(at / bs as u64 + i as u64, b.to_vec());
+        }
+        Ok(())
     }
 }
 

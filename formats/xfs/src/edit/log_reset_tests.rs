@@ -77,7 +77,7 @@ fn reset_and_judge(mkfs: &[&str], witness: bool) {
         .max()
         .unwrap();
     let reset = ti::edit(&img, |fs, stage| {
-        let r = reset_log(fs, stage).unwrap();
+        let r = reset_log(fs, &mut stage_writer(stage)).unwrap();
         let zero = r.zero.clone();
         (r, zero)
     });
@@ -160,7 +160,7 @@ fn reset_after_replaying_a_dirty_log() {
         for (off, sector) in &replayed.sectors {
             stage.patch(*off, sector).unwrap();
         }
-        let r = reset_log(fs, stage).unwrap();
+        let r = reset_log(fs, &mut stage_writer(stage)).unwrap();
         lazy_counters_from_ag_headers(fs, stage);
         let zero = r.zero.clone();
         (r, zero)

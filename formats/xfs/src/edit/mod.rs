@@ -225,7 +225,11 @@ impl<D: WriteAt> Editor<D> {
                 report.zero_ranges.insert(r);
             }
         }
-        let log = log_reset::reset_log(&self.fs, &self.stage)?;
+        let dev = self.stage.device();
+        let log = log_reset::reset_log(&self.fs, &mut |at, bytes| {
+            dev.write_all_at(bytes, at)
+                .map_err(|source| io_err("writing the log", at, source))
+        })?;
         report.log_cycle = log.cycle;
         log.zero
             .into_iter()
