@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::process::Command;
 
 use vmscrub_blockdev::FileDisk;
 
@@ -454,6 +455,62 @@ fn fixtures_free_space_and_free_inodes_wiped() {
         assert_repair_clean(&img.path);
         assert_db_check_clean(&img.path);
     }
+}
+
+#[test]
+fn inodes_in_sparse_chunks() {
+    // A filesystem filled to the last block: the last inode chunks can only
+    // be allocated sparse (holemask set). Files whose inodes sit in them are
+    // released; their chunk stays sparse and consistent.
+    let script = "xfs_io -x -c 'resblks 0' . > /dev/null; \
+        avail=$(df -B1024 --output=avail . | tail -1); fallocate -l $((avail*1024)) big || true; \
+        j=0; while fallocate -l 64k f$j 2>/dev/null; do j=$((j+1)); done; \
+        while fallocate -l 1k g$j 2>/dev/null; do j=$((j+1)); done; sync; \
+        rm -f g$((j-1)) g$((j-2)) g$((j-3)) g$((j-4)); sync";
+    let img = make("sparse", &["-b", "size=1024"], script);
+    let (_, fs) = open(&img.path);
+    let root = fs.inode(fs.root_ino()).unwrap();
+    let shift = u32::from(fs.sb.ag_block_log) + u32::from(fs.sb.inop_block_log);
+    let mut names = vec![];
+    for e in fs.read_dir(&root).unwrap() {
+        let (ag, agino) = ((e.ino >> shift) as u32, (e.ino & ((1 << shift) - 1)) as u32);
+        let in_sparse = fs
+            .inode_chunks(ag, AgTree::Ino)
+            .unwrap()
+            .iter()
+            .any(|c| c.holemask != 0 && agino >= c.start_ino && agino - c.start_ino < 64);
+        if in_sparse && names.len() < 10 {
+            names.push(String::from_utf8(e.name.clone()).unwrap());
+        }
+    }
+    assert!(names.len() >= 3, "files in sparse chunks: {names:?}");
+    drop(fs);
+    // Space back (an unmount finishes the kernel's deferred freeing), then
+    // the victims into a shortform directory.
+    let mv = format!(
+        "rm -f big f1*; sync; mkdir v0; mv {} v0/; sync",
+        names.join(" ")
+    );
+    for part in mv.split("; mkdir") {
+        let part = if part.starts_with(" v0") {
+            format!("mkdir{part}")
+        } else {
+            part.to_string()
+        };
+        mount(&img, false);
+        run(Command::new("sh")
+            .arg("-ec")
+            .arg(&part)
+            .current_dir(img.dir.join("mnt")));
+        run(Command::new("umount").arg(img.dir.join("mnt")));
+    }
+    let (sum, fs) = remove_dirs_and_check(&img, &["v0"], ".");
+    assert_eq!(sum.freed_inodes, names.len() as u64);
+    let sparse: Vec<_> = (0..fs.sb.ag_count)
+        .flat_map(|a| fs.inode_chunks(a, AgTree::Ino).unwrap())
+        .filter(|c| c.holemask != 0)
+        .collect();
+    assert!(sparse.iter().any(|c| c.free_count > 0), "{sparse:?}");
 }
 
 /// How many times `needle` occurs in the image outside the internal log
