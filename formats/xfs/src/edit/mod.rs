@@ -17,6 +17,8 @@ pub(crate) mod inode_raw;
 #[allow(dead_code)]
 pub(crate) mod inodes;
 #[allow(dead_code)]
+pub(crate) mod rmap_records;
+#[allow(dead_code)]
 pub(crate) mod space;
 #[allow(dead_code)]
 pub(crate) mod space_records;
