@@ -513,6 +513,51 @@ fn inodes_in_sparse_chunks() {
     assert!(sparse.iter().any(|c| c.free_count > 0), "{sparse:?}");
 }
 
+#[test]
+fn free_ranges_refuse_when_a_witness_disagrees() {
+    let (script, _) = interleaved(8, 8192, &[], &[]);
+    for (tag, mkfs) in [
+        ("witness", &[][..]),
+        ("witness-rmap", &["-m", "rmapbt=1"][..]),
+    ] {
+        let img = make(tag, mkfs, &script);
+        let (stage, fs) = open(&img.path);
+        let ino = fs.lookup(b"all/a3", false).unwrap();
+        let by_ag = gather(&fs, &[ino]);
+        let (&agno, rel) = by_ag.iter().next().unwrap();
+        // The AGF counting one free block more than its bnobt holds.
+        stage.begin();
+        let (agf, _) = fs.ag_headers(agno).unwrap();
+        let mut raw = vec![0u8; usize::from(fs.sb.sect_size)];
+        fs.read_bytes(&mut raw, agf.offset, "AGF").unwrap();
+        raw[52..56].copy_from_slice(&(agf.free_blocks + 1).to_be_bytes());
+        crate::checksum::store(&mut raw, 216);
+        stage.patch(agf.offset, &raw).unwrap();
+        assert!(
+            matches!(free_ranges(&fs), Err(crate::Error::Refused { .. })),
+            "{tag}"
+        );
+        stage.drop_op();
+        assert!(free_ranges(&fs).is_ok(), "{tag}");
+        // A file's blocks freed while its inode still maps them (only its
+        // extents released): without an rmapbt the inode walk must see it.
+        if fs.sb.ro_compat & crate::superblock::RO_COMPAT_RMAPBT == 0 {
+            stage.begin();
+            let only_blocks = AgRelease {
+                extents: rel.extents.clone(),
+                inodes: vec![],
+            };
+            release(&fs, &stage, agno, &only_blocks).unwrap();
+            let r = free_ranges(&fs);
+            assert!(
+                matches!(&r, Err(crate::Error::Refused { why, .. }) if why.contains("maps free block")),
+                "{r:?}"
+            );
+            stage.drop_op();
+        }
+    }
+}
+
 /// How many times `needle` occurs in the image outside the internal log
 /// (the log is reset by another part of the editor).
 fn occurrences(img: &Path, needle: &str) -> usize {
