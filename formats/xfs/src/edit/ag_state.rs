@@ -164,6 +164,7 @@ impl AgState {
             inobtcount: fs.sb.ro_compat & RO_COMPAT_INOBTCNT != 0,
         };
         st.check_counters()?;
+        st.check_bounds(agf_h.length)?;
         Ok(st)
     }
 
@@ -191,6 +192,35 @@ impl AgState {
                 "AGF",
                 format!(
                     "AG {}: the tree block counters disagree with the trees",
+                    self.agno
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Every record inside the AG, free extents sorted and apart: the
+    /// editor's arithmetic on them then cannot overflow or wrap.
+    fn check_bounds(&self, length: u32) -> Result<()> {
+        let inside = |s: u32, l: u32| l > 0 && u64::from(s) + u64::from(l) <= u64::from(length);
+        let free_ok = self.free.iter().all(|f| inside(f.agbno, f.len))
+            && self
+                .free
+                .windows(2)
+                .all(|w| u64::from(w[0].agbno) + u64::from(w[0].len) <= u64::from(w[1].agbno));
+        let rmap_ok = self
+            .rmap
+            .as_ref()
+            .is_none_or(|r| r.0.iter().all(|m| inside(m.agbno, m.len)));
+        let refc_ok = self
+            .refc
+            .as_ref()
+            .is_none_or(|r| r.0.iter().all(|c| inside(c.agbno & !(1 << 31), c.len)));
+        if !(free_ok && rmap_ok && refc_ok) {
+            return Err(Error::refused(
+                "AG B+tree record",
+                format!(
+                    "AG {}: a record lies outside the AG or free extents overlap",
                     self.agno
                 ),
             ));

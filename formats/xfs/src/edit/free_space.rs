@@ -20,7 +20,7 @@ use crate::checksum;
 use crate::edit::ag_state::AgState;
 use crate::edit::btree_build::ag_block_byte;
 use crate::edit::inodes::ino_of;
-use crate::edit::space_records::OWN_AG;
+use crate::edit::rmap_records::OWN_AG;
 use crate::error::{Error, Result};
 use crate::fs::Xfs;
 use crate::superblock::CRC_OFFSET;

@@ -22,7 +22,7 @@
 //! - `inode_raw`: an inode's bytes, edited field by field, CRC on write.
 //! - `forks`: what an inode's forks give back; shrinking a data fork.
 //! - `remove`: names, link counts and whole trees.
-//! - `space` (with `ag_state`, `space_records`, `btree_build`, `inodes`,
+//! - `space` (with `ag_state`, `space_records`, `rmap_records`, `btree_build`, `inodes`,
 //!   `free_space`): the AG side — free-space, reverse-mapping,
 //!   reference-count and inode B+trees, AG headers, superblock counters, free
 //!   space and free inodes.
@@ -44,6 +44,7 @@ mod inode_raw;
 mod inodes;
 mod log_reset;
 mod remove;
+mod rmap_records;
 mod space;
 mod space_records;
 #[cfg(test)]

@@ -21,13 +21,21 @@ use crate::checksum;
 use crate::edit::ag_state::{AGF_BTREEBLKS, AGF_REFC_BLOCKS, AGF_RMAP_BLOCKS, AgState};
 use crate::edit::btree_build::{Built, NULLAGBLOCK, TreeCtx, ag_block_byte, blocks_needed};
 use crate::edit::inodes::{encode_chunk, free_inodes};
+use crate::edit::rmap_records::{
+    OWN_INOBT, OWN_REFC, check_unmapped, rmap_add_special, rmap_remove, rmap_remove_all,
+};
 use crate::edit::space_records::{
-    OWN_INOBT, OWN_REFC, add_free, balance_own_ag, check_unmapped, minus_blocks, refcount_release,
-    rmap_add_special, rmap_remove, rmap_remove_all, runs_of, take_blocks,
+    add_free, balance_own_ag, minus_blocks, refcount_release, runs_of, take_blocks,
 };
 use crate::error::{Error, Result};
 use crate::fs::Xfs;
 use crate::superblock::{INCOMPAT_SPINODES, RO_COMPAT_INOBTCNT};
+
+// The editor's entry points to the AG side, in one place (used as it lands).
+#[allow(unused_imports)]
+pub(crate) use crate::edit::free_space::{free_ranges, update_superblock_counters};
+#[allow(unused_imports)]
+pub(crate) use crate::edit::inodes::wipe_free_inodes;
 
 /// Everything one AG gives back, gathered over all the editor's operations.
 #[derive(Debug, Default, Clone)]

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::process::Command;
 
 use vmscrub_blockdev::FileDisk;
 
@@ -453,6 +454,107 @@ fn fixtures_free_space_and_free_inodes_wiped() {
         commit(&img.path, &stage, bs, &ranges);
         assert_repair_clean(&img.path);
         assert_db_check_clean(&img.path);
+    }
+}
+
+#[test]
+fn inodes_in_sparse_chunks() {
+    // A filesystem filled to the last block: the last inode chunks can only
+    // be allocated sparse (holemask set). Files whose inodes sit in them are
+    // released; their chunk stays sparse and consistent.
+    let script = "xfs_io -x -c 'resblks 0' . > /dev/null; \
+        avail=$(df -B1024 --output=avail . | tail -1); fallocate -l $((avail*1024)) big || true; \
+        j=0; while fallocate -l 64k f$j 2>/dev/null; do j=$((j+1)); done; \
+        while fallocate -l 1k g$j 2>/dev/null; do j=$((j+1)); done; sync; \
+        rm -f g$((j-1)) g$((j-2)) g$((j-3)) g$((j-4)); sync";
+    let img = make("sparse", &["-b", "size=1024"], script);
+    let (_, fs) = open(&img.path);
+    let root = fs.inode(fs.root_ino()).unwrap();
+    let shift = u32::from(fs.sb.ag_block_log) + u32::from(fs.sb.inop_block_log);
+    let mut names = vec![];
+    for e in fs.read_dir(&root).unwrap() {
+        let (ag, agino) = ((e.ino >> shift) as u32, (e.ino & ((1 << shift) - 1)) as u32);
+        let in_sparse = fs
+            .inode_chunks(ag, AgTree::Ino)
+            .unwrap()
+            .iter()
+            .any(|c| c.holemask != 0 && agino >= c.start_ino && agino - c.start_ino < 64);
+        if in_sparse && names.len() < 10 {
+            names.push(String::from_utf8(e.name.clone()).unwrap());
+        }
+    }
+    assert!(names.len() >= 3, "files in sparse chunks: {names:?}");
+    drop(fs);
+    // Space back (an unmount finishes the kernel's deferred freeing), then
+    // the victims into a shortform directory.
+    let mv = format!(
+        "rm -f big f1*; sync; mkdir v0; mv {} v0/; sync",
+        names.join(" ")
+    );
+    for part in mv.split("; mkdir") {
+        let part = if part.starts_with(" v0") {
+            format!("mkdir{part}")
+        } else {
+            part.to_string()
+        };
+        mount(&img, false);
+        run(Command::new("sh")
+            .arg("-ec")
+            .arg(&part)
+            .current_dir(img.dir.join("mnt")));
+        run(Command::new("umount").arg(img.dir.join("mnt")));
+    }
+    let (sum, fs) = remove_dirs_and_check(&img, &["v0"], ".");
+    assert_eq!(sum.freed_inodes, names.len() as u64);
+    let sparse: Vec<_> = (0..fs.sb.ag_count)
+        .flat_map(|a| fs.inode_chunks(a, AgTree::Ino).unwrap())
+        .filter(|c| c.holemask != 0)
+        .collect();
+    assert!(sparse.iter().any(|c| c.free_count > 0), "{sparse:?}");
+}
+
+#[test]
+fn free_ranges_refuse_when_a_witness_disagrees() {
+    let (script, _) = interleaved(8, 8192, &[], &[]);
+    for (tag, mkfs) in [
+        ("witness", &[][..]),
+        ("witness-rmap", &["-m", "rmapbt=1"][..]),
+    ] {
+        let img = make(tag, mkfs, &script);
+        let (stage, fs) = open(&img.path);
+        let ino = fs.lookup(b"all/a3", false).unwrap();
+        let by_ag = gather(&fs, &[ino]);
+        let (&agno, rel) = by_ag.iter().next().unwrap();
+        // The AGF counting one free block more than its bnobt holds.
+        stage.begin();
+        let (agf, _) = fs.ag_headers(agno).unwrap();
+        let mut raw = vec![0u8; usize::from(fs.sb.sect_size)];
+        fs.read_bytes(&mut raw, agf.offset, "AGF").unwrap();
+        raw[52..56].copy_from_slice(&(agf.free_blocks + 1).to_be_bytes());
+        crate::checksum::store(&mut raw, 216);
+        stage.patch(agf.offset, &raw).unwrap();
+        assert!(
+            matches!(free_ranges(&fs), Err(crate::Error::Refused { .. })),
+            "{tag}"
+        );
+        stage.drop_op();
+        assert!(free_ranges(&fs).is_ok(), "{tag}");
+        // A file's blocks freed while its inode still maps them (only its
+        // extents released): without an rmapbt the inode walk must see it.
+        if fs.sb.ro_compat & crate::superblock::RO_COMPAT_RMAPBT == 0 {
+            stage.begin();
+            let only_blocks = AgRelease {
+                extents: rel.extents.clone(),
+                inodes: vec![],
+            };
+            release(&fs, &stage, agno, &only_blocks).unwrap();
+            let r = free_ranges(&fs);
+            assert!(
+                matches!(&r, Err(crate::Error::Refused { why, .. }) if why.contains("maps free block")),
+                "{r:?}"
+            );
+            stage.drop_op();
+        }
     }
 }
 
