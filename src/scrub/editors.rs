@@ -139,7 +139,7 @@ impl<D: WriteAt + Clone> FsEditor for FatEditor<D> {
         let r = self.fs.remove_file(path)?;
         self.zero(&r.zero_ranges)?;
         Ok(Removed {
-            node: r.removed.first().copied().map(NodeId::from),
+            node: r.removed.first().copied(),
             links_left: 0,
         })
     }

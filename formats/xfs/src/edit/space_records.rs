@@ -262,17 +262,6 @@ mod tests {
     use super::*;
     use crate::edit::rmap_records::OWN_INOBT;
 
-    fn rel(agbno: u32, len: u32, owner: u64, offset: u64) -> Released {
-        Released {
-            agbno,
-            len,
-            owner,
-            offset,
-            attr_fork: false,
-            bmbt: false,
-            unwritten: false,
-        }
-    }
 
     #[test]
     fn refcount_splits_decrements_and_frees_the_rest() {
