@@ -99,7 +99,7 @@ fn populate(img: &Path, rng: &mut Rng, reflink: bool, mount_opts: &str) -> Vec<V
             0 => rng.below(100),
             1 => rng.below(9000),
             2 => rng.below(200_000),
-            _ => 4096 * (1 + rng.below(3)) as u64,
+            _ => 4096 * (1 + rng.below(3)),
         } as usize;
         if rng.below(8) == 0 {
             // Every other block written: many extents, maybe a bmap B+tree.
