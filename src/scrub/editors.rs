@@ -232,6 +232,13 @@ impl<D: WriteAt> FsEditor for XfsEditor<D> {
                 String::new()
             }
         ));
+        if r.orphans_freed > 0 {
+            notes.push(format!(
+                "{} file(s) deleted while still open (orphans) freed and zeroed, as the guest's \
+                 next mount would",
+                r.orphans_freed
+            ));
+        }
         if r.quota_unchecked {
             notes.push(
                 "quota usage changed: its checked flags were cleared, so the next mount \

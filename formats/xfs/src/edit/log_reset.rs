@@ -119,25 +119,28 @@ pub(crate) fn reset_log<D: ReadAt>(
             "not aligned to filesystem blocks",
         ));
     }
+    // Every record is checked before the first byte goes out: the writer
+    // writes to the device, and a log refused half-written would be lost.
+    let len = layout.record_bbs;
+    let last = (total - len) % len;
+    if last != 0 && last <= layout.headers {
+        return Err(Error::refused(
+            "log",
+            format!("{total} log blocks leave a one-block record at the end"),
+        ));
+    }
     let mut sink = Sink {
         write,
         bs,
         next: start,
         pending: Vec::with_capacity(WRITE_CHUNK + MAX_RECORD),
     };
-    let len = layout.record_bbs;
     let whole = |c: u32, b: usize| (u64::from(c) << 32) | b as u64;
     let first_tail = whole(cycle - 1, total.saturating_sub(len));
     sink.push(&record(&layout, cycle, whole(cycle, 0), first_tail, len))?;
     let mut blk = len;
     while blk < total {
         let n = len.min(total - blk);
-        if n <= layout.headers {
-            return Err(Error::refused(
-                "log",
-                format!("{total} log blocks leave a one-block record at the end"),
-            ));
-        }
         let lsn = whole(cycle - 1, blk);
         let tail = whole(cycle - 1, blk - len);
         sink.push(&record(&layout, cycle - 1, lsn, tail, n))?;
@@ -267,8 +270,11 @@ fn record(l: &Layout, cycle: u32, lsn: u64, tail_lsn: u64, bbs: usize) -> Vec<u8
     for d in 0..bbs - hdrs {
         put32(&mut r, op + d * BB, cycle);
     }
+    // The kernel's CRC covers the extended headers the record's length needs
+    // (`xlog_cksum`), fewer than the record has when it is the short last one.
+    let crc_hdrs = data_len.div_ceil(CYCLE_SIZE).clamp(1, hdrs);
     let mut covered = r[..HEADER_LEN].to_vec();
-    for h in 1..hdrs {
+    for h in 1..crc_hdrs {
         covered.extend_from_slice(&r[h * BB..h * BB + EXT_HEADER_LEN]);
     }
     covered.extend_from_slice(&r[op..op + data_len]);

@@ -29,6 +29,7 @@
 //! - `dirent` (with `dir_sf`, `dir_data`, `dir_index`, `dir_free`,
 //!   `dir_lookup`): a name out of a directory in any of the five forms.
 //! - `log_reset`: the log rewritten empty with an unmount record.
+//! - `orphans`: files deleted while open, freed as log recovery would.
 
 mod ag_state;
 mod btree_build;
@@ -43,6 +44,7 @@ mod free_space;
 mod inode_raw;
 mod inodes;
 mod log_reset;
+mod orphans;
 mod remove;
 mod rmap_records;
 mod space;
@@ -111,6 +113,9 @@ pub struct EditReport {
     pub log_replayed: Option<usize>,
     /// The cycle of the fresh log's unmount record.
     pub log_cycle: u32,
+    /// Files deleted while open (on the AGI unlinked lists) freed, as the
+    /// guest's log recovery would have.
+    pub orphans_freed: u64,
     /// Quota accounting is on: its "checked" flags were cleared so the next
     /// mount recounts usage (the removals changed it).
     pub quota_unchecked: bool,
@@ -126,6 +131,7 @@ pub struct Editor<D: WriteAt> {
     /// Slack after the new ends of shrunk files.
     zero: RangeSet,
     log_replayed: Option<usize>,
+    orphans_freed: u64,
 }
 
 impl<D: WriteAt> Editor<D> {
@@ -134,14 +140,17 @@ impl<D: WriteAt> Editor<D> {
     pub fn open(dev: D, opts: EditorOptions) -> Result<Self> {
         let (stage, fs, log_replayed) = open_staged(dev)?;
         refuse_features(&fs)?;
-        Ok(Editor {
+        let mut ed = Editor {
             stage,
             fs,
             opts,
             releases: BTreeMap::new(),
             zero: RangeSet::new(),
             log_replayed,
-        })
+            orphans_freed: 0,
+        };
+        ed.orphans_freed = ed.atomic(|op| op.free_orphans())?;
+        Ok(ed)
     }
 
     /// The filesystem as the edits so far leave it.
@@ -200,6 +209,7 @@ impl<D: WriteAt> Editor<D> {
     pub fn commit(self) -> Result<EditReport> {
         let mut report = EditReport {
             log_replayed: self.log_replayed,
+            orphans_freed: self.orphans_freed,
             zero_ranges: self.zero.clone(),
             ..EditReport::default()
         };
@@ -226,15 +236,6 @@ impl<D: WriteAt> Editor<D> {
                 report.zero_ranges.insert(r);
             }
         }
-        let dev = self.stage.device();
-        let log = log_reset::reset_log(&self.fs, &mut |at, bytes| {
-            dev.write_all_at(bytes, at)
-                .map_err(|source| io_err("writing the log", at, source))
-        })?;
-        report.log_cycle = log.cycle;
-        log.zero
-            .into_iter()
-            .for_each(|r| report.zero_ranges.insert(r));
         report.blocks_written = self.write_out(&report.zero_ranges)?;
         if self.opts.zero_freed {
             for r in report.zero_ranges.iter() {
@@ -244,6 +245,17 @@ impl<D: WriteAt> Editor<D> {
                     .zero_range(r)
                     .map_err(|source| io_err("zeroing freed space", start + len, source))?;
             }
+        }
+        // The log goes last, straight to the device: until then a failure
+        // leaves the old log, whose replay still describes the old state.
+        let dev = self.stage.device();
+        let log = log_reset::reset_log(&self.fs, &mut |at, bytes| {
+            dev.write_all_at(bytes, at)
+                .map_err(|source| io_err("writing the log", at, source))
+        })?;
+        report.log_cycle = log.cycle;
+        for r in log.zero {
+            report.zero_ranges.insert(r);
         }
         Ok(report)
     }

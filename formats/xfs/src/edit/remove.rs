@@ -302,6 +302,19 @@ impl<'a, D: ReadAt> Op<'a, D> {
         raw.write(self.stage)
     }
 
+    /// Frees every orphan (see `orphans`); returns how many.
+    pub fn free_orphans(&mut self) -> Result<u64> {
+        let mut n = 0;
+        for agno in 0..self.fs.sb.ag_count {
+            for ino in super::orphans::take_orphans(self.fs, self.stage, agno)? {
+                let inode = self.fs.inode(ino)?;
+                self.release_inode(&inode)?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
     /// Everything `inode` holds goes back at commit, the inode with it; its
     /// link count is 0 from now on (the AG side checks that before freeing).
     fn release_inode(&mut self, inode: &Inode) -> Result<()> {
