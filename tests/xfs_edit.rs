@@ -578,3 +578,45 @@ fn orphans_of_a_running_system_are_freed() {
         content(999_998, 5000)
     );
 }
+
+/// Rewriting a reflinked file in place would change its other copies: the
+/// editor refuses, names why, and the failed operation leaves nothing behind
+/// (the commit that follows writes nothing at all).
+#[test]
+fn rewriting_a_shared_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("fs.img");
+    mkfs(&img, &[]);
+    let mnt = tempfile::tempdir().unwrap();
+    let st = Command::new("mount")
+        .args(["-o", "loop", "-t", "xfs"])
+        .arg(&img)
+        .arg(mnt.path())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    std::fs::write(mnt.path().join("a"), content(1, 20_000)).unwrap();
+    let st = Command::new("cp")
+        .args(["--reflink=always", "a", "b"])
+        .current_dir(mnt.path())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert!(
+        Command::new("umount")
+            .arg(mnt.path())
+            .status()
+            .unwrap()
+            .success()
+    );
+    let before = std::fs::read(&img).unwrap();
+    let mut ed = Editor::open(FileDisk::open_rw(&img).unwrap(), EditorOptions::default()).unwrap();
+    let e = ed.rewrite(b"/a", b"short").unwrap_err();
+    assert!(e.to_string().contains("shares blocks"), "{e}");
+    let r = ed.commit().unwrap();
+    assert_eq!(r.blocks_written, 0);
+    assert!(
+        std::fs::read(&img).unwrap() == before,
+        "a refused edit wrote"
+    );
+}

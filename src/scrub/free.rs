@@ -9,8 +9,11 @@
 //! XFS's free-space, reverse-mapping and inode B+trees — becomes
 //! a zero range in the overlay:
 //! nothing is read or written for it, and it becomes a hole in the output,
-//! which also makes the output smaller. Filesystem metadata is not touched, so
-//! this cannot make a filesystem inconsistent. `--keep-free-space` turns it off.
+//! which also makes the output smaller. On ext4 and FAT, filesystem metadata is
+//! not touched, so this cannot make a filesystem inconsistent; on XFS the free
+//! inode slots are rewritten as fresh free inodes and the log rewritten empty
+//! (the editor's commit, judged by xfs_repair like every XFS edit).
+//! `--keep-free-space` turns it off.
 //!
 //! LVM2 has free space of its own: extents no LV holds (where an `lvremove`d
 //! volume's contents stay) and the PV bytes outside the label, the metadata

@@ -76,8 +76,12 @@ pub(super) fn unmap<D: ReadAt>(
     } else {
         raw.set_u32(field::NEXTENTS, extents.len() as u32);
     }
+    // The size ends with the last data block (the kernel's
+    // `xfs_dir2_shrink_inode`); leaf and free-index blocks lie beyond the
+    // leaf offset and do not count.
     let data_end = extents
         .iter()
+        .filter(|e| e.offset < geo.leaf_db * per)
         .map(|e| e.end().min(geo.leaf_db * per))
         .filter(|end| *end > 0)
         .max()

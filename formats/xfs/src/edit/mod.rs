@@ -128,8 +128,6 @@ pub struct Editor<D: WriteAt> {
     opts: EditorOptions,
     /// What the operations so far give back, by AG.
     releases: BTreeMap<u32, AgRelease>,
-    /// Slack after the new ends of shrunk files.
-    zero: RangeSet,
     log_replayed: Option<usize>,
     orphans_freed: u64,
 }
@@ -145,7 +143,6 @@ impl<D: WriteAt> Editor<D> {
             fs,
             opts,
             releases: BTreeMap::new(),
-            zero: RangeSet::new(),
             log_replayed,
             orphans_freed: 0,
         };
@@ -165,14 +162,13 @@ impl<D: WriteAt> Editor<D> {
         let mut op = remove::Op::new(&self.fs, &self.stage);
         match f(&mut op) {
             Ok(v) => {
-                let (releases, zero) = op.finish();
+                let releases = op.finish();
                 self.stage.keep();
                 for (agno, r) in releases {
                     let e = self.releases.entry(agno).or_default();
                     e.extents.extend(r.extents);
                     e.inodes.extend(r.inodes);
                 }
-                self.zero.union_with(&zero);
                 Ok(v)
             }
             Err(e) => {
@@ -210,7 +206,6 @@ impl<D: WriteAt> Editor<D> {
         let mut report = EditReport {
             log_replayed: self.log_replayed,
             orphans_freed: self.orphans_freed,
-            zero_ranges: self.zero.clone(),
             ..EditReport::default()
         };
         let nothing = self.releases.is_empty()

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
-use vmscrub_blockdev::{RangeSet, ReadAt, Staged};
+use vmscrub_blockdev::{ReadAt, Staged};
 
 use super::forks::{self, AgReleased};
 use super::inode_raw::{RawInode, field};
@@ -49,7 +49,6 @@ pub(crate) struct Op<'a, D: ReadAt> {
     fs: &'a Xfs<Arc<Staged<D>>>,
     stage: &'a Staged<D>,
     releases: BTreeMap<u32, AgRelease>,
-    zero: RangeSet,
 }
 
 impl<'a, D: ReadAt> Op<'a, D> {
@@ -58,13 +57,12 @@ impl<'a, D: ReadAt> Op<'a, D> {
             fs,
             stage,
             releases: BTreeMap::new(),
-            zero: RangeSet::new(),
         }
     }
 
     /// What the operation gives back, for the editor to keep.
-    pub fn finish(self) -> (BTreeMap<u32, AgRelease>, RangeSet) {
-        (self.releases, self.zero)
+    pub fn finish(self) -> BTreeMap<u32, AgRelease> {
+        self.releases
     }
 
     pub fn unlink(&mut self, path: &[u8]) -> Result<Unlinked> {
@@ -127,6 +125,7 @@ impl<'a, D: ReadAt> Op<'a, D> {
         let mut dirs = Vec::new();
         let mut names: BTreeMap<u64, (u32, Vec<u8>)> = BTreeMap::new();
         while let Some((dir, rel)) = stack.pop() {
+            let mut subdirs = 0u32;
             for e in self.fs.read_dir(&dir)? {
                 let mut p = rel.clone();
                 if !p.is_empty() {
@@ -142,12 +141,23 @@ impl<'a, D: ReadAt> Op<'a, D> {
                             "a directory is reached twice, or the tree is too deep to be one",
                         ));
                     }
+                    subdirs += 1;
                     stack.push((child, p));
                 } else {
                     let n = names.entry(e.ino).or_insert((0, Vec::new()));
                     n.0 += 1;
                     n.1 = p;
                 }
+            }
+            // A directory's links are its name, its `.` and each child's
+            // `..`: any other would be a second name outside the tree, which
+            // freeing it would leave dangling.
+            if dir.nlink != subdirs.saturating_add(2) {
+                return Err(Error::corrupt(
+                    "directory",
+                    Loc::inode(dir.ino),
+                    format!("link count {} with {subdirs} subdirectories", dir.nlink),
+                ));
             }
             dirs.push(dir);
         }
@@ -188,6 +198,7 @@ impl<'a, D: ReadAt> Op<'a, D> {
         }
         let bs = u64::from(self.fs.sb.block_size);
         let keep = new.div_ceil(bs);
+        self.refuse_shared(&inode, keep, path)?;
         self.write_content(&inode, content, keep, path)?;
         let mut raw = RawInode::read(self.fs, ino)?;
         let released = forks::shrink_data_fork(self.fs, &inode, &mut raw, keep)?;
@@ -198,6 +209,41 @@ impl<'a, D: ReadAt> Op<'a, D> {
             old_size: old,
             new_size: new,
         })
+    }
+
+    /// The refcountbt, not only the inode's reflink flag, decides whether a
+    /// block the rewrite keeps is shared: writing into a shared block would
+    /// change another file.
+    fn refuse_shared(&self, inode: &Inode, keep: u64, path: &[u8]) -> Result<()> {
+        if self.fs.sb.ro_compat & crate::superblock::RO_COMPAT_REFLINK == 0 || keep == 0 {
+            return Ok(());
+        }
+        let map = self.fs.block_map(inode, Fork::Data)?;
+        let mask = (1u64 << self.fs.sb.ag_block_log) - 1;
+        let mut by_ag: BTreeMap<u32, Vec<crate::Refcount>> = BTreeMap::new();
+        for e in map.extents.iter().filter(|e| e.offset < keep) {
+            let n = e.count.min(keep - e.offset);
+            let agno = (e.start >> self.fs.sb.ag_block_log) as u32;
+            let (a, b) = (e.start & mask, (e.start & mask) + n);
+            if !by_ag.contains_key(&agno) {
+                by_ag.insert(agno, self.fs.refcounts(agno)?);
+            }
+            let shared = by_ag[&agno].iter().any(|r| {
+                let (s, t) = (u64::from(r.agbno), u64::from(r.agbno) + u64::from(r.len));
+                s < b && a < t
+            });
+            if shared {
+                return Err(Error::refused(
+                    "refcountbt",
+                    format!(
+                        "{}: a block it keeps is shared with another file; rewriting it in \
+                         place would change that file too",
+                        String::from_utf8_lossy(path)
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Stages `content` into the first `keep` blocks the file maps, the last
