@@ -225,10 +225,11 @@ impl<'a, D: ReadAt> Op<'a, D> {
             let n = e.count.min(keep - e.offset);
             let agno = (e.start >> self.fs.sb.ag_block_log) as u32;
             let (a, b) = (e.start & mask, (e.start & mask) + n);
-            if !by_ag.contains_key(&agno) {
-                by_ag.insert(agno, self.fs.refcounts(agno)?);
-            }
-            let shared = by_ag[&agno].iter().any(|r| {
+            let recs = match by_ag.entry(agno) {
+                std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
+                std::collections::btree_map::Entry::Vacant(v) => v.insert(self.fs.refcounts(agno)?),
+            };
+            let shared = recs.iter().any(|r| {
                 let (s, t) = (u64::from(r.agbno), u64::from(r.agbno) + u64::from(r.len));
                 s < b && a < t
             });
