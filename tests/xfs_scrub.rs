@@ -172,3 +172,30 @@ fn walkdir(d: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// What the XFS editor does not handle is refused before anything is
+/// written, with the structure named: here a version 4 filesystem (no
+/// metadata checksums), whose free space scrub would otherwise zero.
+#[test]
+fn scrub_refuses_version_4_xfs_by_name_and_writes_nothing() {
+    let img = vmscrub_fixtures::fixture("xfs-v4");
+    let before = file_sha(&img);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.img");
+    let o = vmscrub(&[
+        "scrub".as_ref(),
+        img.as_os_str(),
+        "-o".as_ref(),
+        out.as_os_str(),
+        "--data-volume".as_ref(),
+    ]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("version 4") && err.contains("refuses"),
+        "{err}"
+    );
+    assert!(!out.exists(), "an output was left behind");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    assert_eq!(file_sha(&img), before, "the input changed");
+}
