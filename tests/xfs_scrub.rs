@@ -111,6 +111,22 @@ fn scrub_cleans_xfs_on_partitions_and_lvm() {
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(std::fs::read(&img).unwrap() == before, "the input changed");
+    // The same scrub into qcow2 holds the same disk, by qemu-img's reading.
+    let q = dir.path().join("out.qcow2");
+    let oq = vmscrub(&[
+        "scrub".as_ref(),
+        img.as_os_str(),
+        "-O".as_ref(),
+        "qcow2".as_ref(),
+        "-o".as_ref(),
+        q.as_os_str(),
+    ]);
+    assert_eq!(oq.status.code(), Some(0), "{}", stderr(&oq));
+    run("qemu-img", &[&"check", &q]);
+    run(
+        "qemu-img",
+        &[&"compare", &"-f", &"qcow2", &"-F", &"raw", &q, &out],
+    );
     let raw = std::fs::read(&out).unwrap();
     for secret in [&b"XFSSECRET-ROOT-HISTORY"[..], b"XFSSECRET-HOME-HISTORY"] {
         assert!(
