@@ -9,7 +9,7 @@ use vmscrub_blockdev::ReadAt;
 
 use crate::agbtree::{AgTree, FreeExtent, InodeChunk, Refcount, Rmap};
 use crate::be::{u8_at, u16_at, u32_at, u64_at};
-use crate::error::{Error, Result};
+use crate::error::{Error, Loc, Result};
 use crate::fs::Xfs;
 use crate::superblock::{
     INCOMPAT_SPINODES, RO_COMPAT_FINOBT, RO_COMPAT_INOBTCNT, RO_COMPAT_REFLINK, RO_COMPAT_RMAPBT,
@@ -168,13 +168,35 @@ impl AgState {
         Ok(st)
     }
 
-    pub(crate) fn btreeblks(&self, bno: usize, cnt: usize, rmap: Option<usize>) -> u32 {
-        (bno + cnt - 2 + rmap.map_or(0, |r| r - 1)) as u32
+    /// `agf_btreeblks`: the free-space trees' and rmapbt's blocks but their
+    /// roots. A tree of no block has no root to leave out: the AG's trees are
+    /// not what the reader found, so this is corruption, never a wrapped count.
+    pub(crate) fn btreeblks(&self, bno: usize, cnt: usize, rmap: Option<usize>) -> Result<u32> {
+        let non_root = |n: usize, tree: &str| {
+            n.checked_sub(1).ok_or_else(|| {
+                Error::corrupt(
+                    "AGF",
+                    Loc::at(self.agf_off),
+                    format!("AG {}: the {tree} has no block", self.agno),
+                )
+            })
+        };
+        let mut sum = non_root(bno, "bnobt")? + non_root(cnt, "cntbt")?;
+        if let Some(r) = rmap {
+            sum += non_root(r, "rmapbt")?;
+        }
+        u32::try_from(sum).map_err(|_| {
+            Error::corrupt(
+                "AGF",
+                Loc::at(self.agf_off),
+                format!("AG {}: {sum} tree blocks", self.agno),
+            )
+        })
     }
 
     fn check_counters(&self) -> Result<()> {
         let r = self.rmap.as_ref().map(|r| r.1.len());
-        let want = self.btreeblks(self.bno_blocks.len(), self.cnt_blocks.len(), r);
+        let want = self.btreeblks(self.bno_blocks.len(), self.cnt_blocks.len(), r)?;
         let mut bad = u32_at(&self.agf, AGF_BTREEBLKS) != want;
         if let Some(r) = r {
             bad |= u32_at(&self.agf, AGF_RMAP_BLOCKS) as usize != r;
@@ -245,5 +267,48 @@ impl AgState {
             s.extend(b.iter());
         }
         s
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// An AG with no record and no tree block, for record-level tests.
+    pub(crate) fn synthetic(agno: u32) -> AgState {
+        AgState {
+            agno,
+            agf: vec![0; 512],
+            agi: vec![0; 512],
+            agfl_buf: vec![0; 512],
+            agf_off: 512,
+            agi_off: 1024,
+            agfl_off: 1536,
+            agfl: vec![],
+            free: vec![],
+            bno_blocks: vec![],
+            cnt_blocks: vec![],
+            rmap: None,
+            refc: None,
+            ino: (vec![], vec![]),
+            fino: None,
+            inobtcount: false,
+        }
+    }
+
+    #[test]
+    fn btreeblks_of_a_tree_without_blocks_is_corruption() {
+        let ag = synthetic(3);
+        assert_eq!(ag.btreeblks(3, 2, Some(2)).unwrap(), 4);
+        assert_eq!(ag.btreeblks(1, 1, None).unwrap(), 0);
+        for (bno, cnt, rmap) in [(0, 1, None), (1, 0, None), (1, 1, Some(0))] {
+            assert!(
+                matches!(
+                    ag.btreeblks(bno, cnt, rmap),
+                    Err(Error::Corrupt { what: "AGF", .. })
+                ),
+                "{bno} {cnt} {rmap:?}"
+            );
+        }
     }
 }

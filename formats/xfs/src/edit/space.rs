@@ -432,7 +432,7 @@ fn rebuild_own_ag<D: ReadAt>(
         AGF_LONGEST,
         free.iter().map(|f| f.len).max().unwrap_or(0),
     );
-    let bt = ag.btreeblks(bno.blocks.len(), cnt.blocks.len(), rmap_blocks);
+    let bt = ag.btreeblks(bno.blocks.len(), cnt.blocks.len(), rmap_blocks)?;
     set32(&mut ag.agf, AGF_BTREEBLKS, bt);
     let _ = taken;
     Ok(OwnAg {

@@ -262,7 +262,6 @@ mod tests {
     use super::*;
     use crate::edit::rmap_records::OWN_INOBT;
 
-
     #[test]
     fn refcount_splits_decrements_and_frees_the_rest() {
         let mut recs = vec![
