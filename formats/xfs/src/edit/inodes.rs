@@ -103,7 +103,10 @@ pub(crate) fn free_inodes<D: ReadAt>(
         if raw.u32(field::NLINK) != 0 {
             return Err(refuse(agno, agino, "it still has links"));
         }
-        fresh(fs, raw).write(stage)?;
+        // The kernel's `xfs_ifree` bumps the generation: a file handle of
+        // the removed file (NFS) must never match the slot's next file.
+        let generation = raw.u32(field::GEN).wrapping_add(1);
+        fresh(fs, raw, generation).write(stage)?;
     }
     Ok(sorted.len() as u64)
 }
@@ -112,10 +115,9 @@ fn refuse(agno: u32, agino: u32, why: &str) -> Error {
     Error::refused("inode release", format!("AG {agno} inode {agino}: {why}"))
 }
 
-/// The slot of `raw` as a new free inode: magic, version 3, generation kept,
+/// The slot of `raw` as a new free inode: magic, version 3, `generation`,
 /// its number, the metadata UUID, no unlinked successor; everything else zero.
-fn fresh<D: ReadAt>(fs: &Xfs<Arc<Staged<D>>>, raw: RawInode) -> RawInode {
-    let generation = raw.u32(field::GEN);
+fn fresh<D: ReadAt>(fs: &Xfs<Arc<Staged<D>>>, raw: RawInode, generation: u32) -> RawInode {
     let mut new = RawInode {
         ino: raw.ino,
         offset: raw.offset,
@@ -157,7 +159,10 @@ pub(crate) fn wipe_free_inodes<D: ReadAt>(
                 if raw.u16(field::MODE) != 0 {
                     return Err(refuse(agno, agino, "marked free but its mode says in use"));
                 }
-                let new = fresh(fs, raw);
+                // Already free: the kernel bumped the generation when it
+                // freed the slot.
+                let generation = raw.u32(field::GEN);
+                let new = fresh(fs, raw, generation);
                 new.write(stage)?;
                 n += 1;
             }

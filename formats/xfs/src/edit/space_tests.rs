@@ -662,3 +662,38 @@ fn free_ranges_after_a_release_with_rmapbt() {
     assert_repair_clean(&img.path);
     assert_db_check_clean(&img.path);
 }
+
+/// `core.gen` of inode `ino`, as `xfs_db` reads it.
+fn db_generation(img: &Path, ino: u64) -> u32 {
+    let out = run(Command::new("xfs_db")
+        .args(["-r", "-c", &format!("inode {ino}"), "-c", "print core.gen"])
+        .arg(img));
+    let v = out
+        .trim()
+        .strip_prefix("core.gen = ")
+        .unwrap_or_else(|| panic!("{out}"));
+    v.parse().unwrap()
+}
+
+#[test]
+fn freed_inodes_take_the_next_generation() {
+    let (script, dirs) = interleaved(8, 8192, &[], &[1, 2, 3]);
+    let img = make("generation", &[], &script);
+    let (stage, fs) = open(&img.path);
+    let dir = fs
+        .inode(fs.lookup(dirs[0].as_bytes(), false).unwrap())
+        .unwrap();
+    let inos: Vec<u64> = fs.read_dir(&dir).unwrap().iter().map(|e| e.ino).collect();
+    // One victim at the last generation: the next one wraps to 0.
+    let mut raw = RawInode::read(&fs, inos[0]).unwrap();
+    raw.set_u32(field::GEN, u32::MAX);
+    raw.write(&stage).unwrap();
+    commit(&img.path, &stage, u64::from(fs.block_size()), &[]);
+    drop((stage, fs));
+    let before: Vec<u32> = inos.iter().map(|&i| db_generation(&img.path, i)).collect();
+    assert_eq!(before[0], u32::MAX);
+    let _ = remove_dirs_and_check(&img, &strs(&dirs), "all");
+    let after: Vec<u32> = inos.iter().map(|&i| db_generation(&img.path, i)).collect();
+    let want: Vec<u32> = before.iter().map(|g| g.wrapping_add(1)).collect();
+    assert_eq!(after, want);
+}
