@@ -214,6 +214,10 @@ fn check_inode_forks<D: ReadAt>(
     free: &[Vec<(u32, u32)>],
 ) -> Result<()> {
     let mask = (1u64 << fs.sb.ag_block_log) - 1;
+    let (bs, per_ag) = (
+        u64::from(fs.sb.block_size),
+        u64::from(fs.sb.ag_blocks).max(1),
+    );
     for (a, ag) in ags.iter().enumerate() {
         for c in &ag.ino.0 {
             for idx in 0..64u32 {
@@ -223,16 +227,26 @@ fn check_inode_forks<D: ReadAt>(
                 let inode = fs.inode(ino_of(fs, a as u32, c.start_ino.saturating_add(idx)))?;
                 for fork in [Fork::Data, Fork::Attr] {
                     let map = fs.block_map(&inode, fork)?;
-                    let spans = map.extents.iter().map(|e| (e.start, e.count));
-                    for (start, count) in spans.chain(map.tree_blocks.iter().map(|&b| (b, 1))) {
-                        let Some(f) = free.get((start >> fs.sb.ag_block_log) as usize) else {
+                    // Extents start at AG-encoded block numbers; the bmap
+                    // B+tree's blocks come as device byte offsets.
+                    let extents = map
+                        .extents
+                        .iter()
+                        .map(|e| (e.start >> fs.sb.ag_block_log, e.start & mask, e.count));
+                    let tree = map.tree_blocks.iter().map(|&byte| {
+                        let linear = byte / bs;
+                        (linear / per_ag, linear % per_ag, 1)
+                    });
+                    for (agno, agbno, count) in extents.chain(tree) {
+                        let Some(f) = free.get(agno as usize) else {
                             continue;
                         };
                         let len = u32::try_from(count).unwrap_or(u32::MAX);
-                        if is_free(f, (start & mask) as u32, len) {
+                        let agbno = u32::try_from(agbno).unwrap_or(u32::MAX);
+                        if is_free(f, agbno, len) {
                             return Err(refuse(
-                                (start >> fs.sb.ag_block_log) as u32,
-                                &format!("inode {} maps free block {}", inode.ino, start & mask),
+                                agno as u32,
+                                &format!("inode {} maps free block {agbno}", inode.ino),
                             ));
                         }
                     }

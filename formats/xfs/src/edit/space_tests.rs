@@ -697,3 +697,44 @@ fn freed_inodes_take_the_next_generation() {
     let want: Vec<u32> = before.iter().map(|g| g.wrapping_add(1)).collect();
     assert_eq!(after, want);
 }
+
+#[test]
+fn free_ranges_refuse_a_free_bmap_btree_block_without_rmapbt() {
+    // Only the bmap B+tree blocks of a live file released: the bnobt then
+    // lists blocks the file's fork still uses, and only the inode walk can
+    // tell (no rmapbt).
+    let script = "mkdir all; xfs_io -f -c 'pwrite -q 0 1m' -c fsync all/frag; \
+        i=0; while [ $i -lt 128 ]; do xfs_io -c \"fpunch $((i*8192+4096)) 4096\" all/frag; i=$((i+1)); done; sync";
+    let img = make("bmbt-free", &["-m", "rmapbt=0"], script);
+    let (stage, fs) = open(&img.path);
+    let ino = fs.lookup(b"all/frag", false).unwrap();
+    let by_ag = gather(&fs, &[ino]);
+    let mut tree = BTreeMap::new();
+    for (&agno, rel) in &by_ag {
+        let extents: Vec<_> = rel.extents.iter().filter(|e| e.bmbt).copied().collect();
+        if !extents.is_empty() {
+            tree.insert(agno, extents);
+        }
+    }
+    assert!(!tree.is_empty(), "a bmap B+tree");
+    assert!(free_ranges(&fs).is_ok());
+    stage.begin();
+    for (&agno, extents) in &tree {
+        let rel = AgRelease {
+            extents: extents.clone(),
+            inodes: vec![],
+        };
+        release(&fs, &stage, agno, &rel).unwrap();
+    }
+    let r = free_ranges(&fs);
+    let blocks: Vec<String> = tree
+        .values()
+        .flatten()
+        .map(|e| format!("maps free block {}", e.agbno))
+        .collect();
+    assert!(
+        matches!(&r, Err(crate::Error::Refused { why, .. }) if blocks.iter().any(|b| why.ends_with(b.as_str()))),
+        "{r:?}, {blocks:?}"
+    );
+    stage.drop_op();
+}
