@@ -81,12 +81,18 @@ pub(crate) fn free_ranges<D: ReadAt>(fs: &Xfs<Arc<Staged<D>>>) -> Result<Vec<Ran
             ));
         }
         let headers = (4 * u32::from(fs.sb.sect_size)).div_ceil(fs.sb.block_size);
-        let meta = metadata_runs(&ag, headers);
+        let used = ag.used_runs(&fs.sb, headers);
         for f in &ag.free {
-            if let Some(m) = meta.iter().find(|m| overlaps(f.agbno, f.len, m.0, m.1)) {
+            if let Some((b, _, what)) = used.overlap(f.agbno, f.len) {
                 return Err(refuse(
                     agno,
-                    &format!("free blocks {} hold metadata block {}", f.agbno, m.0),
+                    &format!(
+                        "free blocks {}+{} hold block {} of the {}",
+                        f.agbno,
+                        f.len,
+                        b.max(f.agbno),
+                        what.structure()
+                    ),
                 ));
             }
         }
@@ -135,23 +141,6 @@ fn refuse(agno: u32, why: &str) -> Error {
 
 fn overlaps(a: u32, alen: u32, b: u32, blen: u32) -> bool {
     u64::from(a) < u64::from(b) + u64::from(blen) && u64::from(b) < u64::from(a) + u64::from(alen)
-}
-
-/// The AG's headers, tree blocks and inode chunks as (block, length) runs.
-fn metadata_runs(ag: &AgState, headers: u32) -> Vec<(u32, u32)> {
-    let mut runs: Vec<(u32, u32)> = vec![(0, headers)];
-    let trees = [
-        Some(&ag.bno_blocks),
-        Some(&ag.cnt_blocks),
-        Some(&ag.ino.1),
-        ag.fino.as_ref().map(|f| &f.1),
-        ag.rmap.as_ref().map(|r| &r.1),
-        ag.refc.as_ref().map(|r| &r.1),
-    ];
-    for b in trees.into_iter().flatten() {
-        runs.extend(b.iter().map(|&x| (x, 1)));
-    }
-    runs
 }
 
 /// No reverse mapping on a free extent; every AGFL block mapped, only by

@@ -29,7 +29,7 @@ use crate::edit::space_records::{
 };
 use crate::error::{Error, Result};
 use crate::fs::Xfs;
-use crate::superblock::{INCOMPAT_SPINODES, RO_COMPAT_INOBTCNT};
+use crate::superblock::{INCOMPAT_SPINODES, RO_COMPAT_INOBTCNT, Superblock};
 
 // The editor's entry points to the AG side, in one place (used as it lands).
 #[allow(unused_imports)]
@@ -125,7 +125,7 @@ pub(crate) fn release<D: ReadAt>(
     }
     // The superblock, AGF, AGI and AGFL: one sector each.
     let headers = (4 * u32::from(fs.sb.sect_size)).div_ceil(fs.sb.block_size);
-    check_extents(&ag, rel, headers)?;
+    check_extents(&fs.sb, &ag, rel, headers)?;
     let mut out = AgReleased::default();
     let mut freed = vec![];
     for e in &rel.extents {
@@ -210,26 +210,31 @@ pub(crate) fn release<D: ReadAt>(
     Ok(out)
 }
 
-/// Refuses released extents outside the AG or on the AG's own metadata
-/// blocks (the first blocks hold the headers). Two files may release the same
-/// blocks when they share them: the refcountbt decides, and a block freed
-/// twice is refused when the free extents are merged.
-fn check_extents(ag: &AgState, rel: &AgRelease, headers: u32) -> Result<()> {
+/// Refuses released extents outside the AG or on blocks the AG itself uses
+/// (headers, internal log, inode chunks, tree and AGFL blocks): without an
+/// rmapbt nothing else would tell a file's map that claims them. Two files
+/// may release the same blocks when they share them: the refcountbt decides,
+/// and a block freed twice is refused when the free extents are merged.
+fn check_extents(sb: &Superblock, ag: &AgState, rel: &AgRelease, headers: u32) -> Result<()> {
     let length = u32_at(&ag.agf, 12);
-    let meta = ag.metadata_blocks();
+    let used = ag.used_runs(sb, headers);
     for e in &rel.extents {
         let (s, l) = (e.agbno, e.len);
         let end = u64::from(s) + u64::from(l);
-        if l == 0
-            || end > u64::from(length)
-            || s < headers
-            || meta.iter().any(|&b| b >= s && u64::from(b) < end)
-        {
+        if l == 0 || end > u64::from(length) {
             return Err(Error::refused(
                 "extent release",
+                format!("AG {}: blocks {s}..{end} lie outside the AG", ag.agno),
+            ));
+        }
+        if let Some((b, n, what)) = used.overlap(s, l) {
+            return Err(Error::refused(
+                what.structure(),
                 format!(
-                    "AG {}: blocks {s}..{end} cannot be released (outside the AG or AG metadata)",
-                    ag.agno
+                    "AG {}: blocks {s}..{end} of inode {} are released, but blocks {b}+{n} hold the {}",
+                    ag.agno,
+                    e.owner,
+                    what.structure()
                 ),
             ));
         }
@@ -504,3 +509,7 @@ fn stage_bytes<D: ReadAt>(stage: &Staged<D>, at: u64, buf: &[u8]) -> Result<()> 
         source,
     })
 }
+
+#[cfg(test)]
+#[path = "space_witness_tests.rs"]
+mod witness_tests;

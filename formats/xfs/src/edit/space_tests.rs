@@ -37,7 +37,12 @@ fn dir_names(prefix: &str, n: usize) -> Vec<String> {
 /// files of `bytes` each, `gone` removed through the kernel (free space
 /// between files), `victims` moved into small shortform directories `v*`.
 /// Returns the script and the victim directories.
-fn interleaved(n: usize, bytes: usize, gone: &[usize], victims: &[usize]) -> (String, Vec<String>) {
+pub(super) fn interleaved(
+    n: usize,
+    bytes: usize,
+    gone: &[usize],
+    victims: &[usize],
+) -> (String, Vec<String>) {
     let mut s = format!(
         "mkdir all; i=0; while [ $i -lt {n} ]; do head -c {bytes} /dev/urandom > all/a$i; i=$((i+1)); done; sync; "
     );
@@ -62,7 +67,7 @@ fn interleaved(n: usize, bytes: usize, gone: &[usize], victims: &[usize]) -> (St
     (s, dirs)
 }
 
-fn strs(v: &[String]) -> Vec<&str> {
+pub(super) fn strs(v: &[String]) -> Vec<&str> {
     v.iter().map(|s| s.as_str()).collect()
 }
 
@@ -661,80 +666,4 @@ fn free_ranges_after_a_release_with_rmapbt() {
     commit(&img.path, &stage, bs, &ranges);
     assert_repair_clean(&img.path);
     assert_db_check_clean(&img.path);
-}
-
-/// `core.gen` of inode `ino`, as `xfs_db` reads it.
-fn db_generation(img: &Path, ino: u64) -> u32 {
-    let out = run(Command::new("xfs_db")
-        .args(["-r", "-c", &format!("inode {ino}"), "-c", "print core.gen"])
-        .arg(img));
-    let v = out
-        .trim()
-        .strip_prefix("core.gen = ")
-        .unwrap_or_else(|| panic!("{out}"));
-    v.parse().unwrap()
-}
-
-#[test]
-fn freed_inodes_take_the_next_generation() {
-    let (script, dirs) = interleaved(8, 8192, &[], &[1, 2, 3]);
-    let img = make("generation", &[], &script);
-    let (stage, fs) = open(&img.path);
-    let dir = fs
-        .inode(fs.lookup(dirs[0].as_bytes(), false).unwrap())
-        .unwrap();
-    let inos: Vec<u64> = fs.read_dir(&dir).unwrap().iter().map(|e| e.ino).collect();
-    // One victim at the last generation: the next one wraps to 0.
-    let mut raw = RawInode::read(&fs, inos[0]).unwrap();
-    raw.set_u32(field::GEN, u32::MAX);
-    raw.write(&stage).unwrap();
-    commit(&img.path, &stage, u64::from(fs.block_size()), &[]);
-    drop((stage, fs));
-    let before: Vec<u32> = inos.iter().map(|&i| db_generation(&img.path, i)).collect();
-    assert_eq!(before[0], u32::MAX);
-    let _ = remove_dirs_and_check(&img, &strs(&dirs), "all");
-    let after: Vec<u32> = inos.iter().map(|&i| db_generation(&img.path, i)).collect();
-    let want: Vec<u32> = before.iter().map(|g| g.wrapping_add(1)).collect();
-    assert_eq!(after, want);
-}
-
-#[test]
-fn free_ranges_refuse_a_free_bmap_btree_block_without_rmapbt() {
-    // Only the bmap B+tree blocks of a live file released: the bnobt then
-    // lists blocks the file's fork still uses, and only the inode walk can
-    // tell (no rmapbt).
-    let script = "mkdir all; xfs_io -f -c 'pwrite -q 0 1m' -c fsync all/frag; \
-        i=0; while [ $i -lt 128 ]; do xfs_io -c \"fpunch $((i*8192+4096)) 4096\" all/frag; i=$((i+1)); done; sync";
-    let img = make("bmbt-free", &["-m", "rmapbt=0"], script);
-    let (stage, fs) = open(&img.path);
-    let ino = fs.lookup(b"all/frag", false).unwrap();
-    let by_ag = gather(&fs, &[ino]);
-    let mut tree = BTreeMap::new();
-    for (&agno, rel) in &by_ag {
-        let extents: Vec<_> = rel.extents.iter().filter(|e| e.bmbt).copied().collect();
-        if !extents.is_empty() {
-            tree.insert(agno, extents);
-        }
-    }
-    assert!(!tree.is_empty(), "a bmap B+tree");
-    assert!(free_ranges(&fs).is_ok());
-    stage.begin();
-    for (&agno, extents) in &tree {
-        let rel = AgRelease {
-            extents: extents.clone(),
-            inodes: vec![],
-        };
-        release(&fs, &stage, agno, &rel).unwrap();
-    }
-    let r = free_ranges(&fs);
-    let blocks: Vec<String> = tree
-        .values()
-        .flatten()
-        .map(|e| format!("maps free block {}", e.agbno))
-        .collect();
-    assert!(
-        matches!(&r, Err(crate::Error::Refused { why, .. }) if blocks.iter().any(|b| why.ends_with(b.as_str()))),
-        "{r:?}, {blocks:?}"
-    );
-    stage.drop_op();
 }
