@@ -428,6 +428,32 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn many_used_runs_are_searched_not_scanned() {
+        // 200k tree blocks and 50k chunks against 50k free extents: a scan
+        // of every used block per extent would take minutes here.
+        let mut ag = synthetic(0);
+        ag.bno_blocks = (0..200_000).map(|i| 10 * i + 1).collect();
+        ag.ino.0 = (0..50_000)
+            .map(|i| InodeChunk {
+                start_ino: (2_000_000 + 10 * i) << 3,
+                holemask: 0,
+                count: 64,
+                free_count: 0,
+                free: 0,
+            })
+            .collect();
+        let used = ag.used_runs_with(1, None, 3);
+        for i in 0..50_000 {
+            assert_eq!(used.overlap(40 * i + 2, 8), None);
+            assert_eq!(used.overlap(2_000_000 + 10 * i + 8, 2), None);
+        }
+        assert_eq!(
+            used.overlap(2_000_000 + 10 * 777 + 7, 2),
+            Some((2_007_770, 8, Used::InodeChunk))
+        );
+    }
+
+    #[test]
     fn btreeblks_of_a_tree_without_blocks_is_corruption() {
         let ag = synthetic(3);
         assert_eq!(ag.btreeblks(3, 2, Some(2)).unwrap(), 4);

@@ -144,29 +144,62 @@ fn overlaps(a: u32, alen: u32, b: u32, blen: u32) -> bool {
 }
 
 /// No reverse mapping on a free extent; every AGFL block mapped, only by
-/// `OWN_AG`.
+/// `OWN_AG`. One pass over the rmaps, each placed by binary search among the
+/// free extents (sorted and apart, [`AgState::read`]) and the AGFL's blocks.
 fn check_rmaps(agno: u32, rmaps: &[Rmap], free: &[FreeExtent], agfl: &[u32]) -> Result<()> {
-    for f in free {
-        if let Some(m) = rmaps
-            .iter()
-            .find(|m| overlaps(f.agbno, f.len, m.agbno, m.len))
-        {
-            return Err(refuse(
-                agno,
-                &format!(
-                    "free blocks {}+{} are mapped to owner {:#x}",
-                    f.agbno, f.len, m.owner
-                ),
-            ));
+    // The lowest free extent any rmap overlaps, with the first such rmap.
+    let mut hit: Option<(usize, &Rmap)> = None;
+    let mut sorted = agfl.to_vec();
+    sorted.sort_unstable();
+    // Difference arrays over `sorted`: rmaps covering each AGFL block, and
+    // how many of them are not `OWN_AG`.
+    let mut count = vec![0i64; sorted.len() + 1];
+    let mut foreign = vec![0i64; sorted.len() + 1];
+    for m in rmaps {
+        let end = u64::from(m.agbno) + u64::from(m.len);
+        let i =
+            free.partition_point(|f| u64::from(f.agbno) + u64::from(f.len) <= u64::from(m.agbno));
+        let overlapping = free
+            .get(i)
+            .is_some_and(|f| overlaps(f.agbno, f.len, m.agbno, m.len));
+        if overlapping && hit.is_none_or(|(j, _)| i < j) {
+            hit = Some((i, m));
+        }
+        let lo = sorted.partition_point(|&b| b < m.agbno);
+        let hi = sorted.partition_point(|&b| u64::from(b) < end);
+        if lo < hi {
+            count[lo] += 1;
+            count[hi] -= 1;
+            if m.owner != OWN_AG {
+                foreign[lo] += 1;
+                foreign[hi] -= 1;
+            }
         }
     }
+    if let Some((i, m)) = hit
+        && let Some(f) = free.get(i)
+    {
+        return Err(refuse(
+            agno,
+            &format!(
+                "free blocks {}+{} are mapped to owner {:#x}",
+                f.agbno, f.len, m.owner
+            ),
+        ));
+    }
+    let (mut c, mut x) = (0i64, 0i64);
+    let per_block: Vec<(i64, i64)> = count
+        .iter()
+        .zip(&foreign)
+        .map(|(dc, dx)| {
+            c += dc;
+            x += dx;
+            (c, x)
+        })
+        .collect();
     for &b in agfl {
-        let mut owners = rmaps
-            .iter()
-            .filter(|m| overlaps(b, 1, m.agbno, m.len))
-            .map(|m| m.owner);
-        let first = owners.next();
-        if first != Some(OWN_AG) || owners.next().is_some() {
+        let k = sorted.partition_point(|&s| s < b);
+        if per_block.get(k) != Some(&(1, 0)) {
             return Err(refuse(
                 agno,
                 &format!("AGFL block {b} is not owned by the AG alone"),
@@ -244,4 +277,71 @@ fn check_inode_forks<D: ReadAt>(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(agbno: u32, len: u32, owner: u64) -> Rmap {
+        Rmap {
+            agbno,
+            len,
+            owner,
+            offset: 0,
+        }
+    }
+
+    fn f(agbno: u32, len: u32) -> FreeExtent {
+        FreeExtent { agbno, len }
+    }
+
+    #[test]
+    fn rmaps_on_free_space_or_the_agfl_refuse() {
+        let free = [f(10, 5), f(30, 5)];
+        let agfl = [21, 20];
+        let ok = [m(0, 10, 131), m(15, 5, 132), m(20, 2, OWN_AG), m(35, 9, 7)];
+        assert!(check_rmaps(0, &ok, &free, &agfl).is_ok());
+        let refused = |extra: Rmap| {
+            let mut r = ok.to_vec();
+            r.push(extra);
+            r.sort_by_key(|m| m.agbno);
+            check_rmaps(0, &r, &free, &agfl)
+        };
+        let e = refused(m(34, 1, 133)).unwrap_err().to_string();
+        assert!(e.contains("free blocks 30+5") && e.contains("0x85"), "{e}");
+        // Mapped twice, or by another owner.
+        assert!(refused(m(21, 1, OWN_AG)).is_err());
+        assert!(refused(m(19, 2, 134)).is_err());
+        // Not mapped at all.
+        assert!(check_rmaps(0, &ok[..1], &free, &agfl).is_err());
+        // The first free extent mapped is named, by its first rmap.
+        let e = check_rmaps(
+            0,
+            &[m(12, 1, 140), m(11, 1, 141), m(31, 1, 142)],
+            &free,
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("free blocks 10+5") && e.contains("0x8c"), "{e}");
+    }
+
+    #[test]
+    fn large_rmap_sets_are_placed_not_scanned() {
+        // 200k rmaps between 50k free extents and a full AGFL: quadratic
+        // checks would take minutes here.
+        let free: Vec<FreeExtent> = (0..50_000).map(|i| f(10 * i, 2)).collect();
+        let agfl: Vec<u32> = (0..1000).map(|i| 10 * i + 2).collect();
+        let mut rmaps = vec![];
+        for i in 0..50_000u32 {
+            let own = if i < 1000 { OWN_AG } else { 200 + u64::from(i) };
+            rmaps.push(m(10 * i + 2, 1, own));
+            rmaps.extend((3..6).map(|k| m(10 * i + k, 1, 100_000 + u64::from(i))));
+        }
+        assert_eq!(rmaps.len(), 200_000);
+        assert!(check_rmaps(0, &rmaps, &free, &agfl).is_ok());
+        rmaps.push(m(10 * 49_999 + 1, 1, 9));
+        assert!(check_rmaps(0, &rmaps, &free, &agfl).is_err());
+    }
 }

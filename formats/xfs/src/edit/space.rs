@@ -25,7 +25,7 @@ use crate::edit::rmap_records::{
     OWN_INOBT, OWN_REFC, check_unmapped, rmap_add_special, rmap_remove, rmap_remove_all,
 };
 use crate::edit::space_records::{
-    add_free, balance_own_ag, minus_blocks, refcount_release, runs_of, take_blocks,
+    add_free, balance_own_ag, minus_blocks, refcount_release_all, runs_of, take_blocks,
 };
 use crate::error::{Error, Result};
 use crate::fs::Xfs;
@@ -127,17 +127,15 @@ pub(crate) fn release<D: ReadAt>(
     let headers = (4 * u32::from(fs.sb.sect_size)).div_ceil(fs.sb.block_size);
     check_extents(&fs.sb, &ag, rel, headers)?;
     let mut out = AgReleased::default();
-    let mut freed = vec![];
-    for e in &rel.extents {
-        match ag.refc.as_mut() {
-            Some((recs, _)) => {
-                let (f, s) = refcount_release(recs, e.agbno, e.len)?;
-                freed.extend(f);
-                out.shared_blocks += s;
-            }
-            None => freed.push((e.agbno, e.len)),
+    let released: Vec<(u32, u32)> = rel.extents.iter().map(|e| (e.agbno, e.len)).collect();
+    let mut freed = match ag.refc.as_mut() {
+        Some((recs, _)) if !released.is_empty() => {
+            let (f, s) = refcount_release_all(recs, &released)?;
+            out.shared_blocks = s;
+            f
         }
-    }
+        _ => released,
+    };
     if let Some((recs, _)) = ag.rmap.as_mut() {
         rmap_remove_all(recs, &rel.extents)?;
         check_unmapped(recs, &freed)?;
