@@ -22,10 +22,11 @@ use crate::edit::ag_state::{AGF_BTREEBLKS, AGF_REFC_BLOCKS, AGF_RMAP_BLOCKS, AgS
 use crate::edit::btree_build::{Built, NULLAGBLOCK, TreeCtx, ag_block_byte, blocks_needed};
 use crate::edit::inodes::{encode_chunk, free_inodes};
 use crate::edit::rmap_records::{
-    OWN_INOBT, OWN_REFC, check_unmapped, rmap_add_special, rmap_remove, rmap_remove_all,
+    OWN_INOBT, OWN_REFC, check_unmapped, rmap_add_special, rmap_remove_all,
 };
 use crate::edit::space_records::{
-    add_free, balance_own_ag, minus_blocks, refcount_release_all, runs_of, take_blocks,
+    add_free, balance_own_ag, minus_blocks, refcount_release_all, runs_of, special_runs,
+    take_blocks,
 };
 use crate::error::{Error, Result};
 use crate::fs::Xfs;
@@ -284,18 +285,7 @@ impl Space {
         self.free = add_free(&self.free, &runs)?;
         self.taken.retain(|b| !blocks.contains(b));
         if let Some(r) = rmaps {
-            for &(agbno, len) in &runs {
-                let rel = Released {
-                    agbno,
-                    len,
-                    owner,
-                    offset: 0,
-                    attr_fork: false,
-                    bmbt: false,
-                    unwritten: false,
-                };
-                rmap_remove(r, &rel)?;
-            }
+            rmap_remove_all(r, &special_runs(&runs, owner))?;
         }
         self.given.extend(runs);
         Ok(())

@@ -5,7 +5,7 @@
 //! disagree, and freeing on either's word could lose data.
 
 use crate::agbtree::{FreeExtent, Refcount, Rmap};
-use crate::edit::rmap_records::{OWN_AG, rmap_add_special, rmap_remove};
+use crate::edit::rmap_records::{OWN_AG, rmap_add_special, rmap_remove_all};
 use crate::edit::space::Released;
 use crate::error::{Error, Result};
 
@@ -215,6 +215,22 @@ pub(crate) fn runs_of(blocks: &[u32]) -> Vec<(u32, u32)> {
     out
 }
 
+/// Block runs of a special owner (an AG structure) as releases of their
+/// reverse mappings, removed in one sweep.
+pub(crate) fn special_runs(runs: &[(u32, u32)], owner: u64) -> Vec<Released> {
+    runs.iter()
+        .map(|&(agbno, len)| Released {
+            agbno,
+            len,
+            owner,
+            offset: 0,
+            attr_fork: false,
+            bmbt: false,
+            unwritten: false,
+        })
+        .collect()
+}
+
 /// Rounds of give-and-take before [`balance_own_ag`] gives up (each round
 /// changes the record counts by a few at most; two or three settle it).
 const BALANCE_ROUNDS: usize = 16;
@@ -267,18 +283,7 @@ pub(crate) fn balance_own_ag(
             let runs = runs_of(&back);
             *free = add_free(free, &runs)?;
             if let Some(r) = rmaps.as_deref_mut() {
-                for &(agbno, len) in &runs {
-                    let rel = Released {
-                        agbno,
-                        len,
-                        owner: OWN_AG,
-                        offset: 0,
-                        attr_fork: false,
-                        bmbt: false,
-                        unwritten: false,
-                    };
-                    rmap_remove(r, &rel)?;
-                }
+                rmap_remove_all(r, &special_runs(&runs, OWN_AG))?;
             }
         } else {
             return Ok(taken);
