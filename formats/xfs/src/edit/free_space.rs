@@ -3,10 +3,11 @@
 //!
 //! A block is zeroed only when every witness says it is free: the bnobt and
 //! the cntbt hold the same extents, the AGF counts them (free blocks, longest
-//! extent, free-list window, tree-block counters), no tree block or inode
-//! chunk lies in them, and the owners agree — the rmapbt maps nothing there
-//! (and only `OWN_AG` on the AGFL's blocks), or, on filesystems without one,
-//! no allocated inode's fork or bmap B+tree maps a block there.
+//! extent, free-list window, tree-block counters), no header, tree or AGFL
+//! block, inode chunk or log block lies in them, and the owners agree — the
+//! rmapbt maps nothing there (and only `OWN_AG` on the AGFL's blocks), or, on
+//! filesystems without one, no allocated inode's fork or bmap B+tree maps a
+//! block there.
 
 use std::ops::Range;
 use std::sync::Arc;
