@@ -3,10 +3,11 @@
 //!
 //! A block is zeroed only when every witness says it is free: the bnobt and
 //! the cntbt hold the same extents, the AGF counts them (free blocks, longest
-//! extent, free-list window, tree-block counters), no tree block or inode
-//! chunk lies in them, and the owners agree — the rmapbt maps nothing there
-//! (and only `OWN_AG` on the AGFL's blocks), or, on filesystems without one,
-//! no allocated inode's fork or bmap B+tree maps a block there.
+//! extent, free-list window, tree-block counters), no header, tree or AGFL
+//! block, inode chunk or log block lies in them, and the owners agree — the
+//! rmapbt maps nothing there (and only `OWN_AG` on the AGFL's blocks), or, on
+//! filesystems without one, no allocated inode's fork or bmap B+tree maps a
+//! block there.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -81,12 +82,18 @@ pub(crate) fn free_ranges<D: ReadAt>(fs: &Xfs<Arc<Staged<D>>>) -> Result<Vec<Ran
             ));
         }
         let headers = (4 * u32::from(fs.sb.sect_size)).div_ceil(fs.sb.block_size);
-        let meta = metadata_runs(&ag, headers);
+        let used = ag.used_runs(&fs.sb, headers);
         for f in &ag.free {
-            if let Some(m) = meta.iter().find(|m| overlaps(f.agbno, f.len, m.0, m.1)) {
+            if let Some((b, _, what)) = used.overlap(f.agbno, f.len) {
                 return Err(refuse(
                     agno,
-                    &format!("free blocks {} hold metadata block {}", f.agbno, m.0),
+                    &format!(
+                        "free blocks {}+{} hold block {} of the {}",
+                        f.agbno,
+                        f.len,
+                        b.max(f.agbno),
+                        what.structure()
+                    ),
                 ));
             }
         }
@@ -137,47 +144,63 @@ fn overlaps(a: u32, alen: u32, b: u32, blen: u32) -> bool {
     u64::from(a) < u64::from(b) + u64::from(blen) && u64::from(b) < u64::from(a) + u64::from(alen)
 }
 
-/// The AG's headers, tree blocks and inode chunks as (block, length) runs.
-fn metadata_runs(ag: &AgState, headers: u32) -> Vec<(u32, u32)> {
-    let mut runs: Vec<(u32, u32)> = vec![(0, headers)];
-    let trees = [
-        Some(&ag.bno_blocks),
-        Some(&ag.cnt_blocks),
-        Some(&ag.ino.1),
-        ag.fino.as_ref().map(|f| &f.1),
-        ag.rmap.as_ref().map(|r| &r.1),
-        ag.refc.as_ref().map(|r| &r.1),
-    ];
-    for b in trees.into_iter().flatten() {
-        runs.extend(b.iter().map(|&x| (x, 1)));
-    }
-    runs
-}
-
 /// No reverse mapping on a free extent; every AGFL block mapped, only by
-/// `OWN_AG`.
+/// `OWN_AG`. One pass over the rmaps, each placed by binary search among the
+/// free extents (sorted and apart, [`AgState::read`]) and the AGFL's blocks.
 fn check_rmaps(agno: u32, rmaps: &[Rmap], free: &[FreeExtent], agfl: &[u32]) -> Result<()> {
-    for f in free {
-        if let Some(m) = rmaps
-            .iter()
-            .find(|m| overlaps(f.agbno, f.len, m.agbno, m.len))
-        {
-            return Err(refuse(
-                agno,
-                &format!(
-                    "free blocks {}+{} are mapped to owner {:#x}",
-                    f.agbno, f.len, m.owner
-                ),
-            ));
+    // The lowest free extent any rmap overlaps, with the first such rmap.
+    let mut hit: Option<(usize, &Rmap)> = None;
+    let mut sorted = agfl.to_vec();
+    sorted.sort_unstable();
+    // Difference arrays over `sorted`: rmaps covering each AGFL block, and
+    // how many of them are not `OWN_AG`.
+    let mut count = vec![0i64; sorted.len() + 1];
+    let mut foreign = vec![0i64; sorted.len() + 1];
+    for m in rmaps {
+        let end = u64::from(m.agbno) + u64::from(m.len);
+        let i =
+            free.partition_point(|f| u64::from(f.agbno) + u64::from(f.len) <= u64::from(m.agbno));
+        let overlapping = free
+            .get(i)
+            .is_some_and(|f| overlaps(f.agbno, f.len, m.agbno, m.len));
+        if overlapping && hit.is_none_or(|(j, _)| i < j) {
+            hit = Some((i, m));
+        }
+        let lo = sorted.partition_point(|&b| b < m.agbno);
+        let hi = sorted.partition_point(|&b| u64::from(b) < end);
+        if lo < hi {
+            count[lo] += 1;
+            count[hi] -= 1;
+            if m.owner != OWN_AG {
+                foreign[lo] += 1;
+                foreign[hi] -= 1;
+            }
         }
     }
+    if let Some((i, m)) = hit
+        && let Some(f) = free.get(i)
+    {
+        return Err(refuse(
+            agno,
+            &format!(
+                "free blocks {}+{} are mapped to owner {:#x}",
+                f.agbno, f.len, m.owner
+            ),
+        ));
+    }
+    let (mut c, mut x) = (0i64, 0i64);
+    let per_block: Vec<(i64, i64)> = count
+        .iter()
+        .zip(&foreign)
+        .map(|(dc, dx)| {
+            c += dc;
+            x += dx;
+            (c, x)
+        })
+        .collect();
     for &b in agfl {
-        let mut owners = rmaps
-            .iter()
-            .filter(|m| overlaps(b, 1, m.agbno, m.len))
-            .map(|m| m.owner);
-        let first = owners.next();
-        if first != Some(OWN_AG) || owners.next().is_some() {
+        let k = sorted.partition_point(|&s| s < b);
+        if per_block.get(k) != Some(&(1, 0)) {
             return Err(refuse(
                 agno,
                 &format!("AGFL block {b} is not owned by the AG alone"),
@@ -214,6 +237,10 @@ fn check_inode_forks<D: ReadAt>(
     free: &[Vec<(u32, u32)>],
 ) -> Result<()> {
     let mask = (1u64 << fs.sb.ag_block_log) - 1;
+    let (bs, per_ag) = (
+        u64::from(fs.sb.block_size),
+        u64::from(fs.sb.ag_blocks).max(1),
+    );
     for (a, ag) in ags.iter().enumerate() {
         for c in &ag.ino.0 {
             for idx in 0..64u32 {
@@ -223,16 +250,26 @@ fn check_inode_forks<D: ReadAt>(
                 let inode = fs.inode(ino_of(fs, a as u32, c.start_ino.saturating_add(idx)))?;
                 for fork in [Fork::Data, Fork::Attr] {
                     let map = fs.block_map(&inode, fork)?;
-                    let spans = map.extents.iter().map(|e| (e.start, e.count));
-                    for (start, count) in spans.chain(map.tree_blocks.iter().map(|&b| (b, 1))) {
-                        let Some(f) = free.get((start >> fs.sb.ag_block_log) as usize) else {
+                    // Extents start at AG-encoded block numbers; the bmap
+                    // B+tree's blocks come as device byte offsets.
+                    let extents = map
+                        .extents
+                        .iter()
+                        .map(|e| (e.start >> fs.sb.ag_block_log, e.start & mask, e.count));
+                    let tree = map.tree_blocks.iter().map(|&byte| {
+                        let linear = byte / bs;
+                        (linear / per_ag, linear % per_ag, 1)
+                    });
+                    for (agno, agbno, count) in extents.chain(tree) {
+                        let Some(f) = free.get(agno as usize) else {
                             continue;
                         };
                         let len = u32::try_from(count).unwrap_or(u32::MAX);
-                        if is_free(f, (start & mask) as u32, len) {
+                        let agbno = u32::try_from(agbno).unwrap_or(u32::MAX);
+                        if is_free(f, agbno, len) {
                             return Err(refuse(
-                                (start >> fs.sb.ag_block_log) as u32,
-                                &format!("inode {} maps free block {}", inode.ino, start & mask),
+                                agno as u32,
+                                &format!("inode {} maps free block {agbno}", inode.ino),
                             ));
                         }
                     }
@@ -241,4 +278,71 @@ fn check_inode_forks<D: ReadAt>(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(agbno: u32, len: u32, owner: u64) -> Rmap {
+        Rmap {
+            agbno,
+            len,
+            owner,
+            offset: 0,
+        }
+    }
+
+    fn f(agbno: u32, len: u32) -> FreeExtent {
+        FreeExtent { agbno, len }
+    }
+
+    #[test]
+    fn rmaps_on_free_space_or_the_agfl_refuse() {
+        let free = [f(10, 5), f(30, 5)];
+        let agfl = [21, 20];
+        let ok = [m(0, 10, 131), m(15, 5, 132), m(20, 2, OWN_AG), m(35, 9, 7)];
+        assert!(check_rmaps(0, &ok, &free, &agfl).is_ok());
+        let refused = |extra: Rmap| {
+            let mut r = ok.to_vec();
+            r.push(extra);
+            r.sort_by_key(|m| m.agbno);
+            check_rmaps(0, &r, &free, &agfl)
+        };
+        let e = refused(m(34, 1, 133)).unwrap_err().to_string();
+        assert!(e.contains("free blocks 30+5") && e.contains("0x85"), "{e}");
+        // Mapped twice, or by another owner.
+        assert!(refused(m(21, 1, OWN_AG)).is_err());
+        assert!(refused(m(19, 2, 134)).is_err());
+        // Not mapped at all.
+        assert!(check_rmaps(0, &ok[..1], &free, &agfl).is_err());
+        // The first free extent mapped is named, by its first rmap.
+        let e = check_rmaps(
+            0,
+            &[m(12, 1, 140), m(11, 1, 141), m(31, 1, 142)],
+            &free,
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("free blocks 10+5") && e.contains("0x8c"), "{e}");
+    }
+
+    #[test]
+    fn large_rmap_sets_are_placed_not_scanned() {
+        // 200k rmaps between 50k free extents and a full AGFL: quadratic
+        // checks would take minutes here.
+        let free: Vec<FreeExtent> = (0..50_000).map(|i| f(10 * i, 2)).collect();
+        let agfl: Vec<u32> = (0..1000).map(|i| 10 * i + 2).collect();
+        let mut rmaps = vec![];
+        for i in 0..50_000u32 {
+            let own = if i < 1000 { OWN_AG } else { 200 + u64::from(i) };
+            rmaps.push(m(10 * i + 2, 1, own));
+            rmaps.extend((3..6).map(|k| m(10 * i + k, 1, 100_000 + u64::from(i))));
+        }
+        assert_eq!(rmaps.len(), 200_000);
+        assert!(check_rmaps(0, &rmaps, &free, &agfl).is_ok());
+        rmaps.push(m(10 * 49_999 + 1, 1, 9));
+        assert!(check_rmaps(0, &rmaps, &free, &agfl).is_err());
+    }
 }

@@ -27,7 +27,9 @@ fn flags_of(r: &Released) -> u64 {
 }
 
 /// Removes exactly the mapping `r` from `recs` (records trimmed or split), or
-/// refuses when the rmapbt does not hold that mapping in full.
+/// refuses when the rmapbt does not hold that mapping in full: one release at
+/// a time, the reference [`rmap_remove_all`]'s sweep is tested against.
+#[cfg(test)]
 pub(crate) fn rmap_remove(recs: &mut Vec<Rmap>, r: &Released) -> Result<()> {
     let flags = flags_of(r);
     let (s, e) = (u64::from(r.agbno), end(r.agbno, r.len));
@@ -193,14 +195,26 @@ fn piece(m: &Rmap, s: u64, e: u64, positional: bool) -> Rmap {
 }
 
 /// Refuses when any reverse mapping (`recs` sorted) still covers a block
-/// about to be freed.
+/// about to be freed. The running maximum of the records' ends finds the
+/// first one reaching past a freed start by binary search (a long record,
+/// the log's, would make a window scan quadratic).
 pub(crate) fn check_unmapped(recs: &[Rmap], freed: &[(u32, u32)]) -> Result<()> {
-    let longest = recs.iter().map(|m| m.len).max().unwrap_or(0);
+    let mut top = 0u64;
+    let max_end: Vec<u64> = recs
+        .iter()
+        .map(|m| {
+            top = top.max(end(m.agbno, m.len));
+            top
+        })
+        .collect();
     for &(s, l) in freed {
-        let lo = recs.partition_point(|m| m.agbno < s.saturating_sub(longest));
         let hi = recs.partition_point(|m| u64::from(m.agbno) < end(s, l));
+        let first = max_end
+            .get(..hi)
+            .unwrap_or_default()
+            .partition_point(|&e| e <= u64::from(s));
         if let Some(m) = recs
-            .get(lo..hi)
+            .get(first..hi)
             .unwrap_or_default()
             .iter()
             .find(|m| overlaps(m, s, l))
@@ -299,5 +313,24 @@ mod tests {
             rmap_remove_all(&mut all, &[rel(108, 4, 131, 8)]).is_err(),
             "past the record"
         );
+    }
+
+    #[test]
+    fn unmapped_check_finds_long_records_by_search() {
+        let m = |agbno, len, owner| Rmap {
+            agbno,
+            len,
+            owner,
+            offset: 0,
+        };
+        // A long record (the log's) among 200k one-block ones, 50k freed
+        // extents between them: a window scan behind each would be quadratic.
+        let mut recs = vec![m(0, 1_000_000, -3i64 as u64)];
+        recs.extend((0..200_000).map(|i| m(1_000_000 + 5 * i, 1, 200 + u64::from(i))));
+        let freed: Vec<(u32, u32)> = (0..50_000).map(|i| (1_000_001 + 20 * i, 4)).collect();
+        assert!(check_unmapped(&recs, &freed).is_ok());
+        assert!(check_unmapped(&recs, &[(999_999, 1)]).is_err());
+        assert!(check_unmapped(&recs, &[(1_000_004, 2)]).is_err());
+        assert!(check_unmapped(&recs, &[(1_000_001, 4), (1_000_006, 4)]).is_ok());
     }
 }

@@ -22,14 +22,15 @@ use crate::edit::ag_state::{AGF_BTREEBLKS, AGF_REFC_BLOCKS, AGF_RMAP_BLOCKS, AgS
 use crate::edit::btree_build::{Built, NULLAGBLOCK, TreeCtx, ag_block_byte, blocks_needed};
 use crate::edit::inodes::{encode_chunk, free_inodes};
 use crate::edit::rmap_records::{
-    OWN_INOBT, OWN_REFC, check_unmapped, rmap_add_special, rmap_remove, rmap_remove_all,
+    OWN_INOBT, OWN_REFC, check_unmapped, rmap_add_special, rmap_remove_all,
 };
 use crate::edit::space_records::{
-    add_free, balance_own_ag, minus_blocks, refcount_release, runs_of, take_blocks,
+    add_free, balance_own_ag, minus_blocks, refcount_release_all, runs_of, special_runs,
+    take_blocks,
 };
 use crate::error::{Error, Result};
 use crate::fs::Xfs;
-use crate::superblock::{INCOMPAT_SPINODES, RO_COMPAT_INOBTCNT};
+use crate::superblock::{INCOMPAT_SPINODES, RO_COMPAT_INOBTCNT, Superblock};
 
 // The editor's entry points to the AG side, in one place (used as it lands).
 #[allow(unused_imports)]
@@ -125,19 +126,17 @@ pub(crate) fn release<D: ReadAt>(
     }
     // The superblock, AGF, AGI and AGFL: one sector each.
     let headers = (4 * u32::from(fs.sb.sect_size)).div_ceil(fs.sb.block_size);
-    check_extents(&ag, rel, headers)?;
+    check_extents(&fs.sb, &ag, rel, headers)?;
     let mut out = AgReleased::default();
-    let mut freed = vec![];
-    for e in &rel.extents {
-        match ag.refc.as_mut() {
-            Some((recs, _)) => {
-                let (f, s) = refcount_release(recs, e.agbno, e.len)?;
-                freed.extend(f);
-                out.shared_blocks += s;
-            }
-            None => freed.push((e.agbno, e.len)),
+    let released: Vec<(u32, u32)> = rel.extents.iter().map(|e| (e.agbno, e.len)).collect();
+    let mut freed = match ag.refc.as_mut() {
+        Some((recs, _)) if !released.is_empty() => {
+            let (f, s) = refcount_release_all(recs, &released)?;
+            out.shared_blocks = s;
+            f
         }
-    }
+        _ => released,
+    };
     if let Some((recs, _)) = ag.rmap.as_mut() {
         rmap_remove_all(recs, &rel.extents)?;
         check_unmapped(recs, &freed)?;
@@ -210,26 +209,31 @@ pub(crate) fn release<D: ReadAt>(
     Ok(out)
 }
 
-/// Refuses released extents outside the AG or on the AG's own metadata
-/// blocks (the first blocks hold the headers). Two files may release the same
-/// blocks when they share them: the refcountbt decides, and a block freed
-/// twice is refused when the free extents are merged.
-fn check_extents(ag: &AgState, rel: &AgRelease, headers: u32) -> Result<()> {
+/// Refuses released extents outside the AG or on blocks the AG itself uses
+/// (headers, internal log, inode chunks, tree and AGFL blocks): without an
+/// rmapbt nothing else would tell a file's map that claims them. Two files
+/// may release the same blocks when they share them: the refcountbt decides,
+/// and a block freed twice is refused when the free extents are merged.
+fn check_extents(sb: &Superblock, ag: &AgState, rel: &AgRelease, headers: u32) -> Result<()> {
     let length = u32_at(&ag.agf, 12);
-    let meta = ag.metadata_blocks();
+    let used = ag.used_runs(sb, headers);
     for e in &rel.extents {
         let (s, l) = (e.agbno, e.len);
         let end = u64::from(s) + u64::from(l);
-        if l == 0
-            || end > u64::from(length)
-            || s < headers
-            || meta.iter().any(|&b| b >= s && u64::from(b) < end)
-        {
+        if l == 0 || end > u64::from(length) {
             return Err(Error::refused(
                 "extent release",
+                format!("AG {}: blocks {s}..{end} lie outside the AG", ag.agno),
+            ));
+        }
+        if let Some((b, n, what)) = used.overlap(s, l) {
+            return Err(Error::refused(
+                what.structure(),
                 format!(
-                    "AG {}: blocks {s}..{end} cannot be released (outside the AG or AG metadata)",
-                    ag.agno
+                    "AG {}: blocks {s}..{end} of inode {} are released, but blocks {b}+{n} hold the {}",
+                    ag.agno,
+                    e.owner,
+                    what.structure()
                 ),
             ));
         }
@@ -281,18 +285,7 @@ impl Space {
         self.free = add_free(&self.free, &runs)?;
         self.taken.retain(|b| !blocks.contains(b));
         if let Some(r) = rmaps {
-            for &(agbno, len) in &runs {
-                let rel = Released {
-                    agbno,
-                    len,
-                    owner,
-                    offset: 0,
-                    attr_fork: false,
-                    bmbt: false,
-                    unwritten: false,
-                };
-                rmap_remove(r, &rel)?;
-            }
+            rmap_remove_all(r, &special_runs(&runs, owner))?;
         }
         self.given.extend(runs);
         Ok(())
@@ -432,7 +425,7 @@ fn rebuild_own_ag<D: ReadAt>(
         AGF_LONGEST,
         free.iter().map(|f| f.len).max().unwrap_or(0),
     );
-    let bt = ag.btreeblks(bno.blocks.len(), cnt.blocks.len(), rmap_blocks);
+    let bt = ag.btreeblks(bno.blocks.len(), cnt.blocks.len(), rmap_blocks)?;
     set32(&mut ag.agf, AGF_BTREEBLKS, bt);
     let _ = taken;
     Ok(OwnAg {
@@ -504,3 +497,7 @@ fn stage_bytes<D: ReadAt>(stage: &Staged<D>, at: u64, buf: &[u8]) -> Result<()> 
         source,
     })
 }
+
+#[cfg(test)]
+#[path = "space_witness_tests.rs"]
+mod witness_tests;

@@ -37,7 +37,12 @@ fn dir_names(prefix: &str, n: usize) -> Vec<String> {
 /// files of `bytes` each, `gone` removed through the kernel (free space
 /// between files), `victims` moved into small shortform directories `v*`.
 /// Returns the script and the victim directories.
-fn interleaved(n: usize, bytes: usize, gone: &[usize], victims: &[usize]) -> (String, Vec<String>) {
+pub(super) fn interleaved(
+    n: usize,
+    bytes: usize,
+    gone: &[usize],
+    victims: &[usize],
+) -> (String, Vec<String>) {
     let mut s = format!(
         "mkdir all; i=0; while [ $i -lt {n} ]; do head -c {bytes} /dev/urandom > all/a$i; i=$((i+1)); done; sync; "
     );
@@ -62,7 +67,7 @@ fn interleaved(n: usize, bytes: usize, gone: &[usize], victims: &[usize]) -> (St
     (s, dirs)
 }
 
-fn strs(v: &[String]) -> Vec<&str> {
+pub(super) fn strs(v: &[String]) -> Vec<&str> {
     v.iter().map(|s| s.as_str()).collect()
 }
 
