@@ -238,7 +238,7 @@ pub fn classify(path: &Path) -> std::io::Result<Option<&'static str>> {
 /// signature or a filesystem the probe knows; anything else the sniffer calls
 /// raw only because it knows no other container.
 fn raw_disk(path: &Path, head: &[u8], len: u64) -> bool {
-    if len == 0 || len % 512 != 0 {
+    if len == 0 || !len.is_multiple_of(512) {
         return false;
     }
     if head.get(510..512) == Some(&[0x55, 0xaa][..]) {
