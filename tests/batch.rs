@@ -479,3 +479,50 @@ fn batch_scrub_outputs_are_the_single_scrubs_outputs() {
         assert_eq!(by[name], ("skipped".into(), true), "{name}");
     }
 }
+
+#[test]
+fn an_interrupted_run_keeps_what_finished() {
+    let t = tempfile::tempdir().unwrap();
+    let repo = repository(t.path());
+    let jsonl = t.path().join("batch.jsonl");
+    let state = t.path().join("state.redb");
+    let run = |fault: &str| {
+        Command::new(env!("CARGO_BIN_EXE_vmscrub"))
+            .args(["batch", "scan", "-q", "--jobs", "1"])
+            .arg(&repo)
+            .arg("--report")
+            .arg(&jsonl)
+            .arg("--state")
+            .arg(&state)
+            .env("VMSCRUB_FAULT", fault)
+            .output()
+            .unwrap()
+    };
+    // The fault stands for Ctrl-C as the first image finishes.
+    let first = run("batch-interrupt");
+    assert_eq!(
+        code(&first),
+        130,
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let done: Vec<String> = status_of(&repo, &jsonl)
+        .into_iter()
+        .filter(|(_, (s, _))| s != "skipped")
+        .map(|(p, _)| p)
+        .collect();
+    assert_eq!(done.len(), 1, "{done:?}");
+    let second = run("");
+    assert_eq!(code(&second), BATCH_INCOMPLETE);
+    let by = status_of(&repo, &jsonl);
+    for name in GOOD.iter().chain(&["broken.qcow2"]) {
+        let expect = if done.contains(&name.to_string()) && *name != "broken.qcow2" {
+            ("skipped".to_string(), true)
+        } else if *name == "broken.qcow2" {
+            ("failed".to_string(), false)
+        } else {
+            ("ok".to_string(), false)
+        };
+        assert_eq!(by[*name], expect, "{name}");
+    }
+}

@@ -183,6 +183,10 @@ fn process_all(
                         tally.failed.fetch_add(1, Ordering::SeqCst);
                     }
                     tally.done.fetch_add(1, Ordering::SeqCst);
+                    if crate::scrub::apply::fault("batch-interrupt") {
+                        // Tests: Ctrl-C right after the first image finished.
+                        crate::output::simulate_interrupt();
+                    }
                     let size = line.identity.as_ref().map_or(0, |i| i.size);
                     tally.bytes_done.fetch_add(size, Ordering::SeqCst);
                     if tx.send((i, line)).is_err() {
