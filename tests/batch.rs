@@ -341,6 +341,36 @@ fn shards_partition_the_repository() {
         .chain(["broken.qcow2".to_string()])
         .collect();
     assert_eq!(all, expect);
+    // Both shards at once, into one report directory: each has its own state.
+    let rep = t.path().join("reports");
+    let children: Vec<_> = (0..2)
+        .map(|k| {
+            Command::new(env!("CARGO_BIN_EXE_vmscrub"))
+                .args([
+                    "batch",
+                    "scan",
+                    "-q",
+                    "--shard",
+                    &format!("{k}/2"),
+                    "--report-dir",
+                ])
+                .arg(&rep)
+                .arg(&repo)
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    // Sorted: a.qcow2, broken.qcow2, c.vhd, sub/b.img; the broken one is shard 1's.
+    let codes: Vec<_> = children
+        .into_iter()
+        .map(|mut c| c.wait().unwrap().code())
+        .collect();
+    assert_eq!(codes, [Some(0), Some(BATCH_INCOMPLETE)]);
+    for name in GOOD {
+        assert!(rep.join(format!("{name}.json")).exists(), "{name}");
+    }
+    assert!(rep.join(".vmscrub-batch-0-of-2.redb").exists());
+    assert!(rep.join(".vmscrub-batch-1-of-2.redb").exists());
     let bad = vmscrub(&[&"batch", &"scan", &repo, &"--shard", &"2/2"]);
     assert_eq!(code(&bad), 2);
 }

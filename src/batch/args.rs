@@ -20,7 +20,8 @@ for a list entry); --report FILE.jsonl gets one JSON line per image (path, ident
 status ok/failed/skipped, findings by operation, reason); a summary table goes to stderr \
 at the end.\n\n\
 Resumable: a state file (--state, default .vmscrub-batch.redb in the report directory, \
-else the output directory, else beside --report, else the current directory) records each \
+else the output directory, else beside --report, else the current directory; \
+.vmscrub-batch-K-of-N.redb for --shard K/N) records each \
 image processed to the end with its identity (path, size, mtime, a SHA-256 of its first \
 and last MiB, where every container keeps its header; --verify-digests hashes the whole \
 image) and the configuration (verb, operations, rules, options, vmscrub version). A rerun \

@@ -381,12 +381,17 @@ fn shard(
 }
 
 /// `--state`, or `.vmscrub-batch.redb` in the report directory, the output
-/// directory, beside the JSON lines, or here.
+/// directory, beside the JSON lines, or here. A shard gets a file of its own
+/// (`.vmscrub-batch-K-of-N.redb`): redb locks its file, and shards writing
+/// into one directory must not wait on each other.
 fn state_path(common: &CommonArgs, scrub: Option<&BatchScrubArgs>) -> PathBuf {
-    const NAME: &str = ".vmscrub-batch.redb";
     if let Some(s) = &common.state {
         return s.clone();
     }
+    let name = match common.shard {
+        Some((k, n)) => format!(".vmscrub-batch-{k}-of-{n}.redb"),
+        None => ".vmscrub-batch.redb".to_string(),
+    };
     let dir = common
         .report_dir
         .clone()
@@ -400,7 +405,7 @@ fn state_path(common: &CommonArgs, scrub: Option<&BatchScrubArgs>) -> PathBuf {
         })
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or_else(|| PathBuf::from("."));
-    dir.join(NAME)
+    dir.join(name)
 }
 
 /// Everything that changes what an image's processing gives: a record made
