@@ -556,3 +556,48 @@ fn an_interrupted_run_keeps_what_finished() {
         assert_eq!(by[*name], expect, "{name}");
     }
 }
+
+#[test]
+fn verify_digests_catches_an_edit_the_quick_identity_cannot() {
+    use std::os::unix::fs::FileExt;
+    let t = tempfile::tempdir().unwrap();
+    let repo = repository(t.path());
+    let jsonl = t.path().join("batch.jsonl");
+    let state = t.path().join("state.redb");
+    let run = |verify: bool| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_vmscrub"));
+        c.args(["batch", "scan", "-q"])
+            .arg(&repo)
+            .arg("--report")
+            .arg(&jsonl)
+            .arg("--state")
+            .arg(&state);
+        if verify {
+            c.arg("--verify-digests");
+        }
+        let out = c.output().unwrap();
+        assert_eq!(code(&out), BATCH_INCOMPLETE);
+        status_of(&repo, &jsonl)
+    };
+    assert_eq!(run(true)["sub/b.img"], ("ok".into(), false));
+    assert_eq!(run(true)["sub/b.img"], ("skipped".into(), true));
+    let line = &lines(&jsonl)[repo.join("sub/b.img").to_str().unwrap()];
+    assert!(
+        line["identity"]["full_digest"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
+    // One byte in the middle of the 100 MiB disk, size and mtime kept.
+    let b = repo.join("sub/b.img");
+    let mtime = fs::metadata(&b).unwrap().modified().unwrap();
+    let f = fs::File::options().write(true).open(&b).unwrap();
+    f.write_all_at(b"x", 50 << 20).unwrap();
+    f.set_modified(mtime).unwrap();
+    drop(f);
+    // The first and last MiB cannot see it; the whole-file digest does.
+    assert_eq!(run(false)["sub/b.img"], ("skipped".into(), true));
+    let redone = run(true);
+    assert_eq!(redone["sub/b.img"], ("ok".into(), false));
+    assert_eq!(redone["a.qcow2"], ("skipped".into(), true));
+}

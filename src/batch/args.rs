@@ -46,8 +46,10 @@ pub struct BatchArgs {
 #[derive(clap::Subcommand, Debug)]
 pub enum BatchVerb {
     /// Scan every image: the findings of each, as `vmscrub scan` gives them
+    #[command(long_about = LONG_ABOUT)]
     Scan(BatchScanArgs),
     /// Write a cleaned copy of every image into --out, as `vmscrub scrub` does
+    #[command(long_about = LONG_ABOUT)]
     Scrub(BatchScrubArgs),
 }
 
