@@ -601,3 +601,46 @@ fn verify_digests_catches_an_edit_the_quick_identity_cannot() {
     assert_eq!(redone["sub/b.img"], ("ok".into(), false));
     assert_eq!(redone["a.qcow2"], ("skipped".into(), true));
 }
+
+#[test]
+fn a_vmdk_descriptors_extent_is_part_of_it_not_an_image() {
+    let t = tempfile::tempdir().unwrap();
+    vmscrub_fixtures::build(&["c-raw"]);
+    let repo = t.path().join("repo");
+    fs::create_dir_all(&repo).unwrap();
+    let ok = Command::new("qemu-img")
+        .args(["convert", "-O", "vmdk", "-o", "subformat=monolithicFlat"])
+        .arg(vmscrub_fixtures::path_of("c-raw"))
+        .arg(repo.join("d.vmdk"))
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    assert!(repo.join("d-flat.vmdk").exists());
+    let jsonl = t.path().join("b.jsonl");
+    let out = vmscrub(&[
+        &"batch",
+        &"scan",
+        &repo,
+        &"--report",
+        &jsonl,
+        &"--state",
+        &t.path().join("s"),
+        &"-q",
+    ]);
+    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    let by = lines(&jsonl);
+    let d = &by[repo.join("d.vmdk").to_str().unwrap()];
+    assert_eq!(
+        (d["status"].as_str(), d["format"].as_str()),
+        (Some("ok"), Some("vmdk"))
+    );
+    let flat = &by[repo.join("d-flat.vmdk").to_str().unwrap()];
+    assert_eq!(flat["status"], "skipped");
+    assert!(
+        flat["reason"]
+            .as_str()
+            .unwrap()
+            .contains("an extent of the VMDK"),
+        "{flat}"
+    );
+}
