@@ -12,3 +12,6 @@ pub const USAGE: i32 = 2;
 pub const ERROR: i32 = 3;
 /// The scrub completed but verification of the output failed; the output was not kept.
 pub const VERIFY_FAILED: i32 = 4;
+/// `vmscrub batch`: some images could not be processed (each one's reason is in
+/// the summary and the JSON lines).
+pub const BATCH_INCOMPLETE: i32 = 5;

@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use vmscrub::cli::{SelectArgs, Usage, catalogue, usage};
 use vmscrub::exit;
 use vmscrub::report::{self, Format, ReportInput, policy::FailOn};
-use vmscrub::scan::{self, ScanOptions};
+use vmscrub::scan;
 
 /// Offline disk-image sanitizer: opens raw, qcow2 and VMDK images without booting
 /// them, finds secrets and per-instance state, and writes a cleaned copy plus an
@@ -41,6 +41,8 @@ enum Command {
     Scrub(vmscrub::scrub::ScrubArgs),
     /// Decrypt a recovery archive back to a plain tar, a directory, or a listing.
     Recover(vmscrub::recover::RecoverArgs),
+    #[command(about = vmscrub::batch::ABOUT, long_about = vmscrub::batch::LONG_ABOUT)]
+    Batch(vmscrub::batch::BatchArgs),
 }
 
 const SCAN_LONG_ABOUT: &str = "Audit an image (raw, qcow2, VMDK) or a directory holding an \
@@ -170,30 +172,20 @@ fn operations(args: OperationsArgs) -> anyhow::Result<i32> {
 fn scan_verb(args: ScanArgs) -> anyhow::Result<i32> {
     let (cat, selection) = args.select.resolve()?;
     let fail_on = FailOn::parse(&cat, &args.fail_on).map_err(usage)?;
-    let mut guest = vmscrub::guest::guest_from_path(&args.image, &Default::default())?;
-    guest.require_readable(&args.image)?;
-    guest.require_os(&args.image, args.select.data_volume)?;
-
-    let detectors = scan::content::Detectors::for_selection(&selection)
-        .map_err(|e| anyhow::anyhow!("content detectors: {e}"))?;
     let progress = std::sync::Arc::new(scan::ScanProgress::default());
     let spinner = {
         let p = progress.clone();
         vmscrub::progress::Spinner::start(!args.quiet, "scanning", move || p.describe())
     };
-    let result = scan::scan(
-        &guest,
-        &ScanOptions {
-            catalogue: &cat,
-            selection: &selection,
-            keep: args.select.keep.clone(),
-            content: detectors.as_ref().map(|d| d as &dyn scan::ContentScanner),
-            threads: args.threads,
-            package_trust: !args.select.no_package_trust,
-            progress: Some(&progress),
-        },
-    )
-    .map_err(usage)?;
+    // The same function `vmscrub batch scan` runs for each image.
+    let (guest, result) = vmscrub::batch::job::scan_image(
+        &args.image,
+        &args.select,
+        &cat,
+        &selection,
+        args.threads,
+        Some(&progress),
+    )?;
     drop(spinner);
     let image = args.image.display().to_string();
     let text = report::render(
@@ -237,6 +229,7 @@ fn main() {
         Command::Scan(a) => scan_verb(a),
         Command::Scrub(args) => vmscrub::scrub::run(&args),
         Command::Recover(args) => vmscrub::recover::run(&args),
+        Command::Batch(args) => vmscrub::batch::run(&args),
     };
     match result {
         Ok(code) => std::process::exit(code),

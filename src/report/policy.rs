@@ -54,6 +54,31 @@ impl FailOn {
         *self == FailOn::default()
     }
 
+    /// The same decision as [`FailOn::evaluate`] from counts kept across runs
+    /// (`vmscrub batch` re-applies today's policy to an image it did not redo):
+    /// `findings` is (operation, from a content detector, count); `warnings` counts
+    /// the kinds `warning` fails on.
+    pub fn evaluate_counts(
+        &self,
+        findings: &[(String, bool, u64)],
+        warnings: u64,
+    ) -> Option<String> {
+        let hits: u64 = findings
+            .iter()
+            .filter(|(op, content, _)| {
+                self.any || (self.secret && *content) || self.operations.contains(op)
+            })
+            .map(|(_, _, n)| n)
+            .sum();
+        let warns = if self.warning { warnings } else { 0 };
+        match (hits, warns) {
+            (0, 0) => None,
+            (h, 0) => Some(format!("{h} findings match --fail-on")),
+            (0, w) => Some(format!("{w} warnings match --fail-on")),
+            (h, w) => Some(format!("{h} findings and {w} warnings match --fail-on")),
+        }
+    }
+
     /// The findings (by index) and warnings the policy fails on, as a reason.
     pub fn evaluate(&self, r: &ScanResult) -> Option<String> {
         let hits = r
