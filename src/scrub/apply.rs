@@ -96,18 +96,23 @@ pub struct Applied {
     pub survivors: HashSet<NodeId>,
     /// What the journal replay did, for ext3/4 needing recovery.
     pub notes: Vec<String>,
+    /// The free space the editor zeroed with its edits, when it did.
+    pub free_zeroed: Option<u64>,
 }
 
-/// Runs `steps` (all on the filesystem on `dev`) with the editor for `fs_type`.
+/// Runs `steps` (all on the filesystem on `dev`) with the editor for `fs_type`;
+/// `zero_free`: the scrub zeroes free space, which an editor may do with its
+/// edits (see [`Applied::free_zeroed`]).
 pub fn apply<D: WriteAt + Clone + 'static>(
     dev: D,
     fs_type: FsType,
     label: &str,
     steps: &[Step],
+    zero_free: bool,
 ) -> anyhow::Result<Applied> {
     let mut out = Applied::default();
-    let mut ed =
-        open_editor(dev.clone(), fs_type, &mut out.notes).map_err(|e| refused(label, steps, e))?;
+    let mut ed = open_editor(dev.clone(), fs_type, zero_free, &mut out.notes)
+        .map_err(|e| refused(label, steps, e))?;
     // Node → (its last unlink's outcome, links left after it).
     let mut links: HashMap<NodeId, (usize, u32)> = HashMap::new();
     for s in steps {
@@ -165,6 +170,7 @@ pub fn apply<D: WriteAt + Clone + 'static>(
     }
     let fin = ed.finish()?;
     out.zeroed = fin.zeroed;
+    out.free_zeroed = fin.free_zeroed;
     out.notes.extend(fin.notes);
     if matches!(fs_type, FsType::Ext2 | FsType::Ext3 | FsType::Ext4) {
         if fault("corrupt-dir-block") {
@@ -181,6 +187,7 @@ pub fn apply<D: WriteAt + Clone + 'static>(
 fn open_editor<D: WriteAt + Clone + 'static>(
     dev: D,
     fs_type: FsType,
+    zero_free: bool,
     notes: &mut Vec<String>,
 ) -> anyhow::Result<Box<dyn FsEditor>> {
     Ok(match fs_type {
@@ -191,7 +198,7 @@ fn open_editor<D: WriteAt + Clone + 'static>(
         }
         FsType::Vfat => Box::new(FatEditor::open(dev)?),
         FsType::Xfs => {
-            let (ed, n) = XfsEditor::open(dev)?;
+            let (ed, n) = XfsEditor::open(dev, zero_free)?;
             notes.extend(n);
             Box::new(ed)
         }

@@ -25,6 +25,9 @@ pub struct Finished {
     pub zeroed: u64,
     /// What the user should know (a journal or log replayed or reset).
     pub notes: Vec<String>,
+    /// Free space zeroed with the edits (an editor that does it in the same
+    /// session), so the free-space stage leaves the volume alone.
+    pub free_zeroed: Option<u64>,
 }
 
 /// One filesystem's editor, as the pipeline sees it.
@@ -104,6 +107,7 @@ impl<D: WriteAt + Clone + 'static> FsEditor for Ext4Editor<D> {
         Ok(Finished {
             zeroed: report.zero_ranges.total(),
             notes,
+            free_zeroed: None,
         })
     }
 }
@@ -166,22 +170,26 @@ impl<D: WriteAt + Clone> FsEditor for FatEditor<D> {
         Ok(Finished {
             zeroed: self.zeroed,
             notes: vec![],
+            free_zeroed: None,
         })
     }
 }
 
 pub struct XfsEditor<D: WriteAt> {
     ed: vmscrub_xfs::Editor<D>,
+    zero_free: bool,
 }
 
 impl<D: WriteAt> XfsEditor<D> {
-    pub fn open(dev: D) -> anyhow::Result<(Self, Vec<String>)> {
+    /// `zero_free`: also zero the free space in the same commit, so the log
+    /// is rewritten once rather than again by the free-space stage.
+    pub fn open(dev: D, zero_free: bool) -> anyhow::Result<(Self, Vec<String>)> {
         let opts = vmscrub_xfs::EditorOptions {
             zero_freed: !fault("keep-freed"),
-            ..vmscrub_xfs::EditorOptions::default()
+            zero_free_space: zero_free,
         };
         let ed = vmscrub_xfs::Editor::open(dev, opts)?;
-        Ok((XfsEditor { ed }, vec![]))
+        Ok((XfsEditor { ed, zero_free }, vec![]))
     }
 }
 
@@ -246,9 +254,11 @@ impl<D: WriteAt> FsEditor for XfsEditor<D> {
                     .to_string(),
             );
         }
+        let free_zeroed = self.zero_free.then_some(r.free_space_zeroed);
         Ok(Finished {
-            zeroed: r.zero_ranges.total(),
+            zeroed: r.zero_ranges.total() - r.free_space_zeroed,
             notes,
+            free_zeroed,
         })
     }
 }

@@ -99,6 +99,9 @@ pub struct Done {
     pub zeroed: u64,
     /// Free space made to read as zeros (`free`).
     pub free_zeroed: u64,
+    /// Volumes whose editor zeroed their free space with its edits (XFS: one
+    /// session, one log rewrite), which the free-space stage skips.
+    pub free_done: Vec<crate::image::VolumeKey>,
     pub notes: Vec<String>,
     pub archive_entries: u64,
     pub recipients: Vec<String>,
@@ -194,19 +197,20 @@ pub fn run(args: &ScrubArgs) -> Result<i32> {
         &archive_file,
         threads,
     )?;
+    let zero_free = !args.keep_free_space && !apply::fault("keep-freed");
     let targets = edit_filesystems(
         &say,
         &guest,
         &layout,
         steps,
         archive.as_mut(),
-        verify_on,
+        (verify_on, zero_free),
         &mut done,
     )?;
     if selection.contains("swap") {
         reinit_swap(&layout, &mut done)?;
     }
-    if !args.keep_free_space && !apply::fault("keep-freed") {
+    if zero_free {
         zero_free_space(&guest, &layout, &mut done)?;
     }
     if let Some(a) = archive.take() {
@@ -595,7 +599,7 @@ fn edit_filesystems(
     layout: &Layout<Disk>,
     steps: Vec<Step>,
     mut archive: Option<&mut Archive>,
-    verify_on: bool,
+    (verify_on, zero_free): (bool, bool),
     done: &mut Done,
 ) -> Result<Vec<SweepTarget>> {
     let names = Names::from_guest(guest);
@@ -628,7 +632,12 @@ fn edit_filesystems(
             gfs.fs.fs_type(),
             &gfs.identity.describe(),
             steps,
+            zero_free,
         )?;
+        if let Some(n) = applied.free_zeroed {
+            done.free_zeroed += n;
+            done.free_done.push(gfs.identity.volume_key());
+        }
         let mut outcomes = applied.outcomes;
         // One outcome per step, in order (the plan holds no report actions).
         for ((o, c), s) in outcomes.iter_mut().zip(&per_step).zip(steps) {
@@ -724,6 +733,9 @@ fn zero_free_space(guest: &Guest, layout: &Layout<Disk>, done: &mut Done) -> Res
         let Some(vol) = volume_of(layout, gfs) else {
             continue;
         };
+        if done.free_done.contains(&gfs.identity.volume_key()) {
+            continue;
+        }
         let zeroed = free::zero_free_space(vol.device.clone(), gfs.fs.fs_type());
         if zeroed.is_err() {
             crate::output::check_interrupted()?; // Ctrl-C stops; it is not a free-space problem

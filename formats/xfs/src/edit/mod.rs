@@ -108,6 +108,9 @@ pub struct EditReport {
     pub inodes_freed: u64,
     /// Free inode slots rewritten (with `zero_free_space`).
     pub inodes_wiped: u64,
+    /// Bytes of `zero_ranges` that are free space beyond what the edits
+    /// freed (with `zero_free_space`).
+    pub free_space_zeroed: u64,
     pub blocks_written: usize,
     /// Transactions replayed from a dirty log at open.
     pub log_replayed: Option<usize>,
@@ -227,9 +230,11 @@ impl<D: WriteAt> Editor<D> {
         report.quota_unchecked = uncheck_quotas(&self.fs, &self.stage)?;
         if self.opts.zero_free_space {
             report.inodes_wiped = inodes::wipe_free_inodes(&self.fs, &self.stage)?;
+            let edits = report.zero_ranges.total();
             for r in free_space::free_ranges(&self.fs)? {
                 report.zero_ranges.insert(r);
             }
+            report.free_space_zeroed = report.zero_ranges.total() - edits;
         }
         report.blocks_written = self.write_out(&report.zero_ranges)?;
         if self.opts.zero_freed {
