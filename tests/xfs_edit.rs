@@ -17,7 +17,7 @@ use std::process::Command;
 
 use vmscrub_blockdev::FileDisk;
 use vmscrub_xfs::{Editor, EditorOptions};
-use xfs_common::{Mount, Seen, kernel_tree};
+use xfs_common::{Mount, Seen, kernel_tree, repair_clean};
 
 /// A small deterministic generator (the seed is in every failure message).
 struct Rng(u64);
@@ -292,34 +292,6 @@ fn apply_expected(expected: &mut BTreeMap<Vec<u8>, Seen>, a: &Action) {
             }
         }
     }
-}
-
-fn repair_clean(img: &Path, what: &str) {
-    let o = Command::new("xfs_repair")
-        .arg("-n")
-        .arg(img)
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "{what}: xfs_repair -n:\n{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    // xfs_db's `check` (blockget): every block and inode accounted for exactly
-    // once, which also catches a block unmapped but never freed where there
-    // is no rmapbt for xfs_repair to compare with.
-    let o = Command::new("xfs_db")
-        .args(["-r", "-c", "check"])
-        .arg(img)
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success() && o.stdout.is_empty() && o.stderr.is_empty(),
-        "{what}: xfs_db check:\n{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
 }
 
 /// Fills the free space through the kernel (the freed extents and inodes are

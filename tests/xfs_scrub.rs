@@ -1,7 +1,7 @@
 //! `vmscrub scrub` on a Rocky-like guest whose filesystems are all XFS (/boot
 //! on a GPT partition, root and /home on LVM), judged by xfsprogs and the
 //! kernel: every output XFS volume (extracted at lvm2's own offsets) passes
-//! `xfs_repair -n` and mounts read-only with the secrets gone and the rest
+//! `xfs_repair -n` and `xfs_db check` and mounts read-only with the secrets gone and the rest
 //! intact; no planted secret is left anywhere in the raw output, the log
 //! included; and the recovery archive gives back exactly what was removed.
 
@@ -9,6 +9,8 @@
 
 #[path = "support/scrub.rs"]
 mod support;
+#[path = "xfs_common/mod.rs"]
+mod xfs_common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -16,6 +18,7 @@ use std::process::Command;
 use serde_json::Value;
 use support::*;
 use vmscrub_fixtures::{repo_root, run};
+use xfs_common::repair_clean;
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
@@ -55,22 +58,6 @@ fn volumes(disk: &Path, dir: &Path) -> Vec<(String, PathBuf)> {
         out.push((lv.to_string(), f));
     }
     out
-}
-
-fn repair_clean(img: &Path, what: &str) {
-    // The fixture's small filesystems have a single AG, which xfs_repair
-    // checks only when told to trust the geometry.
-    let o = Command::new("xfs_repair")
-        .args(["-n", "-o", "force_geometry"])
-        .arg(img)
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "{what}: xfs_repair -n:\n{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
 }
 
 /// The kernel's view of one file on a read-only mount of `img` (None: absent).
