@@ -213,13 +213,7 @@ pub fn run(args: &ScrubArgs) -> Result<i32> {
     if zero_free {
         zero_free_space(&guest, &layout, &mut done)?;
     }
-    if let Some(a) = archive.take() {
-        done.archive_entries = a.manifest().files.len() as u64;
-        a.finish()
-            .context("cannot complete the recovery archive")?
-            .flush()
-            .context("cannot write the recovery archive")?;
-    }
+    finish_archive(archive, &mut done)?;
     done.timings.edit = secs(t_edit.elapsed());
 
     let said = Said {
@@ -589,6 +583,18 @@ fn start_archive(
         ArchiveWriter::new(sink, recipients, info, &opts)
             .context("cannot start the recovery archive")?,
     ))
+}
+
+/// Completes the recovery archive once everything it holds was captured.
+fn finish_archive(archive: Option<Archive>, done: &mut Done) -> Result<()> {
+    if let Some(a) = archive {
+        done.archive_entries = a.manifest().files.len() as u64;
+        a.finish()
+            .context("cannot complete the recovery archive")?
+            .flush()
+            .context("cannot write the recovery archive")?;
+    }
+    Ok(())
 }
 
 /// Captures and edits every filesystem the plan touches; returns what the
