@@ -110,6 +110,58 @@ pub struct Refcount {
     pub refcount: u32,
 }
 
+// Record decoders, shared by the reader and the editor (which reads the
+// trees' records raw, with their blocks, to rebuild them).
+
+impl FreeExtent {
+    pub(crate) fn decode(r: &[u8]) -> Self {
+        FreeExtent {
+            agbno: u32_at(r, 0),
+            len: u32_at(r, 4),
+        }
+    }
+}
+
+impl InodeChunk {
+    /// `sparse`: the sparse-inode record layout (holemask and count in
+    /// place of a 32-bit free count).
+    pub(crate) fn decode(sparse: bool, r: &[u8]) -> Self {
+        let (holemask, count, free_count) = if sparse {
+            (u16_at(r, 4), u8_at(r, 6), u8_at(r, 7))
+        } else {
+            (0, 64, u32_at(r, 4).min(64) as u8)
+        };
+        InodeChunk {
+            start_ino: u32_at(r, 0),
+            holemask,
+            count,
+            free_count,
+            free: u64_at(r, 8),
+        }
+    }
+}
+
+impl Rmap {
+    pub(crate) fn decode(r: &[u8]) -> Self {
+        Rmap {
+            agbno: u32_at(r, 0),
+            len: u32_at(r, 4),
+            owner: u64_at(r, 8),
+            offset: u64_at(r, 16),
+        }
+    }
+}
+
+impl Refcount {
+    pub(crate) fn decode(r: &[u8]) -> Self {
+        Refcount {
+            agbno: u32_at(r, 0),
+            len: u32_at(r, 4),
+            refcount: u32_at(r, 8),
+        }
+    }
+}
+
 impl<D: ReadAt> Xfs<D> {
     /// The free extents of AG `agno`, by block (`AgTree::Bno`) or by size (`AgTree::Cnt`).
     pub fn free_extents(&self, agno: u32, tree: AgTree) -> Result<Vec<FreeExtent>> {
@@ -119,13 +171,7 @@ impl<D: ReadAt> Xfs<D> {
             _ => (agf.bno_root, agf.bno_level),
         };
         let recs = self.ag_tree_records(agno, tree, root, level)?;
-        Ok(recs
-            .iter()
-            .map(|r| FreeExtent {
-                agbno: u32_at(r, 0),
-                len: u32_at(r, 4),
-            })
-            .collect())
+        Ok(recs.iter().map(|r| FreeExtent::decode(r)).collect())
     }
 
     /// The inode chunks of AG `agno` (`AgTree::Ino`), or those with a free
@@ -138,23 +184,7 @@ impl<D: ReadAt> Xfs<D> {
         };
         let sparse = self.sb.incompat & crate::superblock::INCOMPAT_SPINODES != 0;
         let recs = self.ag_tree_records(agno, tree, root, level)?;
-        Ok(recs
-            .iter()
-            .map(|r| {
-                let (holemask, count, free_count) = if sparse {
-                    (u16_at(r, 4), u8_at(r, 6), u8_at(r, 7))
-                } else {
-                    (0, 64, u32_at(r, 4).min(64) as u8)
-                };
-                InodeChunk {
-                    start_ino: u32_at(r, 0),
-                    holemask,
-                    count,
-                    free_count,
-                    free: u64_at(r, 8),
-                }
-            })
-            .collect())
+        Ok(recs.iter().map(|r| InodeChunk::decode(sparse, r)).collect())
     }
 
     /// The reverse mappings of AG `agno` (rmapbt filesystems; empty otherwise).
@@ -164,15 +194,7 @@ impl<D: ReadAt> Xfs<D> {
             return Ok(vec![]);
         }
         let recs = self.ag_tree_records(agno, AgTree::Rmap, agf.rmap_root, agf.rmap_level)?;
-        Ok(recs
-            .iter()
-            .map(|r| Rmap {
-                agbno: u32_at(r, 0),
-                len: u32_at(r, 4),
-                owner: u64_at(r, 8),
-                offset: u64_at(r, 16),
-            })
-            .collect())
+        Ok(recs.iter().map(|r| Rmap::decode(r)).collect())
     }
 
     /// The reference counts of AG `agno` (reflink filesystems; empty otherwise).
@@ -187,14 +209,7 @@ impl<D: ReadAt> Xfs<D> {
             agf.refcount_root,
             agf.refcount_level,
         )?;
-        Ok(recs
-            .iter()
-            .map(|r| Refcount {
-                agbno: u32_at(r, 0),
-                len: u32_at(r, 4),
-                refcount: u32_at(r, 8),
-            })
-            .collect())
+        Ok(recs.iter().map(|r| Refcount::decode(r)).collect())
     }
 
     /// Every leaf record of one AG B+tree (raw bytes, key order) and every

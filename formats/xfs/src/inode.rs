@@ -14,7 +14,8 @@ const V3_CORE: usize = 176;
 const V2_CORE: usize = 100;
 
 const FLAGS2_BIGTIME: u64 = 0x08;
-const FLAGS2_NREXT64: u64 = 0x10;
+/// The inode counts data-fork extents in 64 bits (nrext64).
+pub(crate) const FLAGS2_NREXT64: u64 = 0x10;
 /// Seconds between the bigtime epoch (the lowest 32-bit time) and 1970.
 const BIGTIME_EPOCH_OFFSET: i64 = 1 << 31;
 

@@ -343,6 +343,28 @@ impl Superblock {
         self.fsb_to_byte(fsb)?.checked_add(index << self.inode_log)
     }
 
+    /// (AG, block within the AG) of AG-encoded block `fsb`.
+    pub fn fsb_split(&self, fsb: u64) -> (u64, u64) {
+        (
+            fsb >> self.ag_block_log,
+            fsb & ((1u64 << self.ag_block_log) - 1),
+        )
+    }
+
+    /// (AG, block within the AG) of the block at device byte `byte` (the
+    /// form bmap B+tree blocks come in, [`crate::BlockMap::tree_blocks`]).
+    pub fn byte_split(&self, byte: u64) -> (u64, u64) {
+        let linear = byte / u64::from(self.block_size.max(1));
+        let per_ag = u64::from(self.ag_blocks.max(1));
+        (linear / per_ag, linear % per_ag)
+    }
+
+    /// (AG, inode number within the AG) of inode `ino`.
+    pub fn ino_split(&self, ino: u64) -> (u64, u64) {
+        let bits = u32::from(self.inop_block_log) + u32::from(self.ag_block_log);
+        (ino >> bits, ino & ((1u64 << bits) - 1))
+    }
+
     /// Byte offset of AG `agno`'s first block.
     pub fn ag_byte(&self, agno: u32) -> u64 {
         (u64::from(agno) * u64::from(self.ag_blocks)).saturating_mul(u64::from(self.block_size))

@@ -6,7 +6,7 @@
 use vmscrub_blockdev::ReadAt;
 
 use crate::agbtree::{AgTree, FreeExtent, InodeChunk, Refcount, Rmap};
-use crate::be::{u8_at, u16_at, u32_at, u64_at};
+use crate::be::u32_at;
 use crate::error::{Error, Loc, Result};
 use crate::fs::Xfs;
 use crate::superblock::{
@@ -42,28 +42,6 @@ pub(crate) struct AgState {
     pub inobtcount: bool,
 }
 
-fn decode_free(r: &[u8]) -> FreeExtent {
-    FreeExtent {
-        agbno: u32_at(r, 0),
-        len: u32_at(r, 4),
-    }
-}
-
-fn decode_chunk(sparse: bool, r: &[u8]) -> InodeChunk {
-    let (holemask, count, free_count) = if sparse {
-        (u16_at(r, 4), u8_at(r, 6), u8_at(r, 7))
-    } else {
-        (0, 64, u32_at(r, 4).min(64) as u8)
-    };
-    InodeChunk {
-        start_ino: u32_at(r, 0),
-        holemask,
-        count,
-        free_count,
-        free: u64_at(r, 8),
-    }
-}
-
 impl AgState {
     /// Reads AG `agno` and checks the witnesses a release relies on agree:
     /// the bnobt and cntbt hold the same extents, the AGF counts them, and
@@ -82,8 +60,8 @@ impl AgState {
         let tree = |t: AgTree, root: u32, level: u32| fs.ag_tree_contents(agno, t, root, level);
         let (bno, bno_blocks) = tree(AgTree::Bno, agf_h.bno_root, agf_h.bno_level)?;
         let (cnt, cnt_blocks) = tree(AgTree::Cnt, agf_h.cnt_root, agf_h.cnt_level)?;
-        let free: Vec<FreeExtent> = bno.iter().map(|r| decode_free(r)).collect();
-        let mut by_size: Vec<FreeExtent> = cnt.iter().map(|r| decode_free(r)).collect();
+        let free: Vec<FreeExtent> = bno.iter().map(|r| FreeExtent::decode(r)).collect();
+        let mut by_size: Vec<FreeExtent> = cnt.iter().map(|r| FreeExtent::decode(r)).collect();
         by_size.sort_by_key(|f| f.agbno);
         if by_size != free {
             return Err(Error::refused(
@@ -102,29 +80,14 @@ impl AgState {
         let rmapbt = fs.sb.ro_compat & RO_COMPAT_RMAPBT != 0;
         let rmap = if rmapbt {
             let (recs, blocks) = tree(AgTree::Rmap, agf_h.rmap_root, agf_h.rmap_level)?;
-            let recs = recs
-                .iter()
-                .map(|r| Rmap {
-                    agbno: u32_at(r, 0),
-                    len: u32_at(r, 4),
-                    owner: u64_at(r, 8),
-                    offset: u64_at(r, 16),
-                })
-                .collect();
+            let recs = recs.iter().map(|r| Rmap::decode(r)).collect();
             Some((recs, blocks))
         } else {
             None
         };
         let refc = if fs.sb.ro_compat & RO_COMPAT_REFLINK != 0 {
             let (recs, blocks) = tree(AgTree::Refcount, agf_h.refcount_root, agf_h.refcount_level)?;
-            let recs = recs
-                .iter()
-                .map(|r| Refcount {
-                    agbno: u32_at(r, 0),
-                    len: u32_at(r, 4),
-                    refcount: u32_at(r, 8),
-                })
-                .collect();
+            let recs = recs.iter().map(|r| Refcount::decode(r)).collect();
             Some((recs, blocks))
         } else {
             None
@@ -132,13 +95,16 @@ impl AgState {
         let sparse = fs.sb.incompat & INCOMPAT_SPINODES != 0;
         let (irecs, iblocks) = tree(AgTree::Ino, agi_h.root, agi_h.level)?;
         let ino = (
-            irecs.iter().map(|r| decode_chunk(sparse, r)).collect(),
+            irecs
+                .iter()
+                .map(|r| InodeChunk::decode(sparse, r))
+                .collect(),
             iblocks,
         );
         let fino = if fs.sb.ro_compat & RO_COMPAT_FINOBT != 0 {
             let (recs, blocks) = tree(AgTree::Fino, agi_h.free_root, agi_h.free_level)?;
             Some((
-                recs.iter().map(|r| decode_chunk(sparse, r)).collect(),
+                recs.iter().map(|r| InodeChunk::decode(sparse, r)).collect(),
                 blocks,
             ))
         } else {

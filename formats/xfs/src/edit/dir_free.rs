@@ -19,8 +19,6 @@ use crate::error::{Error, Loc, Result};
 use crate::fs::Xfs;
 use crate::inode::Inode;
 
-const FLAGS2_NREXT64: u64 = 0x10;
-
 /// Filesystem blocks a removal took out of the directory's data fork.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct FreedBlocks {
@@ -71,7 +69,7 @@ pub(super) fn unmap<D: ReadAt>(
         )
     })?;
     raw.set_u64(field::NBLOCKS, nblocks);
-    if raw.u64(field::FLAGS2) & FLAGS2_NREXT64 != 0 {
+    if raw.u64(field::FLAGS2) & crate::inode::FLAGS2_NREXT64 != 0 {
         raw.set_u64(field::BIG_NEXTENTS, extents.len() as u64);
     } else {
         raw.set_u32(field::NEXTENTS, extents.len() as u32);

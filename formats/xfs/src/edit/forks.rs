@@ -81,8 +81,7 @@ fn extent_release<D: ReadAt>(
     let sb = &fs.sb;
     let skip = from - e.offset;
     let fsb = e.start + skip;
-    let agno = fsb >> sb.ag_block_log;
-    let agbno = fsb & ((1u64 << sb.ag_block_log) - 1);
+    let (agno, agbno) = sb.fsb_split(fsb);
     let bad = || {
         Error::corrupt(
             "extent",
@@ -116,9 +115,7 @@ pub(crate) fn byte_to_ag<D: ReadAt>(
     byte: u64,
     ino: u64,
 ) -> Result<(u32, u32)> {
-    let linear = byte / u64::from(fs.sb.block_size);
-    let per_ag = u64::from(fs.sb.ag_blocks);
-    let agno = linear / per_ag;
+    let (agno, agbno) = fs.sb.byte_split(byte);
     if agno >= u64::from(fs.sb.ag_count) {
         return Err(Error::corrupt(
             "bmap B+tree",
@@ -126,7 +123,7 @@ pub(crate) fn byte_to_ag<D: ReadAt>(
             format!("block at byte {byte} is outside the filesystem"),
         ));
     }
-    Ok((agno as u32, (linear % per_ag) as u32))
+    Ok((agno as u32, agbno as u32))
 }
 
 /// Keeps the first `keep` file blocks of `inode`'s data fork and gives back the
@@ -212,7 +209,7 @@ fn write_extent_list<D: ReadAt>(
         raw.buf[at..at + EXTENT_REC].copy_from_slice(&encode(e));
     }
     let n = extents.len() as u64;
-    if fs.sb.has_nrext64() && inode.flags2 & 0x10 != 0 {
+    if fs.sb.has_nrext64() && inode.flags2 & crate::inode::FLAGS2_NREXT64 != 0 {
         raw.set_u64(field::BIG_NEXTENTS, n);
     } else {
         raw.set_u32(field::NEXTENTS, n as u32);

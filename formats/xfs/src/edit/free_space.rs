@@ -236,11 +236,6 @@ fn check_inode_forks<D: ReadAt>(
     ags: &[AgState],
     free: &[Vec<(u32, u32)>],
 ) -> Result<()> {
-    let mask = (1u64 << fs.sb.ag_block_log) - 1;
-    let (bs, per_ag) = (
-        u64::from(fs.sb.block_size),
-        u64::from(fs.sb.ag_blocks).max(1),
-    );
     for (a, ag) in ags.iter().enumerate() {
         for c in &ag.ino.0 {
             for idx in 0..64u32 {
@@ -252,13 +247,13 @@ fn check_inode_forks<D: ReadAt>(
                     let map = fs.block_map(&inode, fork)?;
                     // Extents start at AG-encoded block numbers; the bmap
                     // B+tree's blocks come as device byte offsets.
-                    let extents = map
-                        .extents
-                        .iter()
-                        .map(|e| (e.start >> fs.sb.ag_block_log, e.start & mask, e.count));
+                    let extents = map.extents.iter().map(|e| {
+                        let (agno, agbno) = fs.sb.fsb_split(e.start);
+                        (agno, agbno, e.count)
+                    });
                     let tree = map.tree_blocks.iter().map(|&byte| {
-                        let linear = byte / bs;
-                        (linear / per_ag, linear % per_ag, 1)
+                        let (agno, agbno) = fs.sb.byte_split(byte);
+                        (agno, agbno, 1)
                     });
                     for (agno, agbno, count) in extents.chain(tree) {
                         let Some(f) = free.get(agno as usize) else {

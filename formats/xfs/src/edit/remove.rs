@@ -219,12 +219,11 @@ impl<'a, D: ReadAt> Op<'a, D> {
             return Ok(());
         }
         let map = self.fs.block_map(inode, Fork::Data)?;
-        let mask = (1u64 << self.fs.sb.ag_block_log) - 1;
         let mut by_ag: BTreeMap<u32, Vec<crate::Refcount>> = BTreeMap::new();
         for e in map.extents.iter().filter(|e| e.offset < keep) {
             let n = e.count.min(keep - e.offset);
-            let agno = (e.start >> self.fs.sb.ag_block_log) as u32;
-            let (a, b) = (e.start & mask, (e.start & mask) + n);
+            let (agno, a) = self.fs.sb.fsb_split(e.start);
+            let (agno, b) = (agno as u32, a + n);
             let recs = match by_ag.entry(agno) {
                 std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
                 std::collections::btree_map::Entry::Vacant(v) => v.insert(self.fs.refcounts(agno)?),
@@ -372,9 +371,7 @@ impl<'a, D: ReadAt> Op<'a, D> {
         raw.set_u32(field::NLINK, 0);
         raw.write(self.stage)?;
         let sb = &self.fs.sb;
-        let agino_bits = u32::from(sb.inop_block_log) + u32::from(sb.ag_block_log);
-        let agno = inode.ino >> agino_bits;
-        let agino = inode.ino & ((1u64 << agino_bits) - 1);
+        let (agno, agino) = sb.ino_split(inode.ino);
         let agno = u32::try_from(agno)
             .ok()
             .filter(|a| *a < sb.ag_count)
