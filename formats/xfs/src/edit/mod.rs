@@ -56,7 +56,7 @@ mod test_harness;
 #[cfg(test)]
 mod test_image;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use vmscrub_blockdev::{RangeSet, ReadAt, Staged, WriteAt};
@@ -217,6 +217,9 @@ impl<D: WriteAt> Editor<D> {
         if nothing {
             return Ok(report);
         }
+        // What the operations staged, before the AG side stages its trees:
+        // only these may turn out freed (see `write_out`).
+        let by_ops: HashMap<u64, Box<[u8]>> = self.stage.staged_blocks().into_iter().collect();
         for (&agno, rel) in &self.releases {
             let out = space::release(&self.fs, &self.stage, agno, rel)?;
             report.blocks_freed += out.freed_blocks;
@@ -236,7 +239,7 @@ impl<D: WriteAt> Editor<D> {
             }
             report.free_space_zeroed = report.zero_ranges.total() - edits;
         }
-        report.blocks_written = self.write_out(&report.zero_ranges)?;
+        report.blocks_written = self.write_out(&report.zero_ranges, &by_ops)?;
         if self.opts.zero_freed {
             for r in report.zero_ranges.iter() {
                 let (start, len) = (r.start, r.end - r.start);
@@ -260,13 +263,25 @@ impl<D: WriteAt> Editor<D> {
         Ok(report)
     }
 
-    /// Writes each staged block once, except those that were freed after the
-    /// edit that staged them (a file rewritten and later removed, a directory
-    /// edited and later removed as a tree): they are zeroed instead. The AG
-    /// side never puts a block it still uses into the ranges to zero.
-    fn write_out(&self, zero: &RangeSet) -> Result<usize> {
+    /// Writes each staged block once, except those an operation staged and a
+    /// later one freed (a file rewritten and later removed, a directory
+    /// edited and later removed as a tree): they are zeroed instead. A block
+    /// the commit itself wrote (a rebuilt tree, a header) inside the ranges to
+    /// zero would be in use and freed at once: refused, nothing written.
+    fn write_out(&self, zero: &RangeSet, by_ops: &HashMap<u64, Box<[u8]>>) -> Result<usize> {
         let bs = u64::from(self.fs.sb.block_size);
         let mut blocks = self.stage.staged_blocks();
+        for (b, data) in &blocks {
+            let freed = zero.intersects(b * bs..(b + 1) * bs);
+            if freed && by_ops.get(b) != Some(data) {
+                return Err(Error::refused(
+                    "commit",
+                    format!(
+                        "block {b} is written by the commit and freed by it; nothing was written"
+                    ),
+                ));
+            }
+        }
         blocks.retain(|(b, _)| !zero.intersects(b * bs..(b + 1) * bs));
         for (b, data) in &blocks {
             self.stage
