@@ -62,14 +62,7 @@ fn mkfs(img: &Path, opts: &[&str]) {
 /// fragmented), hard links across directories, symlinks, xattrs, and
 /// reflinked copies where the filesystem has reflink.
 fn populate(img: &Path, rng: &mut Rng, reflink: bool, mount_opts: &str) -> Vec<Vec<u8>> {
-    let dir = tempfile::tempdir().unwrap();
-    let st = Command::new("mount")
-        .args(["-o", mount_opts, "-t", "xfs"])
-        .arg(img)
-        .arg(dir.path())
-        .status()
-        .unwrap();
-    assert!(st.success());
+    let dir = mount_rw(img, mount_opts);
     let root = dir.path();
     let mut dirs = vec![root.to_path_buf()];
     let mut files = vec![];
@@ -297,17 +290,7 @@ fn apply_expected(expected: &mut BTreeMap<Vec<u8>, Seen>, a: &Action) {
 /// Fills the free space through the kernel (the freed extents and inodes are
 /// allocated again), then unmounts.
 fn fill(img: &Path, mount_opts: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let st = Command::new("mount")
-        .args(["-o", mount_opts, "-t", "xfs"])
-        .arg(img)
-        .arg(dir.path())
-        .status()
-        .unwrap();
-    assert!(
-        st.success(),
-        "the edited filesystem does not mount read-write"
-    );
+    let dir = mount_rw(img, mount_opts);
     for i in 0..2000 {
         if std::fs::write(dir.path().join(format!("new{i}")), vec![7u8; 1000 + i * 37]).is_err() {
             break;
@@ -319,6 +302,19 @@ fn fill(img: &Path, mount_opts: &str) {
         .status();
     let st = Command::new("umount").arg(dir.path()).status().unwrap();
     assert!(st.success());
+}
+
+/// A read-write loop mount of `img` (left to the caller to unmount).
+fn mount_rw(img: &Path, opts: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let st = Command::new("mount")
+        .args(["-o", opts, "-t", "xfs"])
+        .arg(img)
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(st.success(), "mount -o {opts} {}", img.display());
+    dir
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
@@ -501,14 +497,7 @@ fn orphans_of_a_running_system_are_freed() {
     let dir = tempfile::tempdir().unwrap();
     let img = dir.path().join("fs.img");
     mkfs(&img, &[]);
-    let mnt = tempfile::tempdir().unwrap();
-    let st = Command::new("mount")
-        .args(["-o", "loop", "-t", "xfs"])
-        .arg(&img)
-        .arg(mnt.path())
-        .status()
-        .unwrap();
-    assert!(st.success());
+    let mnt = mount_rw(&img, "loop");
     let victim = mnt.path().join("deleted-while-open");
     std::fs::write(&victim, content(999_999, 300_000)).unwrap();
     std::fs::write(mnt.path().join("kept"), content(999_998, 5000)).unwrap();
@@ -559,14 +548,7 @@ fn rewriting_a_shared_file_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let img = dir.path().join("fs.img");
     mkfs(&img, &[]);
-    let mnt = tempfile::tempdir().unwrap();
-    let st = Command::new("mount")
-        .args(["-o", "loop", "-t", "xfs"])
-        .arg(&img)
-        .arg(mnt.path())
-        .status()
-        .unwrap();
-    assert!(st.success());
+    let mnt = mount_rw(&img, "loop");
     std::fs::write(mnt.path().join("a"), content(1, 20_000)).unwrap();
     let st = Command::new("cp")
         .args(["--reflink=always", "a", "b"])
